@@ -1,0 +1,37 @@
+"""The exceptions restorekit raises. The library never exits; the CLI maps each class to an exit code."""
+
+
+class RestoreKitError(Exception):
+    """Base class of every error restorekit raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(RestoreKitError):
+    """An input file or array cannot be used (unreadable, truncated, unsupported, too large)."""
+
+    exit_code = 1
+
+
+class OutputError(RestoreKitError):
+    """An output cannot be written (exists, unwritable, would overwrite an input)."""
+
+    exit_code = 1
+
+
+class UsageError(RestoreKitError):
+    """Arguments that do not make sense together or are out of range."""
+
+    exit_code = 2
+
+
+class WeightsError(RestoreKitError):
+    """A model name is unknown, or a weights file is missing, corrupted or does not match its model."""
+
+    exit_code = 3
+
+
+class DeviceError(RestoreKitError):
+    """The device is unavailable, or the work does not fit in memory even at the smallest tile."""
+
+    exit_code = 4

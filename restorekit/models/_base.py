@@ -1,0 +1,58 @@
+"""What every restorekit model declares, so that the inference engine never special-cases a model."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a model needs from its input and what it supports.
+
+    Attributes:
+        task: ``denoise`` or ``sr``.
+        in_channels: Image channels in (1 gray, 3 colour).
+        out_channels: Image channels out.
+        size_multiple: Height and width must be multiples of this (the engine reflect-pads).
+        min_size: Smallest height/width the model accepts (the engine reflect-pads up to it).
+        receptive_field: Pixels of context each side that an output pixel depends on in practice;
+            the tiler overlaps tiles by at least this.
+        tiling: ``supported`` (tile freely) or ``discouraged`` (tile only when memory forces it).
+        half_safe: Whether fp16/bf16 inference is known to be accurate.
+        sigma_range: ``(low, high)`` on the 0–255 scale for noise-conditioned models, else ``None``.
+        scale: Output/input size ratio (1 for denoisers).
+    """
+
+    task: str
+    in_channels: int
+    out_channels: int
+    size_multiple: int = 1
+    min_size: int = 1
+    receptive_field: int = 16
+    tiling: str = "supported"
+    half_safe: bool = True
+    sigma_range: tuple[float, float] | None = None
+    scale: int = 1
+
+
+def store_hyperparameters(init):
+    """Decorate ``__init__`` so the model records its constructor arguments in ``self.hyperparameters``.
+
+    Constructors take explicit, typed arguments (no ``**kwargs``); the record is what the weights file
+    stores, so loading builds exactly the same model.
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self: nn.Module, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        hyperparameters = {k: v for k, v in bound.arguments.items() if k != "self"}
+        init(self, *args, **kwargs)
+        self.hyperparameters = {k: list(v) if isinstance(v, tuple) else v for k, v in hyperparameters.items()}
+
+    return wrapper

@@ -1,0 +1,106 @@
+"""Explicit model registry: architectures (``arch_variant``) and trained models (``arch_variant.tag``).
+
+Architectures register with :func:`register_architecture` next to their definition; trained models are
+the weights files shipped in ``restorekit_weights`` (``<arch_variant>.<tag>.safetensors``). Nothing is
+discovered by scanning for code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from restorekit._checks import fail
+from restorekit.errors import WeightsError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture: ``name`` (``arch_variant``), its family class and variant builder."""
+
+    name: str
+    family: type[nn.Module]
+    build: Callable[..., nn.Module]
+
+
+_ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register_architecture(family: type[nn.Module]):
+    """Decorate a variant builder ``def mallenet_s(**overrides) -> MalleNet`` to register it by name."""
+
+    def decorator(build: Callable[..., nn.Module]):
+        _ARCHITECTURES[build.__name__] = Architecture(build.__name__, family, build)
+        return build
+
+    return decorator
+
+
+def architecture(name: str) -> Architecture:
+    """The registered architecture ``name`` (``arch_variant``), or a :class:`WeightsError`."""
+    if name not in _ARCHITECTURES:
+        fail("architecture", "a registered architecture", name, valid=sorted(_ARCHITECTURES), error=WeightsError)
+    return _ARCHITECTURES[name]
+
+
+def list_architectures() -> list[str]:
+    """Names of all registered architectures, sorted."""
+    return sorted(_ARCHITECTURES)
+
+
+def list_models() -> list[str]:
+    """Names of the trained models that ship with restorekit (``arch_variant.tag``), sorted.
+
+    Example:
+        >>> all("." in name for name in list_models())
+        True
+    """
+    from restorekit.models import _weights
+
+    return sorted(_weights.shipped())
+
+
+def create_model(name: str, pretrained: bool = True, device: str | torch.device | None = None) -> nn.Module:
+    """Build a model by name, in eval mode.
+
+    Args:
+        name: ``arch_variant.tag`` for a trained model (see :func:`list_models`), ``arch_variant`` for an
+            untrained architecture (only with ``pretrained=False``), or a path to a ``.safetensors`` file.
+        pretrained: Load the shipped weights (built from their metadata, loaded strictly).
+        device: Where to put the model; ``None`` leaves it on the CPU.
+
+    Example:
+        >>> create_model("mallenet_s", pretrained=False).requirements.task
+        'denoise'
+    """
+    from restorekit.models import _weights
+
+    if name.endswith(".safetensors"):
+        model = _weights.load_model(name)
+    elif pretrained or "." in name:
+        model = _weights.load_model(_weights.shipped_path(name))
+    else:
+        model = architecture(name).build()
+        model.name = name
+    return model.to(device).eval() if device is not None else model.eval()
+
+
+# Preference order of the shipped denoisers, best first; the first one that ships is the default.
+_DEFAULT_DENOISERS = {
+    3: ("mallenet_m.awgn_color", "mallenet_s.awgn_color"),
+    1: ("mallenet_m.awgn_gray", "mallenet_s.awgn_gray"),
+}
+
+
+def default_model(channels: int) -> str:
+    """The best shipped denoiser for images with ``channels`` colour channels (1 gray, 3 colour)."""
+    from restorekit.models import _weights
+
+    shipped = _weights.shipped()
+    for name in _DEFAULT_DENOISERS.get(channels, ()):
+        if name in shipped:
+            return name
+    raise WeightsError(f"no trained denoiser for {channels}-channel images ships with this install")

@@ -1,0 +1,138 @@
+"""Malleable convolution: depthwise K×K filters that vary smoothly over the image.
+
+Maths (MalleConv paper, Eq. 1–2). A low-resolution grid of depthwise kernels ``k[q]`` and biases ``b[q]``
+(one per cell ``q`` of an ``h × w`` grid) is sliced to full resolution by bilinear interpolation with
+half-pixel centres (``align_corners=False``) and replicated borders:
+
+    k̂(p) = Σ_q φ_q(p) k[q],    b̂(p) = Σ_q φ_q(p) b[q],
+    y_c(p) = Σ_t k̂_{c,t}(p) · x_c(p + t) + b̂_c(p),
+
+where ``φ_q`` are the bilinear weights (at most four non-zero per pixel) and ``t`` runs over the K×K taps
+(zero padding outside the image). The full-resolution kernel map is never built for the whole image.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+from restorekit._checks import check, check_choice, check_shape
+
+BACKENDS = ("auto", "reference", "cpu", "triton")
+BACKEND_ENV = "RESTOREKIT_MALLEABLE_BACKEND"
+
+
+def malleable_conv(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """Apply spatially varying depthwise filters sliced from a low-resolution grid.
+
+    Args:
+        x: Feature map, ``(B, C, H, W)``.
+        kernels: Low-resolution depthwise kernels, ``(B, C·K², h, w)`` with K ∈ {1, 3}; channel ``c·K² + t``
+            holds tap ``t`` (row-major) of channel ``c``.
+        bias: Low-resolution biases, ``(B, C, h, w)``.
+        backend: ``auto`` (Triton on CUDA when importable, else the CPU path), ``reference``, ``cpu`` or
+            ``triton``; the environment variable ``RESTOREKIT_MALLEABLE_BACKEND`` overrides ``auto``.
+
+    Returns:
+        ``(B, C, H, W)``, same dtype as ``x``.
+
+    Example:
+        >>> x = torch.randn(1, 4, 16, 16)
+        >>> malleable_conv(x, torch.randn(1, 36, 2, 2), torch.zeros(1, 4, 2, 2)).shape
+        torch.Size([1, 4, 16, 16])
+    """
+    kernel_size = _validate(x, kernels, bias)
+    check_choice(backend, BACKENDS, "malleable_conv backend")
+    chosen = _pick_backend(backend, x)
+    return _IMPLEMENTATIONS[chosen](x, kernels, bias, kernel_size)
+
+
+def malleable_conv_reference(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Pure-PyTorch malleable convolution: a loop over the K² taps, one full-resolution map at a time.
+
+    Extra memory without autograd is O(B·C·H·W) (one sliced tap map and the accumulator), never
+    O(K²·B·C·H·W). Shapes as in :func:`malleable_conv`.
+
+    Example:
+        >>> x = torch.randn(1, 2, 8, 8)
+        >>> malleable_conv_reference(x, torch.ones(1, 2, 1, 1), torch.zeros(1, 2, 1, 1)).allclose(x)
+        True
+    """
+    height, width = x.shape[-2:]
+    kernel_size = _kernel_size(x, kernels)
+    pad = kernel_size // 2
+    padded = F.pad(x, (pad, pad, pad, pad))
+    taps = kernels.unflatten(1, (x.shape[1], kernel_size * kernel_size))
+    out = slice_grid(bias, height, width)
+    for tap in range(kernel_size * kernel_size):
+        i, j = divmod(tap, kernel_size)
+        out = out + slice_grid(taps[:, :, tap], height, width) * padded[:, :, i : i + height, j : j + width]
+    return out
+
+
+def malleable_conv_naive(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Upsample-then-multiply: materialize the full ``(B, C·K², H, W)`` kernel map, then apply it.
+
+    The textbook formulation, O(K²·B·C·H·W) memory; a second oracle for tests and a benchmark baseline.
+    """
+    batch, channels, height, width = x.shape
+    kernel_size = _kernel_size(x, kernels)
+    full = slice_grid(kernels, height, width).view(batch, channels, kernel_size**2, height, width)
+    patches = F.unfold(x, kernel_size, padding=kernel_size // 2).view(batch, channels, -1, height, width)
+    return (full * patches).sum(2) + slice_grid(bias, height, width)
+
+
+def slice_grid(grid: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinearly slice a low-resolution grid ``(B, N, h, w)`` to ``(B, N, height, width)``.
+
+    Half-pixel centres (``align_corners=False``) and replicated borders, as in the MalleConv paper.
+    """
+    if grid.shape[-2:] == (height, width):
+        return grid
+    return F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def _kernel_size(x: torch.Tensor, kernels: torch.Tensor) -> int:
+    return math.isqrt(kernels.shape[1] // x.shape[1])
+
+
+def _validate(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor) -> int:
+    sizes = check_shape(x, "B C H W", "malleable_conv x")
+    grid = check_shape(bias, "B C h w", "malleable_conv bias")
+    check(grid["B"] == sizes["B"] and grid["C"] == sizes["C"], "malleable_conv bias", "(B, C, h, w)", tuple(bias.shape))
+    check(
+        kernels.dim() == 4 and kernels.shape[0] == sizes["B"] and kernels.shape[-2:] == bias.shape[-2:],
+        "malleable_conv kernels",
+        f"(B, C·K², h, w) = ({sizes['B']}, C·K², {grid['h']}, {grid['w']})",
+        tuple(kernels.shape),
+    )
+    taps = kernels.shape[1] / sizes["C"]
+    check(
+        taps in (1, 9), "malleable_conv kernels", f"C·K² channels with K in {{1, 3}} (C={sizes['C']})", kernels.shape[1]
+    )
+    check(
+        x.dtype == kernels.dtype == bias.dtype,
+        "malleable_conv dtypes",
+        "x, kernels and bias alike",
+        (x.dtype, kernels.dtype, bias.dtype),
+    )
+    return math.isqrt(int(taps))
+
+
+def _pick_backend(backend: str, x: torch.Tensor) -> str:
+    if backend == "auto":
+        backend = os.environ.get(BACKEND_ENV, "auto")
+        check_choice(backend, BACKENDS, f"${BACKEND_ENV}")
+    if backend == "auto":
+        return "reference"
+    return backend
+
+
+def _reference(x, kernels, bias, kernel_size):
+    return malleable_conv_reference(x, kernels, bias)
+
+
+_IMPLEMENTATIONS = {"reference": _reference}
