@@ -1,0 +1,1 @@
+"""`restorekit train` (being written by the lead; replaced shortly)."""
