@@ -1,0 +1,138 @@
+"""Training recipes: YAML files loaded into frozen dataclasses (never mutated; overrides make new ones)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from restorekit._checks import check, check_choice
+from restorekit.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which architecture to train: a registered ``arch_variant`` and overrides of its builder."""
+
+    architecture: str
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Clean training images, crops and the AWGN degradation.
+
+    ``file_fraction`` of each batch is clipped to [0, 1] and rounded to 8 bits after the noise is added,
+    the way noisy files on disk are; the rest keeps unclipped float noise (the papers' protocol).
+    """
+
+    train: tuple[str, ...]
+    channels: int = 3
+    patch: int = 64
+    batch: int = 16
+    sigma: tuple[float, float] = (0.0, 75.0)
+    file_fraction: float = 0.5
+    holdout: int = 8
+    val_sigma: float = 25.0
+    val_crop: int = 128
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam with cosine decay to ``min_lr``, Charbonnier or L1 loss, EMA of the weights."""
+
+    iterations: int = 10000
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup: int = 200
+    loss: str = "charbonnier"
+    ema: float = 0.999
+    grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how the run goes: output folder, seeds, cadence, device, threads."""
+
+    out: str = "runs/default"
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    channels_last: bool = False
+    checkpoint_every: int = 200
+    validate_every: int = 500
+    log_every: int = 20
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole training recipe."""
+
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    run: RunConfig = RunConfig()
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Load a YAML recipe; ``overrides`` maps ``section.key`` to a value (e.g. ``{"optim.iterations": 10}``).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.yaml"
+        >>> _ = p.write_text("model: {architecture: mallenet_s, name: mallenet_s.x}\\ndata: {train: [a]}\\n")
+        >>> load_recipe(p, {"optim.iterations": 5}).optim.iterations
+        5
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"recipe {path}: {exc}") from None
+    check(isinstance(raw, dict), f"recipe {path}", "a mapping of sections", type(raw).__name__)
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        raw.setdefault(section, {})[name] = value
+    return recipe_from_dict(raw, str(path))
+
+
+def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    """Build a :class:`Recipe` from plain data, checking every section and key."""
+    for section in raw:
+        check_choice(section, tuple(_SECTIONS), f"{source} section")
+    sections = {}
+    for section, cls in _SECTIONS.items():
+        values = dict(raw.get(section) or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for key in values:
+            check_choice(key, tuple(known), f"{source} key in '{section}'")
+        for key, value in values.items():
+            if isinstance(value, list):
+                values[key] = tuple(value)
+        sections[section] = cls(**values)
+    check_choice(sections["optim"].loss, ("charbonnier", "l1"), f"{source} optim.loss")
+    return Recipe(**sections)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """Plain-data form of a recipe (tuples as lists), for YAML and the weights metadata."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {name: plain(dataclasses.asdict(getattr(recipe, name))) for name in _SECTIONS}
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """YAML text of a recipe."""
+    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False)

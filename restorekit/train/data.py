@@ -1,0 +1,78 @@
+"""Training data: clean images in memory, random patches with flips/rotations, and the AWGN degradation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from PIL import Image
+
+from restorekit.errors import UsageError
+
+TRAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def load_clean_images(folders: tuple[str, ...], channels: int, min_size: int) -> list[np.ndarray]:
+    """Load every image under ``folders`` as uint8 ``H×W×channels`` (sorted by path, so runs repeat).
+
+    Training sets are plain 8-bit images, decoded with Pillow; colour becomes gray by Pillow's BT.601 luma
+    when ``channels`` is 1. Images smaller than ``min_size`` are skipped.
+    """
+    paths = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.suffix.lower() in TRAIN_SUFFIXES)
+    if not paths:
+        raise UsageError(f"no training images under {', '.join(folders)}")
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+        if min(pixels.shape[:2]) >= min_size:
+            images.append(pixels.reshape(*pixels.shape[:2], channels))
+    return images
+
+
+def sample_patches(images: list[np.ndarray], count: int, patch: int, rng: np.random.Generator) -> torch.Tensor:
+    """Random ``patch``² crops with random flips and 90° rotations, as ``(count, C, patch, patch)`` in [0, 1]."""
+    crops = []
+    for index in rng.integers(len(images), size=count):
+        image = images[index]
+        top = rng.integers(image.shape[0] - patch + 1)
+        left = rng.integers(image.shape[1] - patch + 1)
+        crop = image[top : top + patch, left : left + patch]
+        crop = np.rot90(crop, k=int(rng.integers(4)))
+        if rng.integers(2):
+            crop = crop[:, ::-1]
+        crops.append(np.ascontiguousarray(crop))
+    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+    return batch.float().div_(255)
+
+
+def add_awgn(
+    clean: torch.Tensor, sigma: torch.Tensor, as_file: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Add white Gaussian noise of level ``sigma`` (0–255 scale, one per image).
+
+    Args:
+        clean: ``(B, C, H, W)`` in [0, 1].
+        sigma: ``(B,)`` noise levels on the 0–255 scale.
+        as_file: ``(B,)`` booleans; those images are clipped to [0, 1] and rounded to 8 bits afterwards.
+        generator: Source of the noise.
+
+    Returns:
+        ``(B, C, H, W)`` noisy images.
+    """
+    noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
+    noisy = clean + noise * (sigma / 255).view(-1, 1, 1, 1)
+    quantized = noisy.clamp(0, 1).mul(255).round().div(255)
+    return torch.where(as_file.view(-1, 1, 1, 1), quantized, noisy)
+
+
+def draw_degradation(
+    batch: int, sigma_range: tuple[float, float], file_fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image σ uniform in ``sigma_range`` and which images are degraded as 8-bit files."""
+    low, high = sigma_range
+    sigma = low + (high - low) * torch.rand(batch, generator=generator)
+    as_file = torch.rand(batch, generator=generator) < file_fraction
+    return sigma, as_file

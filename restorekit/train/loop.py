@@ -1,0 +1,190 @@
+"""The training loop, as plain functions over a frozen :class:`Recipe`."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import restorekit
+from restorekit.models._registry import architecture
+from restorekit.models._weights import save_model
+from restorekit.train.checkpoint import load_checkpoint, save_checkpoint
+from restorekit.train.config import Recipe, recipe_to_yaml
+from restorekit.train.data import add_awgn, draw_degradation, load_clean_images, sample_patches
+from restorekit.train.losses import LOSSES
+from restorekit.train.metrics import psnr
+
+CHECKPOINT = "checkpoint.safetensors"
+LOG = "log.jsonl"
+WEIGHTS_LICENSE = (
+    "weights: Apache-2.0; trained on BSDS500 (CBSD432, research use), DnCNN Train400 and Wikimedia Commons "
+    "photographs (CC, see SOURCES.md of the training set)"
+)
+
+ProgressFn = Callable[[int, int, dict[str, Any]], None]
+
+
+def build_model(recipe: Recipe) -> nn.Module:
+    """The untrained model a recipe describes."""
+    return architecture(recipe.model.architecture).build(**recipe.model.options)
+
+
+def learning_rate(recipe: Recipe, step: int) -> float:
+    """Linear warm-up, then cosine decay from ``lr`` to ``min_lr`` at the last iteration."""
+    optim = recipe.optim
+    if step < optim.warmup:
+        return optim.lr * (step + 1) / optim.warmup
+    progress = (step - optim.warmup) / max(1, optim.iterations - optim.warmup)
+    return optim.min_lr + 0.5 * (optim.lr - optim.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre crops of the held-out images and their noisy versions (σ = ``val_sigma``, fixed seed, float)."""
+    crop = recipe.data.val_crop
+    clean = []
+    for image in images:
+        top, left = (image.shape[0] - crop) // 2, (image.shape[1] - crop) // 2
+        clean.append(image[top : top + crop, left : left + crop])
+    batch = torch.from_numpy(np.stack(clean)).permute(0, 3, 1, 2).float().div(255)
+    generator = torch.Generator().manual_seed(12345)
+    sigma = torch.full((len(images),), recipe.data.val_sigma)
+    return batch, add_awgn(batch, sigma, torch.zeros(len(images), dtype=torch.bool), generator)
+
+
+@torch.no_grad()
+def validate(model: nn.Module, clean: torch.Tensor, noisy: torch.Tensor, sigma: float, device: torch.device) -> float:
+    """Mean PSNR over the validation crops."""
+    scores = []
+    for index in range(len(clean)):
+        x = noisy[index : index + 1].to(device)
+        level = torch.full_like(x[:, :1], sigma / 255)
+        scores.append(psnr(model(x, level).clamp(0, 1).cpu(), clean[index : index + 1]))
+    return float(np.mean(scores))
+
+
+def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
+    """Train (or resume) the model a recipe describes and export its EMA weights.
+
+    Writes into ``recipe.run.out``: ``checkpoint.safetensors`` (exact resume), ``log.jsonl`` and
+    ``<model name>.safetensors`` (EMA weights with metadata, refreshed at every validation).
+
+    Returns:
+        Path of the exported weights.
+    """
+    run = recipe.run
+    out = Path(run.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    device = pick_device(run.device)
+    torch.manual_seed(run.seed)
+    model = build_model(recipe).to(device)
+    if run.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema_model = copy.deepcopy(model).eval()
+    ema = {k: v for k, v in ema_model.state_dict().items() if v.dtype.is_floating_point}
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr)
+    generator = torch.Generator().manual_seed(run.seed)
+
+    images = load_clean_images(recipe.data.train, recipe.data.channels, max(recipe.data.patch, recipe.data.val_crop))
+    train_images, val_images = images[: -recipe.data.holdout], images[-recipe.data.holdout :]
+    val_clean, val_noisy = validation_set(recipe, val_images)
+
+    state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "val_psnr": None, "data_rng": None}
+    if (out / CHECKPOINT).exists():
+        state = load_checkpoint(out / CHECKPOINT, model, ema, optimizer, generator)
+    data_rng = np.random.default_rng(run.seed)
+    if state["data_rng"] is not None:
+        data_rng.bit_generator.state = state["data_rng"]
+
+    loss_fn = LOSSES[recipe.optim.loss]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    memory_format = torch.channels_last if run.channels_last else torch.contiguous_format
+    weights_path = out / f"{recipe.model.name}.safetensors"
+    started, running_loss = time.perf_counter() - state["elapsed_s"], []
+    model.train()
+    while state["step"] < recipe.optim.iterations:
+        step = state["step"]
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(recipe, step)
+        clean = sample_patches(train_images, recipe.data.batch, recipe.data.patch, data_rng)
+        sigma, as_file = draw_degradation(recipe.data.batch, recipe.data.sigma, recipe.data.file_fraction, generator)
+        noisy = add_awgn(clean, sigma, as_file, generator)
+        level = (sigma / 255).view(-1, 1, 1, 1).expand(-1, 1, *clean.shape[-2:])
+        clean, noisy, level = (t.to(device, memory_format=memory_format) for t in (clean, noisy, level))
+        with autocast:
+            loss = loss_fn(model(noisy, level).float(), clean)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
+        optimizer.step()
+        _update_ema(ema, model, recipe.optim.ema, step)
+        running_loss.append(loss.item())
+        state["step"] = step + 1
+        state["elapsed_s"] = time.perf_counter() - started
+        record: dict[str, Any] = {}
+        if state["step"] % run.log_every == 0:
+            record = {"loss": float(np.mean(running_loss)), "lr": learning_rate(recipe, step)}
+            running_loss = []
+        last = state["step"] == recipe.optim.iterations
+        if state["step"] % run.validate_every == 0 or last:
+            state["val_psnr"] = validate(ema_model, val_clean, val_noisy, recipe.data.val_sigma, device)
+            record["val_psnr"] = state["val_psnr"]
+            _export(ema_model, weights_path, recipe, state, device, len(train_images))
+        if state["step"] % run.checkpoint_every == 0 or last:
+            state["data_rng"] = data_rng.bit_generator.state
+            save_checkpoint(out / CHECKPOINT, model, ema, optimizer, generator, state)
+        if record:
+            record |= {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1)}
+            with (out / LOG).open("a") as log:
+                log.write(json.dumps(record) + "\n")
+        if progress is not None:
+            progress(state["step"], recipe.optim.iterations, record)
+    return weights_path
+
+
+def _update_ema(ema: dict[str, torch.Tensor], model: nn.Module, decay: float, step: int) -> None:
+    decay = min(decay, (1 + step) / (10 + step))
+    current = model.state_dict()
+    with torch.no_grad():
+        for key, value in ema.items():
+            value.lerp_(current[key], 1 - decay)
+
+
+def _export(
+    ema_model: nn.Module, path: Path, recipe: Recipe, state: dict[str, Any], device: torch.device, images: int
+) -> None:
+    training = {
+        "data": list(recipe.data.train),
+        "images": images,
+        "iterations": state["step"],
+        "planned_iterations": recipe.optim.iterations,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "wall_s": round(state["elapsed_s"]),
+        "val_psnr": {"sigma": recipe.data.val_sigma, "psnr": state["val_psnr"], "set": "held-out training images"},
+        "torch": torch.__version__,
+        "restorekit": restorekit.__version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    save_model(
+        ema_model, path, recipe.model.name, recipe=recipe_to_yaml(recipe), training=training, license=WEIGHTS_LICENSE
+    )

@@ -1,0 +1,138 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from restorekit.errors import UsageError
+from restorekit.models import _registry
+from restorekit.models._weights import load_model
+from restorekit.models.mallenet import MalleNet
+from restorekit.train.config import load_recipe, recipe_from_dict, recipe_to_dict
+from restorekit.train.data import add_awgn, draw_degradation, load_clean_images, sample_patches
+from restorekit.train.loop import learning_rate, train
+
+
+def tiny_builder(in_channels: int = 3) -> MalleNet:
+    return MalleNet(in_channels=in_channels, width=4, blocks=(1, 1, 1, 1), predictor_width=4)
+
+
+@pytest.fixture
+def tiny_arch(monkeypatch):
+    arch = _registry.Architecture("mallenet_tiny", MalleNet, tiny_builder)
+    monkeypatch.setitem(_registry._ARCHITECTURES, "mallenet_tiny", arch)
+    return arch
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(8):
+        base = rng.integers(0, 255, size=(6, 8, 3), dtype=np.uint8)
+        Image.fromarray(base).resize((40, 32), Image.BILINEAR).save(folder / f"{index}.png")
+    return folder
+
+
+def recipe_for(folder, out, iterations=4):
+    return recipe_from_dict(
+        {
+            "model": {"architecture": "mallenet_tiny", "name": "mallenet_tiny.test", "options": {"in_channels": 3}},
+            "data": {"train": [str(folder)], "patch": 16, "batch": 2, "holdout": 2, "val_crop": 16},
+            "optim": {"iterations": iterations, "warmup": 1},
+            "run": {"out": str(out), "checkpoint_every": 2, "validate_every": 2, "log_every": 1, "threads": 1},
+        }
+    )
+
+
+def test_recipe_round_trip_and_overrides(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {architecture: mallenet_s, name: mallenet_s.x}\ndata: {train: [a, b], sigma: [5, 50]}\n")
+    recipe = load_recipe(path, {"optim.iterations": 7})
+    assert recipe.optim.iterations == 7
+    assert recipe.data.sigma == (5, 50)
+    assert recipe_from_dict(recipe_to_dict(recipe)) == recipe
+    with pytest.raises(Exception, match="frozen|cannot assign"):
+        recipe.optim.iterations = 3
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"model": {"architecture": "a", "name": "a.b"}, "data": {"train": ["x"]}, "bogus": {}},
+        {"model": {"architecture": "a", "name": "a.b"}, "data": {"train": ["x"], "patchsize": 3}},
+        {"model": {"architecture": "a", "name": "a.b"}, "data": {"train": ["x"]}, "optim": {"loss": "l7"}},
+    ],
+)
+def test_bad_recipes_are_usage_errors(raw):
+    with pytest.raises(UsageError):
+        recipe_from_dict(raw)
+
+
+def test_learning_rate_warms_up_then_decays(tmp_path):
+    recipe = recipe_for(tmp_path, tmp_path, iterations=100)
+    rates = [learning_rate(recipe, step) for step in range(100)]
+    assert rates[0] == pytest.approx(recipe.optim.lr)  # warm-up of one step
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
+    assert rates[-1] == pytest.approx(recipe.optim.min_lr, rel=0.05)
+
+
+def test_patches_are_random_crops_of_the_images(image_folder):
+    images = load_clean_images((str(image_folder),), channels=3, min_size=16)
+    assert len(images) == 8 and images[0].shape == (32, 40, 3)
+    patches = sample_patches(images, 5, 16, np.random.default_rng(0))
+    assert patches.shape == (5, 3, 16, 16) and patches.dtype == torch.float32
+    assert 0 <= patches.min() and patches.max() <= 1
+    gray = load_clean_images((str(image_folder),), channels=1, min_size=16)
+    assert gray[0].shape == (32, 40, 1)
+
+
+def test_awgn_has_the_requested_level_and_file_images_are_8_bit():
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.full((2, 3, 64, 64), 0.5)
+    noisy = add_awgn(clean, torch.tensor([25.0, 25.0]), torch.tensor([False, True]), generator)
+    assert (noisy[0] - clean[0]).std().item() * 255 == pytest.approx(25, rel=0.05)
+    assert noisy[0].min() < 0.5 - 3 * 25 / 255 or noisy[0].max() > 0.5 + 3 * 25 / 255
+    as_file = noisy[1] * 255
+    assert torch.equal(as_file, as_file.round()) and noisy[1].min() >= 0 and noisy[1].max() <= 1
+    sigma, as_file = draw_degradation(1000, (0.0, 75.0), 0.5, generator)
+    assert 0 <= sigma.min() and sigma.max() <= 75 and 0.4 < as_file.float().mean() < 0.6
+
+
+def test_training_exports_weights_with_metadata(tiny_arch, image_folder, tmp_path):
+    weights = train(recipe_for(image_folder, tmp_path / "run"))
+    model = load_model(weights)
+    meta = model.metadata
+    assert meta["name"] == "mallenet_tiny.test"
+    assert meta["training"]["iterations"] == 4
+    assert "mallenet_tiny" in meta["recipe"]
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss"]) for r in log)
+    assert "val_psnr" in log[1]
+
+
+def test_resume_is_exact(tiny_arch, image_folder, tmp_path):
+    straight = tmp_path / "straight"
+    train(recipe_for(image_folder, straight))
+
+    def interrupt(step, total, record):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    resumed = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe_for(image_folder, resumed), progress=interrupt)
+    train(recipe_for(image_folder, resumed))
+
+    def tensors(folder):
+        with safe_open(str(folder / "checkpoint.safetensors"), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+
+    a, b = tensors(straight), tensors(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
