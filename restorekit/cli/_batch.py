@@ -1,0 +1,280 @@
+"""Batches of image files: expand the inputs, name the outputs, run each file, report and summarize.
+
+Inputs are files, folders or glob patterns. A folder contributes its image files (by suffix), sorted; with
+``recursive`` its whole tree, mirrored under the output folder. Hidden and system files (dotfiles,
+``Thumbs.db``, ``desktop.ini``, anything under ``__MACOSX``) are ignored; a file named explicitly is always
+taken, so a bad file gets its own error line instead of silence.
+
+Safety: an existing output is never replaced without ``--overwrite`` (the file is skipped with status
+``exists``); an output that resolves to an input is refused even with ``--overwrite``. Outputs are written
+through a hidden temp file and renamed (:func:`restorekit.inference.io.save_image`), so an interrupted run
+leaves no partial outputs. A hard kill can leave a hidden ``.<name>.<hex>.part`` beside an output; the next
+run removes the ones belonging to the outputs it writes.
+
+The batch carries on past a failed file. Exit code: 0 when nothing failed (skipped files are not failures);
+when some failed, 1 — or, when every file failed with the same kind of error, that error's code (so a
+single-file run with a bad model exits 3, as documented).
+
+Testing hook: ``RESTOREKIT_TEST_DELAY_S`` (seconds, float) sleeps after each file, so that tests can
+interrupt a batch deterministically between files. It is not a user option.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from restorekit.cli._console import ExitCode, console, error_line, exit_code, print_json, progress
+from restorekit.errors import InputError, OutputError, RestoreKitError, UsageError
+from restorekit.inference.io import SUPPORTED_SUFFIXES
+
+SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
+SYSTEM_FOLDERS = frozenset({"__macosx", "$recycle.bin", "system volume information"})
+GLOB_CHARS = re.compile(r"[*?\[]")
+DELAY_ENV = "RESTOREKIT_TEST_DELAY_S"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its output goes; ``error`` is set when it must not run."""
+
+    source: Path
+    target: Path
+    error: RestoreKitError | None = None
+
+
+@dataclass
+class Result:
+    """What happened to one job; ``fields`` holds the run information (σ, model, device, …)."""
+
+    job: Job
+    status: str  # ok | exists | failed
+    message: str | None = None
+    code: int = ExitCode.OK
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able record for the ``--json`` summary."""
+        return {
+            "input": str(self.job.source),
+            "output": str(self.job.target),
+            "status": self.status,
+            "error": self.message if self.status == "failed" else None,
+        }
+
+
+def _ignored(path: Path) -> bool:
+    """Hidden or system file or folder."""
+    name = path.name.lower()
+    return name.startswith(".") or name in SYSTEM_FILES or name in SYSTEM_FOLDERS
+
+
+def _folder_images(folder: Path, recursive: bool) -> list[Path]:
+    """Image files of ``folder`` (its tree with ``recursive``), hidden/system entries pruned, sorted."""
+    found: list[Path] = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = sorted(d for d in folders if not _ignored(Path(d))) if recursive else []
+        found += [
+            Path(root, f) for f in files if not _ignored(Path(f)) and Path(f).suffix.lower() in SUPPORTED_SUFFIXES
+        ]
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def expand_inputs(inputs: Sequence[Path], recursive: bool) -> list[tuple[Path, Path]]:
+    """Expand files, folders and globs into ``(file, path relative to its input)`` pairs, duplicates dropped.
+
+    A missing explicit file comes back as itself (its job then fails with "no such file"); a glob or folder
+    that matches no image raises :class:`UsageError`.
+    """
+    pairs: list[tuple[Path, Path]] = []
+    for spec in inputs:
+        if spec.is_dir():
+            found = [(p, p.relative_to(spec)) for p in _folder_images(spec, recursive)]
+            if not found:
+                raise UsageError(f"{spec}: no images found (looked for {', '.join(SUPPORTED_SUFFIXES)})")
+            pairs += found
+        elif not spec.exists() and GLOB_CHARS.search(str(spec)):
+            matches = sorted(Path(m) for m in glob.glob(str(spec), recursive=recursive))
+            found = [
+                (m, Path(m.name))
+                for m in matches
+                if m.is_file() and not _ignored(m) and m.suffix.lower() in SUPPORTED_SUFFIXES
+            ]
+            for folder in (m for m in matches if m.is_dir() and not _ignored(m)):
+                found += [(p, p.relative_to(folder)) for p in _folder_images(folder, recursive)]
+            if not found:
+                raise UsageError(f"{spec}: the pattern matches no image files")
+            pairs += found
+        else:
+            pairs.append((spec, Path(spec.name)))
+    seen: set[Path] = set()
+    unique = []
+    for path, relative in pairs:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, relative))
+    return unique
+
+
+def plan_jobs(
+    inputs: Sequence[Path], output: Path | None, recursive: bool, suffix: str | None, default_suffix: str
+) -> list[Job]:
+    """Expand the inputs and name each output.
+
+    Args:
+        inputs: Files, folders or glob patterns.
+        output: An output file (a single input file), an output folder, or ``None`` (beside each input).
+        recursive: Descend into sub-folders; the tree is mirrored under ``output``.
+        suffix: Appended to each output stem; ``None`` means ``default_suffix``, or nothing when
+            ``output`` is a folder.
+        default_suffix: The command's suffix, e.g. ``_denoised``.
+    """
+    pairs = expand_inputs(inputs, recursive)
+    single_file = len(inputs) == 1 and len(pairs) == 1 and not inputs[0].is_dir() and inputs[0] == pairs[0][0]
+    to_file = output is not None and single_file and not output.is_dir() and output.suffix.lower() in SUPPORTED_SUFFIXES
+    if output is not None and not to_file and output.is_file():
+        raise UsageError(f"-o {output}: expected a folder for several inputs (or one image file), got a file")
+    if suffix is None:
+        suffix = "" if output is not None and not to_file else default_suffix
+    sources = {path.resolve() for path, _ in pairs}
+    jobs: list[Job] = []
+    claimed: dict[Path, Path] = {}
+    for path, relative in pairs:
+        if to_file:
+            target = output
+        else:
+            folder = path.parent if output is None else output / relative.parent
+            target = folder / f"{relative.stem}{suffix}{path.suffix}"
+        resolved = target.resolve()
+        error: RestoreKitError | None = None
+        if not path.exists():
+            error = InputError(f"{path}: no such file")
+        elif resolved in sources:
+            error = OutputError(f"{target}: is an input; refusing to write over it (choose -o or --suffix)")
+        elif resolved in claimed:
+            error = OutputError(f"{target}: also the output of {claimed[resolved]}; use -r or rename")
+        claimed.setdefault(resolved, path)
+        jobs.append(Job(path, target, error))
+    return jobs
+
+
+def _remove_stale_parts(target: Path) -> None:
+    """Remove hidden temp files a hard-killed run left for ``target`` (``.<name>.<8 hex>.part``)."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{8}}\.part")
+    if target.parent.is_dir():
+        for leftover in target.parent.iterdir():
+            if pattern.fullmatch(leftover.name):
+                leftover.unlink(missing_ok=True)
+
+
+def run_batch(
+    jobs: Sequence[Job],
+    process: Callable[[Path, Path], dict[str, Any]],
+    *,
+    command: str,
+    info_keys: Sequence[str],
+    overwrite: bool,
+    progress_mode: str,
+    json_output: bool,
+) -> None:
+    """Run ``process(source, target)`` for each job, report progress and results, and exit.
+
+    ``process`` returns the run information to report (σ, model, device, dtype, tile, ms, …) or raises a
+    :class:`RestoreKitError`, which fails that file only. In the ``--json`` summary every file record has
+    ``input``, ``output``, ``status``, ``error`` and each of ``info_keys`` (``null`` where it did not run).
+    Raises ``typer.Exit`` with the batch's exit code.
+    """
+    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+    results: list[Result] = []
+    with progress(progress_mode, total=len(jobs), label=command) as report:
+        for job in jobs:
+            result = _run_one(job, process, overwrite)
+            results.append(result)
+            if result.status == "failed":
+                error_line(result.message or "failed")
+            elif not json_output:
+                _print_result(result)
+            report.done(str(job.source), status=result.status, **result.fields)
+            if delay:
+                time.sleep(delay)
+    code = _batch_exit_code(results)
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "exists", "failed")}
+    if json_output:
+        files = [{**r.as_dict(), **{key: r.fields.get(key) for key in info_keys}} for r in results]
+        print_json({"command": command, **counts, "exit_code": int(code), "files": files})
+    if len(results) > 1 or counts["failed"]:
+        _print_summary(results, counts)
+    raise typer.Exit(int(code))
+
+
+def _run_one(job: Job, process: Callable[[Path, Path], dict[str, Any]], overwrite: bool) -> Result:
+    if job.error is not None:
+        return Result(job, "failed", str(job.error), exit_code(job.error))
+    if job.target.exists() and not overwrite:
+        return Result(job, "exists", f"{job.target}: already exists (use --overwrite)")
+    try:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(job.target)
+    except OSError as exc:
+        error = OutputError(f"{job.target.parent}: cannot create the output folder ({exc.strerror or exc})")
+        return Result(job, "failed", str(error), exit_code(error))
+    try:
+        return Result(job, "ok", fields=process(job.source, job.target))
+    except RestoreKitError as exc:
+        return Result(job, "failed", str(exc), exit_code(exc))
+    except MemoryError:
+        return Result(job, "failed", f"{job.source}: out of memory", ExitCode.DEVICE)
+
+
+def _batch_exit_code(results: Sequence[Result]) -> int:
+    failed = [r for r in results if r.status == "failed"]
+    if not failed:
+        return ExitCode.OK
+    codes = {r.code for r in failed}
+    if len(failed) == len(results) and len(codes) == 1:
+        return codes.pop()
+    return ExitCode.FAILED
+
+
+def _print_result(result: Result) -> None:
+    """One line per file: ``in → out`` and the run information, or why it was skipped."""
+    if result.status == "exists":
+        console.print(f"[yellow]skipped[/] {escape(result.message or '')}", soft_wrap=True)
+        return
+    fields = result.fields
+    detail = " · ".join(
+        part
+        for part in (
+            f"σ {fields['sigma']:.1f} ({fields['sigma_source']})" if "sigma" in fields else "",
+            str(fields.get("model", "")),
+            f"{fields.get('device', '')} {fields.get('dtype', '')}".strip(),
+            f"tile {fields['tile']}" if fields.get("tile") else "",
+            f"{fields['ms']:.0f} ms" if "ms" in fields else "",
+        )
+        if part
+    )
+    where = escape(f"{result.job.source} → {result.job.target}")
+    console.print(f"[green]✓[/] {where}  [dim]{escape(detail)}[/]", soft_wrap=True)
+    for note in fields.get("notes", ()):
+        console.print(f"  [yellow]note:[/] {escape(note)}", soft_wrap=True)
+
+
+def _print_summary(results: Sequence[Result], counts: dict[str, int]) -> None:
+    """A closing line with the counts, and the failed files listed again."""
+    console.print(
+        f"[bold]{counts['ok']} done[/], {counts['exists']} skipped (output exists), "
+        f"[{'red' if counts['failed'] else 'bold'}]{counts['failed']} failed[/]"
+    )
+    for result in results:
+        if result.status == "failed":
+            console.print(f"  [red]✗[/] {escape(str(result.job.source))}", soft_wrap=True)

@@ -1,0 +1,161 @@
+"""The CLI's console: messages and progress on stderr, exit codes, and the error boundary of every command.
+
+The library raises :class:`~restorekit.errors.RestoreKitError` subclasses and never exits; a command
+decorated with :func:`handle_errors` turns them into one red line and an exit code (a traceback only with
+``--verbose``; with ``--json`` also ``{"error": …, "exit_code": …}`` on stdout). Results go to stdout
+(:func:`print_json`, :data:`results`), everything else to stderr (:data:`console`).
+
+Exit codes: 0 all done; 1 some files failed (or an unexpected error); 2 usage error; 3 model or weights
+error; 4 device unavailable or out of memory even at the smallest tile; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from restorekit.errors import RestoreKitError
+
+# Messages, warnings and progress; stdout is kept for results. Rich resolves sys.stderr at write time,
+# so test runners that swap the stream see the output.
+console = Console(stderr=True, highlight=False)
+# Human-readable results (tables, listings) on stdout.
+results = Console(highlight=False)
+
+
+class ExitCode(IntEnum):
+    """Process exit codes (see the module docstring)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    WEIGHTS = 3
+    DEVICE = 4
+    INTERRUPTED = 130
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for ``error``: its class's ``exit_code``, 130 for an interrupt, 1 otherwise."""
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    return int(getattr(error, "exit_code", ExitCode.FAILED))
+
+
+def error_line(message: str) -> None:
+    """Print one red ``error: …`` line on stderr."""
+    console.print(f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True)
+
+
+def warning_line(message: str) -> None:
+    """Print one yellow ``warning: …`` line on stderr."""
+    console.print(f"[yellow]warning: {escape(message)}[/]", soft_wrap=True)
+
+
+def print_json(payload: Any) -> None:
+    """Write ``payload`` as indented JSON on stdout (the machine-readable result of a command)."""
+    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(command: F) -> F:
+    """Decorate a Typer command: errors become one red line and an exit code.
+
+    ``RestoreKitError`` → its ``exit_code``; ``KeyboardInterrupt`` → 130; any other exception → 1 with a
+    hint to rerun with ``--verbose``. The traceback is printed only when the command was called with
+    ``verbose=True``; when it was called with ``json=True`` the error also goes to stdout as JSON.
+    ``typer.Exit`` passes through untouched.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = bool(kwargs.get("verbose", False))
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except Exception as exc:
+            if verbose:
+                console.print_exception()
+            if isinstance(exc, RestoreKitError):
+                message, code = str(exc), exit_code(exc)
+            else:
+                hint = "" if verbose else " (rerun with --verbose for the traceback)"
+                message, code = f"unexpected {type(exc).__name__}: {exc}{hint}", int(ExitCode.FAILED)
+            error_line(message)
+            if kwargs.get("json"):
+                print_json({"error": message, "exit_code": code})
+            raise typer.Exit(code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Reporter:
+    """Reports the progress of a batch: a rich bar, JSON lines on stderr, or nothing.
+
+    Call :meth:`done` once per finished item, with any JSON-able fields worth reporting.
+    """
+
+    def __init__(self, mode: str, total: int, label: str):
+        self.mode = mode
+        self.total = total
+        self.count = 0
+        self._bar: Any = None
+        if mode == "rich":
+            from rich.progress import Progress
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[item]}"),
+                console=console,
+                transient=False,
+            )
+            self._task = self._bar.add_task(label, total=total, item="")
+
+    def done(self, item: str, **fields: Any) -> None:
+        """Record that ``item`` finished (``fields`` e.g. ``status="ok", ms=12.3``)."""
+        self.count += 1
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, item=item)
+        elif self.mode == "jsonl":
+            record = {"event": "progress", "done": self.count, "total": self.total, "item": item, **fields}
+            sys.stderr.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stderr.flush()
+
+
+@contextmanager
+def progress(mode: str, total: int, label: str) -> Iterator[Reporter]:
+    """A :class:`Reporter` for ``total`` items; ``auto`` means a rich bar on a terminal, nothing otherwise.
+
+    Example:
+        >>> with progress("none", total=2, label="denoise") as report:
+        ...     report.done("a.png", status="ok")
+    """
+    mode = str(getattr(mode, "value", mode))
+    if mode == "auto":
+        mode = "rich" if console.is_terminal else "none"
+    reporter = Reporter(mode, total, label)
+    if reporter._bar is None:
+        yield reporter
+        return
+    with reporter._bar:
+        yield reporter

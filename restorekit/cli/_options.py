@@ -1,0 +1,102 @@
+"""Options shared by the commands, declared once as ``Annotated`` aliases.
+
+A command takes them as ``device: Device = "auto"``; the default lives in the signature, the help text
+here. Choice options are ``str`` enums, so a value compares equal to its plain string (``ProgressMode.jsonl
+== "jsonl"``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class ProgressMode(str, Enum):
+    """How a batch reports progress: ``auto`` is a rich bar on a terminal and nothing otherwise."""
+
+    auto = "auto"
+    rich = "rich"
+    jsonl = "jsonl"
+    none = "none"
+
+
+class DtypeChoice(str, Enum):
+    """Inference precision; ``auto`` is fp32 (half precision only when asked and the model allows it)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+Inputs = Annotated[
+    list[Path],
+    typer.Argument(help="Image files, folders or glob patterns.", show_default=False),
+]
+Output = Annotated[
+    Path | None,
+    typer.Option(
+        "-o",
+        "--output",
+        help="Output file (one input) or folder. Default: next to each input, named with --suffix.",
+        show_default=False,
+    ),
+]
+Recursive = Annotated[
+    bool,
+    typer.Option("-r", "--recursive", help="Descend into sub-folders; the tree is mirrored under --output."),
+]
+Suffix = Annotated[
+    str | None,
+    typer.Option(
+        "--suffix",
+        help="Appended to output stems (default: the command's, e.g. '_denoised'; '' when --output is a folder).",
+        show_default=False,
+    ),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never an input).")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Dtype = Annotated[DtypeChoice, typer.Option("--dtype", help="Precision (half only where the model allows it).")]
+Tile = Annotated[
+    int | None,
+    typer.Option(
+        "--tile",
+        min=0,
+        help="Tile size in pixels; 0 disables tiling. Default: chosen from available memory.",
+        show_default=False,
+    ),
+]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "-m",
+        "--model",
+        help="Model name (see `restorekit models`) or a .safetensors path. Default: best shipped model.",
+        show_default=False,
+    ),
+]
+Sigma = Annotated[
+    str,
+    typer.Option("-s", "--sigma", help="Noise level σ on the 0–255 scale, or 'auto' to estimate it per image."),
+]
+Progress = Annotated[ProgressMode, typer.Option("--progress", help="Progress display (jsonl goes to stderr).")]
+Json = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show tracebacks and more detail.")]
+BitDepth = Annotated[
+    int | None,
+    typer.Option(
+        "--bit-depth", help="Output bit depth: 8, 16 or 32 (float). Default: the input's.", show_default=False
+    ),
+]
+MaxPixels = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="Refuse images larger than this many pixels (decompression-bomb guard).",
+        show_default=False,
+    ),
+]

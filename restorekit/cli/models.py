@@ -1,0 +1,61 @@
+"""`restorekit models`: the trained models that ship, with their metadata."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from restorekit.cli._console import handle_errors, print_json, results
+from restorekit.cli._options import Json, Verbose
+from restorekit.models import _weights
+
+
+def _summary(name: str, meta: dict) -> dict:
+    """The metadata worth listing, plus the ``recipe`` text only in JSON."""
+    training = meta.get("training") or {}
+    return {
+        "name": name,
+        "architecture": meta.get("architecture"),
+        "channels": (meta.get("hyperparameters") or {}).get("in_channels"),
+        "parameters": meta.get("parameters"),
+        "quality": meta.get("quality"),
+        "training": training,
+        "license": meta.get("license"),
+        "recipe": meta.get("recipe"),
+    }
+
+
+def _quality_text(quality: object) -> str:
+    """``dataset σ=PSNR`` pairs from the nested quality record (dataset → σ → PSNR)."""
+    if not isinstance(quality, dict):
+        return ""
+    parts = []
+    for dataset, per_sigma in quality.items():
+        if isinstance(per_sigma, dict):
+            values = "/".join(f"{v:.2f}" if isinstance(v, (int, float)) else str(v) for v in per_sigma.values())
+            parts.append(f"{dataset} σ{'/'.join(map(str, per_sigma))}: {values}")
+        else:
+            parts.append(f"{dataset}: {per_sigma}")
+    return "; ".join(parts)
+
+
+@handle_errors
+def models(json: Json = False, verbose: Verbose = False) -> None:
+    """List the trained models that ship with restorekit, with their metadata."""
+    rows = [_summary(name, _weights.describe(path)) for name, path in sorted(_weights.shipped().items())]
+    if json:
+        print_json(rows)
+        return
+    if not rows:
+        results.print("no trained models ship with this install yet")
+        return
+    table = Table("model", "channels", "parameters", "quality (PSNR dB)", "iterations", "license")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            {1: "gray", 3: "colour"}.get(row["channels"], str(row["channels"])),
+            f"{row['parameters'] / 1e6:.2f} M" if row["parameters"] else "",
+            _quality_text(row["quality"]),
+            str(row["training"].get("iterations", "")),
+            row["license"] or "",
+        )
+    results.print(table)

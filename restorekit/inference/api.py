@@ -1,0 +1,320 @@
+"""What the CLI and the public API call: choose device, model and precision, settle σ, then run the tiler.
+
+Data flow: ``pixels (H, W, C)`` → :func:`~restorekit.inference.io.image_to_tensor` → tiles on the device →
+model ``(x, σ-map)`` → blended on the CPU → :func:`~restorekit.inference.io.tensor_to_pixels`.
+
+Channel policy: a gray model on a colour image denoises each channel as a gray image (right for noise
+that is independent per channel, as AWGN is); a colour model on a gray image is refused, because replicated
+channels carry perfectly correlated noise that colour models are not trained on.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+import weakref
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from restorekit._checks import check, fail
+from restorekit.errors import DeviceError
+from restorekit.inference import tiling
+from restorekit.inference.io import image_to_tensor, tensor_to_pixels
+from restorekit.inference.noise import estimate_sigma
+from restorekit.models import Requirements, create_model, default_model
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+# Loaded models kept per (name or path, device); a few, since each may hold GPU memory.
+MODEL_CACHE_SIZE = 4
+
+_bytes_per_pixel: weakref.WeakKeyDictionary[nn.Module, float] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How an image was processed (the CLI's ``--json`` summary carries these fields).
+
+    Attributes:
+        sigma: σ used on the 0–255 scale (the mean of a noise map).
+        sigma_source: ``given``, ``estimated`` or ``map``.
+        model: Model name (``arch_variant.tag``, or the class name of an unnamed module).
+        device: Device it ran on, e.g. ``cpu`` or ``cuda:0``.
+        dtype: Precision that produced the output (``fp32`` after a NaN/Inf retry).
+        tile: Tile side in pixels, or ``None`` when the image ran in one piece.
+        ms: Wall time of the inference in milliseconds (model loading excluded).
+        notes: Anything the user should know (fallbacks, clamping, retries).
+    """
+
+    sigma: float
+    sigma_source: str
+    model: str
+    device: str
+    dtype: str
+    tile: int | None
+    ms: float
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        """The fields as a JSON-able dict."""
+        return {**asdict(self), "notes": list(self.notes)}
+
+
+class _NonFinite(Exception):
+    """A half-precision pass produced NaN or Inf (caught here; triggers the fp32 retry)."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Parse ``auto|cpu|cuda|cuda:N``; ``auto`` is CUDA when available, else the CPU.
+
+    Raises:
+        UsageError: Not a device spelling.
+        DeviceError: CUDA asked for but not available, or no such CUDA device.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    spelled = str(device)
+    if not DEVICE_PATTERN.fullmatch(spelled):
+        fail("device", "a device", spelled, valid=("auto", "cpu", "cuda", "cuda:N"))
+    if spelled == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(spelled)
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {spelled!r}: CUDA is not available on this machine (use --device cpu)")
+        index = resolved.index or 0
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise DeviceError(f"device {spelled!r}: no such CUDA device; this machine has {count}")
+    return resolved
+
+
+@functools.lru_cache(maxsize=MODEL_CACHE_SIZE)
+def _load(name: str, device: str, stamp: int) -> nn.Module:
+    """Build (and cache) a model by name or path on ``device``; ``stamp`` invalidates a rewritten file."""
+    del stamp  # part of the cache key only
+    try:
+        return create_model(name, device=device)
+    except Exception as exc:
+        if tiling.is_out_of_memory(exc):
+            raise DeviceError(f"model {name} does not fit in memory on {device}") from None
+        raise
+
+
+def get_model(model: str | Path | nn.Module | None, channels: int, device: torch.device) -> nn.Module:
+    """The model to run, in eval mode on ``device``.
+
+    Args:
+        model: ``None`` (the best shipped denoiser for ``channels``), a model name, a path to a
+            ``.safetensors`` file, or an ``nn.Module`` that carries ``requirements`` (moved to ``device``).
+        channels: Channels of the image (1 or 3), used to pick the default.
+        device: Where the model runs.
+
+    Raises:
+        WeightsError: Unknown name, or a missing, corrupted or mismatched weights file.
+        UsageError: A module without ``requirements``.
+    """
+    if isinstance(model, nn.Module):
+        check(
+            isinstance(getattr(model, "requirements", None), Requirements),
+            "model",
+            "an nn.Module with a `requirements` attribute (restorekit.models.Requirements)",
+            type(model).__name__,
+        )
+        return model.to(device).eval()
+    name = str(model) if model is not None else default_model(channels)
+    path = Path(name)
+    stamp = path.stat().st_mtime_ns if name.endswith(".safetensors") and path.is_file() else 0
+    if name.endswith(".safetensors"):
+        name = str(path.resolve())
+    return _load(name, str(device), stamp)
+
+
+def _settle_sigma(
+    sigma: float | str | np.ndarray | None,
+    pixels: np.ndarray,
+    requirements: Requirements,
+    name: str,
+    notes: list[str],
+) -> tuple[float | torch.Tensor, float, str]:
+    """Validate or estimate σ. Returns σ/255 (a float or a ``(1, 1, H, W)`` map), σ on 0–255, and its source."""
+    low, high = requirements.sigma_range or (0.0, float("inf"))
+    if isinstance(sigma, np.ndarray):
+        height, width = pixels.shape[:2]
+        check(
+            sigma.shape in ((height, width), (height, width, 1)),
+            "sigma",
+            f"a noise map of shape ({height}, {width})",
+            sigma.shape,
+        )
+        sigma_map = np.asarray(sigma, dtype=np.float32).reshape(height, width)
+        check(
+            bool(np.isfinite(sigma_map).all()) and low <= sigma_map.min() and sigma_map.max() <= high,
+            "sigma",
+            f"noise-map values in [{low:g}, {high:g}] for {name}",
+            (float(np.nanmin(sigma_map)), float(np.nanmax(sigma_map))),
+        )
+        return torch.from_numpy(sigma_map / 255.0)[None, None], float(sigma_map.mean()), "map"
+    if sigma is None or (isinstance(sigma, str) and sigma == "auto"):
+        estimate = estimate_sigma(pixels)
+        used = min(max(estimate, low), high)
+        if used != estimate:
+            notes.append(f"estimated σ {estimate:.1f} is outside {name}'s range [{low:g}, {high:g}]; used {used:g}")
+        return used / 255.0, used, "estimated"
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating, np.integer)):
+        fail("sigma", "a number on the 0–255 scale, 'auto', None or an H×W noise map", sigma)
+    check(
+        bool(np.isfinite(sigma)) and low <= sigma <= high,
+        "sigma",
+        f"a noise level in [{low:g}, {high:g}] for {name}",
+        sigma,
+    )
+    return float(sigma) / 255.0, float(sigma), "given"
+
+
+def _tile_fn(model: nn.Module, device: torch.device, dtype: torch.dtype) -> tiling.TileFn:
+    """The model call on one tile, under autocast for half precision, refusing non-finite half output."""
+    half = dtype != torch.float32
+
+    def run(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        autocast = torch.autocast(device.type, dtype=dtype) if half else nullcontext()
+        with torch.inference_mode(), autocast:
+            out = model(x.to(device), sigma.to(device)).float()
+        if half and not bool(torch.isfinite(out).all()):
+            raise _NonFinite
+        return out
+
+    return run
+
+
+def denoise_image(
+    pixels: np.ndarray,
+    sigma: float | str | np.ndarray | None = None,
+    model: str | Path | nn.Module | None = None,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    dtype: str | None = None,
+) -> tuple[np.ndarray, RunInfo]:
+    """Denoise an image and say how: :func:`denoise` plus a :class:`RunInfo` (what the CLI calls).
+
+    Args and Raises: as for :func:`denoise`.
+
+    Returns:
+        The denoised ``(H, W, C)`` float32 array in [0, 1], and the run information.
+
+    Example:
+        >>> from restorekit.models import Requirements
+        >>> class Identity(torch.nn.Module):
+        ...     requirements = Requirements(task="denoise", in_channels=3, out_channels=3, sigma_range=(0, 75))
+        ...     def forward(self, x, sigma):
+        ...         return x
+        >>> out, info = denoise_image(np.zeros((24, 40, 3), np.float32), 25, Identity(), device="cpu")
+        >>> out.shape, info.sigma, info.dtype
+        ((24, 40, 3), 25.0, 'fp32')
+    """
+    check(
+        isinstance(pixels, np.ndarray) and pixels.ndim == 3 and pixels.shape[2] in (1, 3) and pixels.size > 0,
+        "image",
+        "an H×W×C array with C = 1 or 3",
+        getattr(pixels, "shape", type(pixels).__name__),
+    )
+    check(np.issubdtype(pixels.dtype, np.floating), "image", "float pixels in [0, 1]", str(pixels.dtype))
+    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+    check(bool(np.isfinite(pixels).all()), "image", "finite pixel values", "NaN or Inf")
+    check(tile is None or (isinstance(tile, int) and tile >= 0), "tile", "None, 0 or a positive integer", tile)
+    precision = "fp32" if dtype in (None, "auto") else dtype
+    if precision not in DTYPES:
+        fail("dtype", "a precision", dtype, valid=("auto", *DTYPES))
+    target = resolve_device(device)
+    channels = pixels.shape[2]
+    net = get_model(model, channels, target)
+    req: Requirements = net.requirements
+    name = getattr(net, "name", type(net).__name__)
+    check(req.task == "denoise", "model", "a denoising model", f"{name} ({req.task})")
+    if channels != req.in_channels and req.in_channels != 1:
+        fail("model", f"a model for {channels}-channel images", f"{name} ({req.in_channels}-channel)")
+
+    started = time.perf_counter()
+    notes: list[str] = []
+    if precision != "fp32" and not req.half_safe:
+        notes.append(f"{name} is not half-precision safe; ran in fp32")
+        precision = "fp32"
+    if channels != req.in_channels:
+        notes.append(f"{name} is a gray model; denoised each colour channel separately")
+    sigma_value, sigma_used, source = _settle_sigma(sigma, pixels, req, name, notes)
+    if tile is None:
+        if net not in _bytes_per_pixel:
+            _bytes_per_pixel[net] = tiling.bytes_per_pixel(net, req, target)
+        tile = tiling.auto_tile(_bytes_per_pixel[net], req, target)
+
+    def run(precision: str) -> tuple[torch.Tensor, int | None]:
+        fn = _tile_fn(net, target, DTYPES[precision])
+        planes = (
+            [image_to_tensor(pixels)]
+            if channels == req.in_channels
+            else [image_to_tensor(pixels[..., c : c + 1]) for c in range(channels)]
+        )
+        outs = [tiling.run_with_retry(fn, plane, sigma_value, req, tile, target) for plane in planes]
+        return torch.cat([out for out, _ in outs], dim=1), outs[-1][1]
+
+    try:
+        out, used_tile = run(precision)
+    except _NonFinite:
+        notes.append(f"{precision} produced NaN/Inf; reran in fp32")
+        precision = "fp32"
+        out, used_tile = run(precision)
+    result = tensor_to_pixels(out.clamp_(0.0, 1.0))
+    ms = (time.perf_counter() - started) * 1000.0
+    info = RunInfo(sigma_used, source, name, str(target), precision, used_tile, round(ms, 1), tuple(notes))
+    return result, info
+
+
+def denoise(
+    image: np.ndarray,
+    sigma: float | str | np.ndarray | None = None,
+    model: str | Path | nn.Module | None = None,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    dtype: str | None = None,
+) -> np.ndarray:
+    """Remove additive white Gaussian noise from an image.
+
+    Args:
+        image: Noisy image ``(H, W, C)`` float32 in [0, 1] (C = 1 or 3, no alpha), e.g.
+            ``load_image(path).pixels``.
+        sigma: Noise level σ on the 0–255 scale; ``None`` or ``"auto"`` estimates it from the image; an
+            ``(H, W)`` array gives a per-pixel noise map. Must lie in the model's ``sigma_range``.
+        model: ``None`` for the best shipped denoiser for the image's channels, a model name (see
+            ``restorekit models``), a ``.safetensors`` path, or an ``nn.Module`` with ``requirements``
+            called as ``model(x (B, C, H, W), sigma (B, 1, H, W))``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        tile: Tile side in pixels; ``None`` chooses from available memory, ``0`` disables tiling.
+        dtype: ``None``/``"auto"``/``"fp32"``, ``"fp16"`` or ``"bf16"`` (half precision only where the model
+            declares it safe; an output with NaN/Inf is recomputed in fp32).
+
+    Returns:
+        The denoised image ``(H, W, C)`` float32, clipped to [0, 1].
+
+    Raises:
+        UsageError: Bad arguments (shape, σ out of range, device or dtype spelling, channel mismatch).
+        WeightsError: Unknown model or bad weights file.
+        DeviceError: CUDA unavailable, or out of memory even at the smallest tile.
+
+    Example:
+        >>> from restorekit.models import Requirements
+        >>> class Identity(torch.nn.Module):
+        ...     requirements = Requirements(task="denoise", in_channels=1, out_channels=1, sigma_range=(0, 75))
+        ...     def forward(self, x, sigma):
+        ...         return x
+        >>> denoise(np.full((24, 40, 1), 0.5, np.float32), sigma=15, model=Identity(), device="cpu").shape
+        (24, 40, 1)
+    """
+    return denoise_image(image, sigma, model, device, tile, dtype)[0]

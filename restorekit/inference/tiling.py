@@ -1,0 +1,313 @@
+"""Run a model over an image of any size: reflect padding, overlapping tiles, smooth blending, memory sizing.
+
+The engine reads everything from the model's :class:`~restorekit.models.Requirements`; nothing here knows a
+particular model.
+
+Padding. Height and width are reflect-padded (bottom/right) up to a multiple of ``size_multiple`` and at
+least ``min_size``, and the output is cropped back. Tiles gather their pixels through the same reflected
+indices, so a tile hanging over the image border sees exactly what the padded whole image would show.
+
+Tiling. Tiles are squares of side ``tile`` (a multiple of ``size_multiple``) on a grid whose origins are
+multiples of ``size_multiple`` (so models built on pixel-unshuffle see the same phase as untiled); the last
+tile of a row or column is shifted back to end at the padded border. Neighbouring tiles overlap by
+``overlap = 2·RF + RF/2`` (``RF`` = ``receptive_field``, rounded up to the size multiple). In the overlap,
+each tile's outer ``RF`` pixels get weight 0 (they lack context), and the middle band blends the two tiles
+with a raised-cosine ramp. The weights are separable and normalized per axis, so no weight image is needed:
+besides the input, the output accumulator is the only full-size buffer, and tiles run one at a time. Where the
+declared receptive field is truthful, tiled and untiled results therefore agree up to float rounding.
+
+Memory. The automatic tile is the largest that fits a share of the available memory (``MemAvailable`` on
+the CPU, ``torch.cuda.mem_get_info`` on CUDA), given the model's activation bytes per pixel measured once
+on a small probe. On an out-of-memory error the run restarts with tiles half as large, down to
+:func:`min_tile`; below that it raises :class:`~restorekit.errors.DeviceError`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from restorekit.errors import DeviceError
+from restorekit.models import Requirements
+
+# A tile function maps ``x (1, C, h, w)`` and ``sigma (1, 1, h, w)`` to ``(1, C_out, h·scale, w·scale)``.
+TileFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# Share of the available memory a tile's activations may use; a model that discourages tiling gets more,
+# so that it is tiled only when memory forces it.
+MEMORY_SHARE = {"supported": 0.25, "discouraged": 0.5}
+# Peak live memory of a forward pass, as a multiple of its largest single activation (inputs, outputs and
+# temporaries of the widest layer plus the skip connections kept alive). MalleNet-S at 1024×1024 on the CPU:
+# largest activation 320 B/px, measured peak 1.8 kB/px (ru_maxrss), so 6× (1.9 kB/px) covers it.
+ACTIVATION_FACTOR = 6
+PROBE_SIZE = 64
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` means the device (or host) ran out of memory."""
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    )
+
+
+def _align_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _align_down(n: int, multiple: int) -> int:
+    return n // multiple * multiple
+
+
+def padded_size(n: int, requirements: Requirements) -> int:
+    """``n`` rounded up to the size multiple and to at least ``min_size``.
+
+    Example:
+        >>> padded_size(21, Requirements(task="denoise", in_channels=3, out_channels=3, size_multiple=8))
+        24
+    """
+    return max(_align_up(n, requirements.size_multiple), _align_up(requirements.min_size, requirements.size_multiple))
+
+
+def overlap(requirements: Requirements) -> int:
+    """Tile overlap: ``2·RF`` of context plus ``RF/2`` of blending, rounded up to the size multiple."""
+    rf = requirements.receptive_field
+    return _align_up(2 * rf + max(rf // 2, 1), requirements.size_multiple)
+
+
+def min_tile(requirements: Requirements) -> int:
+    """The smallest tile worth running: the overlap plus a useful step, and at least ``min_size``."""
+    m = requirements.size_multiple
+    step = max(m, requirements.receptive_field // 2)
+    return max(_align_up(overlap(requirements) + step, m), padded_size(1, requirements))
+
+
+def _reflect(start: int, size: int, length: int) -> torch.Tensor:
+    """Indices into ``[0, length)`` of positions ``start … start+size-1``, reflected at both borders."""
+    positions = torch.arange(start, start + size)
+    if length == 1:
+        return torch.zeros_like(positions)
+    period = 2 * (length - 1)
+    positions = positions.remainder(period)
+    return torch.where(positions < length, positions, period - positions)
+
+
+def _gather(x: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """The ``height×width`` window of ``x (B, C, H, W)`` at ``(top, left)``, reflect-extended past the borders."""
+    if top + height <= x.shape[-2] and left + width <= x.shape[-1]:
+        return x[..., top : top + height, left : left + width].contiguous()
+    rows = _reflect(top, height, x.shape[-2]).to(x.device)
+    cols = _reflect(left, width, x.shape[-1]).to(x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def pad(x: torch.Tensor, requirements: Requirements) -> torch.Tensor:
+    """Reflect-pad ``x (B, C, H, W)`` at the bottom/right to what the model requires.
+
+    Works for any amount of padding (the reflection repeats), even for a 1-pixel image.
+
+    Example:
+        >>> req = Requirements(task="denoise", in_channels=1, out_channels=1, size_multiple=8, min_size=16)
+        >>> pad(torch.zeros(1, 1, 5, 19), req).shape
+        torch.Size([1, 1, 16, 24])
+    """
+    height, width = x.shape[-2:]
+    return _gather(x, 0, 0, padded_size(height, requirements), padded_size(width, requirements))
+
+
+def _origins(length: int, tile: int, step: int) -> list[int]:
+    """Tile origins along one axis: every ``step``, the last one shifted back to end at ``length``."""
+    if tile >= length:
+        return [0]
+    return [*range(0, length - tile, step), length - tile]
+
+
+def _window(size: int, margin: int, ramp: int, cut_before: bool, cut_after: bool) -> torch.Tensor:
+    """1-D weights of a tile: 0 on the ``margin`` next to a cut, a raised-cosine ``ramp``, then 1."""
+    weights = torch.ones(size, dtype=torch.float64)
+    edge = torch.zeros(margin + ramp, dtype=torch.float64)
+    if ramp:
+        t = (torch.arange(ramp, dtype=torch.float64) + 0.5) / ramp
+        edge[margin:] = 0.5 - 0.5 * torch.cos(math.pi * t)
+    if cut_before:
+        weights[: margin + ramp] = edge
+    if cut_after:
+        weights[size - margin - ramp :] = torch.minimum(weights[size - margin - ramp :], edge.flip(0))
+    return weights
+
+
+def _axis_weights(length: int, tile: int, origins: list[int], margin: int, ramp: int) -> list[torch.Tensor]:
+    """Per-tile 1-D weights along one axis, normalized so that they sum to 1 at every position."""
+    windows = [_window(tile, margin, ramp, i > 0, i < len(origins) - 1) for i in range(len(origins))]
+    total = torch.zeros(length, dtype=torch.float64)
+    for origin, window in zip(origins, windows, strict=True):
+        total[origin : origin + tile] += window
+    return [(w / total[o : o + tile]).float() for o, w in zip(origins, windows, strict=True)]
+
+
+def _sigma_window(sigma: float | torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """The σ map of a window: a constant map for a scalar σ, else the gathered window of ``(1, 1, H, W)``."""
+    if isinstance(sigma, torch.Tensor):
+        return _gather(sigma, top, left, height, width)
+    return torch.full((1, 1, height, width), float(sigma))
+
+
+def run_tiled(
+    fn: TileFn,
+    x: torch.Tensor,
+    sigma: float | torch.Tensor,
+    requirements: Requirements,
+    tile: int | None,
+) -> torch.Tensor:
+    """Run ``fn`` over ``x`` in overlapping tiles (or in one padded piece) and blend the results.
+
+    Args:
+        fn: The model call on one tile (see ``TileFn``); it may raise an out-of-memory error.
+        x: Image ``(1, C, H, W)``, on the CPU; tiles are cut from it one at a time.
+        sigma: Noise level σ/255, a float or a map ``(1, 1, H, W)``.
+        requirements: The model's requirements.
+        tile: Tile side (rounded up to the size multiple and at least :func:`min_tile`); ``None`` runs the
+            whole image as one padded piece.
+
+    Returns:
+        ``(1, C_out, H·scale, W·scale)`` float32 on the CPU.
+
+    Example:
+        >>> req = Requirements(task="denoise", in_channels=1, out_channels=1, receptive_field=2)
+        >>> run_tiled(lambda x, s: x, torch.rand(1, 1, 40, 50), 0.1, req, tile=16).shape
+        torch.Size([1, 1, 40, 50])
+    """
+    height, width = x.shape[-2:]
+    s = requirements.scale
+    full_h, full_w = padded_size(height, requirements), padded_size(width, requirements)
+    if tile is None or (tile >= full_h and tile >= full_w):
+        out = fn(pad(x, requirements), _sigma_window(sigma, 0, 0, full_h, full_w))
+        return out[..., : height * s, : width * s].float().cpu()
+
+    m = requirements.size_multiple
+    tile = max(_align_up(tile, m), min_tile(requirements))
+    tile_h, tile_w = min(tile, full_h), min(tile, full_w)
+    over, margin = overlap(requirements), requirements.receptive_field
+    ramp = over - 2 * margin
+    rows, cols = _origins(full_h, tile_h, tile_h - over), _origins(full_w, tile_w, tile_w - over)
+    row_w = _axis_weights(full_h * s, tile_h * s, [r * s for r in rows], margin * s, ramp * s)
+    col_w = _axis_weights(full_w * s, tile_w * s, [c * s for c in cols], margin * s, ramp * s)
+
+    out = torch.zeros(1, requirements.out_channels, height * s, width * s)
+    for top, wy in zip(rows, row_w, strict=True):
+        for left, wx in zip(cols, col_w, strict=True):
+            piece = fn(_gather(x, top, left, tile_h, tile_w), _sigma_window(sigma, top, left, tile_h, tile_w))
+            piece = piece.float().cpu() * (wy[:, None] * wx[None, :])
+            y0, x0 = top * s, left * s
+            y1, x1 = min(y0 + tile_h * s, height * s), min(x0 + tile_w * s, width * s)
+            out[..., y0:y1, x0:x1] += piece[..., : y1 - y0, : x1 - x0]
+    return out
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free on ``device``: ``torch.cuda.mem_get_info`` on CUDA, ``MemAvailable`` on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2 * 1024**3
+
+
+def bytes_per_pixel(model: nn.Module, requirements: Requirements, device: torch.device) -> float:
+    """Estimated peak activation bytes per input pixel of ``model``, from one forward pass on a small probe.
+
+    Forward hooks record the largest tensor any module produces; the peak is taken as
+    ``ACTIVATION_FACTOR`` times that.
+    """
+    size = max(padded_size(PROBE_SIZE, requirements), padded_size(1, requirements))
+    largest = 0
+
+    def record(_module: nn.Module, _inputs: object, output: object) -> None:
+        nonlocal largest
+        tensors = output if isinstance(output, (tuple, list)) else (output,)
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                largest = max(largest, t.numel() * t.element_size())
+
+    handles = [module.register_forward_hook(record) for module in model.modules()]
+    try:
+        with torch.inference_mode():
+            x = torch.rand(1, requirements.in_channels, size, size, device=device)
+            model(x, torch.full((1, 1, size, size), 0.1, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ACTIVATION_FACTOR * largest / (size * size)
+
+
+def auto_tile(per_pixel: float, requirements: Requirements, device: torch.device) -> int:
+    """The largest tile whose activations fit the memory share for this model and device.
+
+    Example:
+        >>> req = Requirements(task="denoise", in_channels=3, out_channels=3, size_multiple=8)
+        >>> auto_tile(1e12, req, torch.device("cpu")) == min_tile(req)
+        True
+    """
+    share = MEMORY_SHARE.get(requirements.tiling, MEMORY_SHARE["supported"])
+    side = math.isqrt(int(available_memory(device) * share / max(per_pixel, 1.0)))
+    return max(_align_down(side, requirements.size_multiple), min_tile(requirements))
+
+
+def run_with_retry(
+    fn: TileFn,
+    x: torch.Tensor,
+    sigma: float | torch.Tensor,
+    requirements: Requirements,
+    tile: int | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, int | None]:
+    """:func:`run_tiled`, restarting with half-size tiles after an out-of-memory error.
+
+    Args:
+        fn, x, sigma, requirements: As for :func:`run_tiled`.
+        tile: First tile side to try; ``None`` tries the whole image first; ``0`` forbids tiling.
+        device: Where ``fn`` runs (to free its cache between attempts).
+
+    Returns:
+        The output and the tile side that succeeded (``None`` when the image ran in one piece).
+
+    Raises:
+        DeviceError: Out of memory even at :func:`min_tile` (or with tiling forbidden).
+
+    Example:
+        >>> req = Requirements(task="denoise", in_channels=1, out_channels=1, receptive_field=2)
+        >>> _, used = run_with_retry(lambda x, s: x, torch.rand(1, 1, 8, 8), 0.1, req, None, torch.device("cpu"))
+        >>> used is None
+        True
+    """
+    smallest = min_tile(requirements)
+    full = max(padded_size(n, requirements) for n in x.shape[-2:])
+    attempt = None if tile == 0 else tile
+    while True:
+        try:
+            return run_tiled(fn, x, sigma, requirements, attempt), (
+                attempt if attempt is not None and attempt < full else None
+            )
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            current = full if attempt is None or attempt >= full else max(attempt, smallest)
+            if tile == 0 or current <= smallest:
+                detail = "with tiling disabled (tile 0)" if tile == 0 else f"even at the smallest tile ({smallest} px)"
+                raise DeviceError(
+                    f"out of memory on {device} {detail} for a {x.shape[-2]}×{x.shape[-1]} image"
+                ) from None
+            attempt = max(_align_down(current // 2, requirements.size_multiple), smallest)

@@ -1,0 +1,381 @@
+"""The CLI shell: exit codes, one-line errors, batches, output naming and safety, --json, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from restorekit.cli._console import ExitCode
+from restorekit.cli.app import app
+from restorekit.inference import tiling
+from restorekit.inference.io import load_image
+from restorekit.models._weights import shipped
+
+runner = CliRunner()
+ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+SUMMARY_KEYS = {"command", "ok", "exists", "failed", "exit_code", "files"}
+FILE_KEYS = {"input", "output", "status", "error", "sigma", "sigma_source", "model", "device", "dtype", "tile"}
+FILE_KEYS |= {"ms", "notes"}
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def summary(result) -> dict:
+    payload = json.loads(result.stdout)
+    assert set(payload) == SUMMARY_KEYS
+    for record in payload["files"]:
+        assert set(record) == FILE_KEYS
+    return payload
+
+
+@pytest.fixture
+def batch(tmp_path, write_png):
+    """A folder of good images (with a sub-folder, hidden and system files) → its path."""
+    folder = tmp_path / "in"
+    for name in ("a.png", "b.png", "sub/c.png", "sub/deeper/d.png"):
+        write_png(folder / name, seed=len(name))
+    write_png(folder / ".hidden.png")
+    write_png(folder / ".git" / "e.png")
+    write_png(folder / "__MACOSX" / "f.png")
+    (folder / "Thumbs.db").write_bytes(b"\x00" * 10)
+    (folder / "desktop.ini").write_text("[.ShellClassInfo]")
+    (folder / "notes.txt").write_text("not an image, and not an image suffix")
+    return folder
+
+
+def test_single_file_reports_sigma_and_keeps_the_input(tmp_path, write_png, tiny_weights, tree_hash):
+    source = write_png(tmp_path / "photo.png")
+    before = tree_hash(source)
+    result = invoke("denoise", source, "--sigma", "25", "--model", tiny_weights)
+    assert result.exit_code == 0, result.output
+    output = tmp_path / "photo_denoised.png"
+    assert load_image(output).pixels.shape == (24, 40, 3)
+    assert "σ 25.0 (given)" in result.stderr and "mallenet_s.tiny_test" in result.stderr
+    assert tree_hash(source) == before
+
+
+def test_sigma_auto_and_explicit_output_file(tmp_path, write_png, tiny_weights):
+    source = write_png(tmp_path / "photo.png")
+    result = invoke("denoise", source, "-o", tmp_path / "clean.tif", "--model", tiny_weights, "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = summary(result)["files"]
+    assert record["status"] == "ok" and record["sigma_source"] == "estimated" and record["sigma"] > 0
+    assert record["output"].endswith("clean.tif") and load_image(tmp_path / "clean.tif").format == "TIFF"
+
+
+def test_json_summary_schema(batch, tmp_path, tiny_weights):
+    result = invoke("denoise", batch, "-r", "-o", tmp_path / "out", "--sigma", "15", "--model", tiny_weights, "--json")
+    assert result.exit_code == 0, result.output
+    payload = summary(result)
+    assert (payload["command"], payload["ok"], payload["exists"], payload["failed"]) == ("denoise", 4, 0, 0)
+    for record in payload["files"]:
+        assert record["status"] == "ok" and record["error"] is None
+        assert record["sigma"] == 15 and record["model"] == "mallenet_s.tiny_test"
+        assert record["device"] == "cpu" and record["dtype"] == "fp32" and record["ms"] > 0
+
+
+def test_recursive_mirrors_the_tree_and_ignores_hidden_and_system_files(batch, tmp_path, tiny_weights, tree_hash):
+    before = tree_hash(batch)
+    out = tmp_path / "out"
+    result = invoke("denoise", batch, "-r", "-o", out, "--sigma", "15", "--model", tiny_weights)
+    assert result.exit_code == 0, result.output
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a.png", "b.png", "sub/c.png", "sub/deeper/d.png"]
+    assert tree_hash(batch) == before
+
+
+def test_without_recursive_only_the_top_level(batch, tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    result = invoke("denoise", batch, "-o", out, "--sigma", "15", "--model", tiny_weights, "--suffix", "_x")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a_x.png", "b_x.png"]
+
+
+def test_globs_and_sorted_order(batch, tmp_path, tiny_weights):
+    result = invoke(
+        "denoise", batch / "*.png", "-o", tmp_path / "out", "--sigma", "5", "--model", tiny_weights, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert [Path(r["input"]).name for r in summary(result)["files"]] == ["a.png", "b.png"]
+
+
+def test_refuses_to_overwrite_existing_outputs(tmp_path, write_png, tiny_weights, tree_hash):
+    source = write_png(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    existing = write_png(out / "a.png", seed=7)
+    before = tree_hash(existing)
+    result = invoke("denoise", source.parent, "-o", out, "--sigma", "10", "--model", tiny_weights, "--json")
+    assert result.exit_code == 0, result.output
+    assert summary(result)["files"][0]["status"] == "exists" and tree_hash(existing) == before
+    result = invoke("denoise", source.parent, "-o", out, "--sigma", "10", "--model", tiny_weights, "--overwrite")
+    assert result.exit_code == 0 and tree_hash(existing) != before
+
+
+@pytest.mark.parametrize("how", ["same-file", "same-folder"])
+def test_never_writes_over_an_input_even_with_overwrite(tmp_path, write_png, tiny_weights, tree_hash, how):
+    source = write_png(tmp_path / "a.png")
+    before = tree_hash(tmp_path)
+    target = ["-o", source] if how == "same-file" else ["-o", tmp_path, "--suffix", ""]
+    result = invoke("denoise", source, *target, "--overwrite", "--sigma", "10", "--model", tiny_weights)
+    assert result.exit_code == ExitCode.FAILED
+    assert "is an input" in error_lines(result)[0]
+    assert tree_hash(tmp_path) == before
+
+
+def write_bad_files(folder: Path, write_png) -> dict[str, str]:
+    """Bad inputs next to good ones → {file name: expected words in its error line}."""
+    (folder / "zero.png").write_bytes(b"")
+    good = write_png(folder / "truncated.png").read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "text.png").write_text("hello, I am not an image")
+    write_png(folder / "huge.png", height=64, width=64)
+    Image.new("LAB", (8, 8)).save(folder / "lab.tif")
+    return {
+        "zero.png": "empty file",
+        "truncated.png": "truncated",
+        "text.png": "not a supported image",
+        "huge.png": "exceeds",
+        "lab.tif": "mode",
+    }
+
+
+def test_bad_inputs_fail_one_line_each_while_the_rest_succeeds(tmp_path, write_png, tiny_weights, tree_hash):
+    folder = tmp_path / "in"
+    write_png(folder / "good1.png")
+    write_png(folder / "good2.png")
+    expected = write_bad_files(folder, write_png)
+    before = tree_hash(folder)
+    out = tmp_path / "out"
+    args = ["denoise", folder, "-o", out, "--sigma", "20", "--model", tiny_weights, "--max-pixels", 2000, "--json"]
+    result = invoke(*args)
+    assert result.exit_code == ExitCode.FAILED
+    payload = summary(result)
+    assert (payload["ok"], payload["failed"]) == (2, len(expected))
+    lines = error_lines(result)
+    assert len(lines) == len(expected)
+    for name, words in expected.items():
+        (line,) = [line for line in lines if name in line]
+        assert words in line, line
+    assert sorted(p.name for p in out.iterdir()) == ["good1.png", "good2.png"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert tree_hash(folder) == before
+
+
+@pytest.mark.skipif(ROOT, reason="root reads and writes regardless of permissions")
+def test_unreadable_input_and_unwritable_output(tmp_path, write_png, tiny_weights, tree_hash):
+    folder = tmp_path / "in"
+    write_png(folder / "good.png")
+    locked = write_png(folder / "locked.png")
+    locked.chmod(0)
+    try:
+        result = invoke("denoise", folder, "-o", tmp_path / "out", "--sigma", "20", "--model", tiny_weights)
+        assert result.exit_code == ExitCode.FAILED
+        (line,) = error_lines(result)
+        assert "locked.png" in line and "permission denied" in line
+        assert (tmp_path / "out" / "good.png").is_file()
+    finally:
+        locked.chmod(0o644)
+    before = tree_hash(folder)
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    try:
+        result = invoke("denoise", folder, "-o", readonly, "--sigma", "20", "--model", tiny_weights)
+        assert result.exit_code == ExitCode.FAILED
+        assert len(error_lines(result)) == 2 and "cannot write" in error_lines(result)[0]
+        assert list(readonly.iterdir()) == []
+    finally:
+        readonly.chmod(0o755)
+    assert tree_hash(folder) == before
+
+
+def test_unreadable_input_and_blocked_output_folder(tmp_path, write_png, tiny_weights):
+    good = write_png(tmp_path / "good.png")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    result = invoke("denoise", good, tmp_path / "dangling.png", "--sigma", "20", "--model", tiny_weights)
+    assert result.exit_code == ExitCode.FAILED
+    (line,) = error_lines(result)
+    assert "dangling.png" in line and "no such file" in line
+    (tmp_path / "blocker").write_text("a file where the output folder should go")
+    result = invoke("denoise", good, "-o", tmp_path / "blocker" / "out", "--sigma", "20", "--model", tiny_weights)
+    assert result.exit_code == ExitCode.FAILED and "cannot create the output folder" in error_lines(result)[0]
+
+
+def test_missing_input_fails_that_file(tmp_path, write_png, tiny_weights):
+    good = write_png(tmp_path / "good.png")
+    result = invoke("denoise", good, tmp_path / "missing.png", "--sigma", "20", "--model", tiny_weights)
+    assert result.exit_code == ExitCode.FAILED
+    assert "missing.png: no such file" in error_lines(result)[0]
+    assert (tmp_path / "good_denoised.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sigma", "loud"], "--sigma"),
+        (["--sigma", "80"], "[0, 75]"),
+        (["--device", "tpu"], "valid: auto, cpu"),
+        (["--bit-depth", "12"], "--bit-depth"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(tmp_path, write_png, tiny_weights, args, message):
+    source = write_png(tmp_path / "a.png")
+    result = invoke("denoise", source, "--model", tiny_weights, *args)
+    assert result.exit_code == ExitCode.USAGE
+    (line,) = error_lines(result)
+    assert message in line and "Traceback" not in result.output
+
+
+def test_empty_folder_and_unknown_option_are_usage_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert invoke("denoise", tmp_path / "empty").exit_code == ExitCode.USAGE
+    assert invoke("denoise", tmp_path / "empty", "--no-such-option").exit_code == ExitCode.USAGE
+
+
+def test_weights_errors_exit_3(tmp_path, write_png):
+    source = write_png(tmp_path / "a.png")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(os.urandom(100))
+    for model in (tmp_path / "missing.safetensors", corrupt, "no_such.model"):
+        result = invoke("denoise", source, "--model", model)
+        assert result.exit_code == ExitCode.WEIGHTS
+        assert len(result.stderr.strip().splitlines()) == 1 and error_lines(result)
+    assert not (tmp_path / "a_denoised.png").exists()
+
+
+@pytest.mark.skipif("mallenet_s.awgn_color" in shipped(), reason="a default colour model ships")
+def test_no_default_model_exits_3(tmp_path, write_png):
+    result = invoke("denoise", write_png(tmp_path / "a.png"))
+    assert result.exit_code == ExitCode.WEIGHTS and "no trained denoiser" in error_lines(result)[0]
+
+
+def test_json_reports_errors_that_stop_the_command(tmp_path, write_png):
+    result = invoke("denoise", write_png(tmp_path / "a.png"), "--model", tmp_path / "missing.safetensors", "--json")
+    assert result.exit_code == ExitCode.WEIGHTS
+    payload = json.loads(result.stdout)
+    assert payload["exit_code"] == ExitCode.WEIGHTS and "missing.safetensors" in payload["error"]
+
+
+def test_host_memory_exhaustion_fails_that_file_only(tmp_path, write_png, tiny_weights, monkeypatch):
+    from restorekit.cli import denoise as denoise_command
+
+    real = denoise_command.load_image
+
+    def load(path, max_pixels):
+        if Path(path).name == "big.png":
+            raise MemoryError
+        return real(path, max_pixels=max_pixels)
+
+    monkeypatch.setattr(denoise_command, "load_image", load)
+    folder = tmp_path / "in"
+    write_png(folder / "big.png")
+    write_png(folder / "small.png")
+    result = invoke("denoise", folder, "-o", tmp_path / "out", "--sigma", "10", "--model", tiny_weights)
+    assert result.exit_code == ExitCode.FAILED
+    assert "big.png: out of memory" in error_lines(result)[0] and (tmp_path / "out" / "small.png").is_file()
+
+
+def test_verbose_adds_the_traceback(tmp_path, write_png):
+    source = write_png(tmp_path / "a.png")
+    result = invoke("denoise", source, "--model", tmp_path / "missing.safetensors", "--verbose")
+    assert result.exit_code == ExitCode.WEIGHTS and "Traceback" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda_exits_4(tmp_path, write_png, tiny_weights):
+    result = invoke("denoise", write_png(tmp_path / "a.png"), "--device", "cuda", "--model", tiny_weights)
+    assert result.exit_code == ExitCode.DEVICE and "CUDA is not available" in error_lines(result)[0]
+
+
+def test_out_of_memory_at_the_smallest_tile_exits_4(tmp_path, write_png, tiny_weights, monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("out of memory")
+
+    monkeypatch.setattr(tiling, "run_tiled", exhausted)
+    result = invoke("denoise", write_png(tmp_path / "a.png"), "--sigma", "10", "--model", tiny_weights)
+    assert result.exit_code == ExitCode.DEVICE and "smallest tile" in error_lines(result)[0]
+
+
+def test_keyboard_interrupt_exits_130(tmp_path, write_png, tiny_weights, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tiling, "run_tiled", interrupted)
+    result = invoke("denoise", write_png(tmp_path / "a.png"), "--sigma", "10", "--model", tiny_weights)
+    assert result.exit_code == ExitCode.INTERRUPTED and "interrupted" in result.stderr
+
+
+def test_progress_jsonl_on_stderr(batch, tmp_path, tiny_weights):
+    args = ["denoise", batch, "-o", tmp_path / "out", "--sigma", "10", "--model", tiny_weights]
+    result = invoke(*args, "--progress", "jsonl")
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [(e["done"], e["total"], e["status"]) for e in events] == [(1, 2, "ok"), (2, 2, "ok")]
+    assert events[0]["sigma"] == 10 and result.stdout == ""
+
+
+def test_bit_depth_16(tmp_path, write_png, tiny_weights):
+    source = write_png(tmp_path / "a.png")
+    result = invoke("denoise", source, "--sigma", "10", "--model", tiny_weights, "--bit-depth", "16")
+    assert result.exit_code == 0, result.output
+    assert load_image(tmp_path / "a_denoised.png").bit_depth == 16
+
+
+def test_gray_image_with_gray_model(tmp_path, write_png, tiny_gray_weights):
+    source = write_png(tmp_path / "g.png", channels=1)
+    result = invoke("denoise", source, "--sigma", "10", "--model", tiny_gray_weights)
+    assert result.exit_code == 0, result.output
+    assert load_image(tmp_path / "g_denoised.png").pixels.shape == (24, 40, 1)
+
+
+def test_stale_temp_files_of_a_hard_kill_are_removed(tmp_path, write_png, tiny_weights):
+    source = write_png(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".a.png.0123abcd.part"
+    stale.write_bytes(b"partial")
+    unrelated = out / ".other.part"
+    unrelated.write_bytes(b"someone else's")
+    result = invoke("denoise", source.parent, "-o", out, "--sigma", "10", "--model", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and unrelated.exists() and (out / "a.png").is_file()
+
+
+@pytest.mark.parametrize("command, words", [("sr", "super-resolution"), ("tune", "tunable")])
+def test_sr_and_tune_exist_but_no_model_ships(tmp_path, write_png, command, words):
+    result = invoke(command, write_png(tmp_path / "a.png"))
+    assert result.exit_code == ExitCode.WEIGHTS
+    (line,) = error_lines(result)
+    assert words in line and "ships yet" in line
+
+
+def test_models_lists_shipped_models():
+    result = invoke("models", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert [row["name"] for row in rows] == sorted(shipped())
+    for row in rows:
+        assert {"architecture", "channels", "parameters", "quality", "training", "license"} <= set(row)
+    listing = invoke("models")
+    assert listing.exit_code == 0
+    assert all(name in listing.stdout for name in shipped()) or "no trained models" in listing.stdout
+
+
+def test_help_lists_every_command():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("denoise", "sr", "tune", "bench", "models", "train"):
+        assert re.search(rf"\b{command}\b", result.stdout)

@@ -1,0 +1,215 @@
+"""Tiling: padding, tiled ≡ untiled where the overlap covers the receptive field, OOM retry, memory sizing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from restorekit.errors import DeviceError
+from restorekit.inference import tiling
+from restorekit.models import Requirements
+
+CPU = torch.device("cpu")
+
+
+class ConvStack(nn.Module):
+    """Three 3×3 convolutions (receptive field exactly 3 each side), optionally at half resolution
+    through pixel-unshuffle (then size multiple 2 and receptive field 2·3 + 1), optionally upscaling."""
+
+    def __init__(self, channels: int = 3, unshuffle: bool = False, scale: int = 1):
+        super().__init__()
+        torch.manual_seed(0)
+        inner = channels * 4 if unshuffle else channels
+        self.convs = nn.Sequential(
+            nn.Conv2d(inner + 1, 8, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(8, inner * scale**2, 3, padding=1),
+        )
+        self.unshuffle, self.scale = unshuffle, scale
+        self.requirements = Requirements(
+            task="denoise" if scale == 1 else "sr",
+            in_channels=channels,
+            out_channels=channels,
+            size_multiple=2 if unshuffle else 1,
+            receptive_field=7 if unshuffle else 3,
+            scale=scale,
+        )
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if self.unshuffle:
+            x = F.pixel_unshuffle(x, 2)
+            sigma = F.avg_pool2d(sigma, 2)
+        out = self.convs(torch.cat([x, sigma], dim=1))
+        if self.unshuffle:
+            out = F.pixel_shuffle(out, 2)
+        return F.pixel_shuffle(out, self.scale) if self.scale > 1 else out
+
+
+def model_fn(model: nn.Module):
+    def run(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x, sigma)
+
+    return run
+
+
+def test_pad_reflects_and_reaches_the_multiple():
+    req = Requirements(task="denoise", in_channels=1, out_channels=1, size_multiple=8, min_size=16)
+    x = torch.arange(5 * 19, dtype=torch.float32).reshape(1, 1, 5, 19)
+    padded = tiling.pad(x, req)
+    assert padded.shape == (1, 1, 16, 24)
+    assert torch.equal(padded[..., :5, :19], x)
+    # Where the padding is shorter than the image, it is exactly torch's reflect padding.
+    assert torch.equal(padded[..., :5, :24], F.pad(x, (0, 5, 0, 0), mode="reflect"))
+    assert torch.equal(tiling.pad(torch.ones(1, 1, 1, 1), req), torch.ones(1, 1, 16, 16))
+
+
+@pytest.mark.parametrize("size", [(37, 53), (40, 40), (7, 90)])
+def test_run_tiled_crops_back_to_odd_sizes(size):
+    model = ConvStack(unshuffle=True)
+    x = torch.rand(1, 3, *size)
+    out = tiling.run_tiled(model_fn(model), x, 0.1, model.requirements, tile=None)
+    assert out.shape == x.shape
+
+
+@pytest.mark.parametrize("unshuffle", [False, True])
+def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field(unshuffle):
+    model = ConvStack(unshuffle=unshuffle)
+    x = torch.rand(1, 3, 61, 83)
+    sigma = torch.rand(1, 1, 61, 83)  # a spatially varying map is tiled with the image
+    whole = tiling.run_tiled(model_fn(model), x, sigma, model.requirements, tile=None)
+    tiled = tiling.run_tiled(model_fn(model), x, sigma, model.requirements, tile=tiling.min_tile(model.requirements))
+    assert torch.allclose(tiled, whole, atol=1e-5)
+
+
+def test_tiled_equals_untiled_for_upscaling_models():
+    model = ConvStack(scale=2)
+    x = torch.rand(1, 3, 45, 50)
+    whole = tiling.run_tiled(model_fn(model), x, 0.1, model.requirements, tile=None)
+    tiled = tiling.run_tiled(model_fn(model), x, 0.1, model.requirements, tile=16)
+    assert whole.shape == (1, 3, 90, 100)
+    assert torch.allclose(tiled, whole, atol=1e-5)
+
+
+def test_tiny_mallenet_tiled_within_one_level(tiny_model, make_pixels):
+    x = torch.from_numpy(make_pixels(200, 280)).permute(2, 0, 1)[None]
+    req = tiny_model.requirements
+    whole = tiling.run_tiled(model_fn(tiny_model), x, 25 / 255, req, tile=None)
+    tiled = tiling.run_tiled(model_fn(tiny_model), x, 25 / 255, req, tile=tiling.min_tile(req))
+    assert (tiled - whole).abs().max() < 1 / 255
+
+
+def test_tiles_never_exceed_the_tile_size():
+    model = ConvStack()
+    seen = []
+
+    def spy(x, sigma):
+        seen.append(tuple(x.shape[-2:]))
+        assert sigma.shape[-2:] == x.shape[-2:]
+        return model_fn(model)(x, sigma)
+
+    tiling.run_tiled(spy, torch.rand(1, 3, 100, 130), 0.1, model.requirements, tile=32)
+    assert len(seen) > 1 and max(max(s) for s in seen) <= 32
+
+
+def oom_above(limit: int, error: type[BaseException] = torch.OutOfMemoryError):
+    """A tile function that runs out of memory on tiles larger than ``limit``."""
+    model = ConvStack(unshuffle=True)
+    calls = []
+
+    def run(x, sigma):
+        calls.append(max(x.shape[-2:]))
+        if max(x.shape[-2:]) > limit:
+            raise error("CUDA out of memory. Tried to allocate 2 GiB") if error is not MemoryError else error()
+        return model_fn(model)(x, sigma)
+
+    return run, calls, model
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError, RuntimeError, MemoryError])
+def test_out_of_memory_retries_with_half_size_tiles(error):
+    fn, calls, model = oom_above(40, error)
+    x = torch.rand(1, 3, 150, 170)
+    out, used = tiling.run_with_retry(fn, x, 0.1, model.requirements, None, CPU)
+    whole = tiling.run_tiled(model_fn(model), x, 0.1, model.requirements, tile=None)
+    assert used is not None and used <= 40
+    assert calls[0] == 170 and sorted(set(calls), reverse=True)[:2] == [170, 84]
+    assert torch.allclose(out, whole, atol=1e-5)
+
+
+def test_out_of_memory_at_the_smallest_tile_is_a_device_error():
+    fn, _, model = oom_above(1)
+    with pytest.raises(DeviceError, match="smallest tile"):
+        tiling.run_with_retry(fn, torch.rand(1, 3, 64, 64), 0.1, model.requirements, None, CPU)
+    with pytest.raises(DeviceError, match="tiling disabled"):
+        tiling.run_with_retry(fn, torch.rand(1, 3, 64, 64), 0.1, model.requirements, 0, CPU)
+
+
+def test_other_errors_are_not_retried():
+    def broken(x, sigma):
+        raise RuntimeError("shape mismatch")
+
+    req = ConvStack().requirements
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        tiling.run_with_retry(broken, torch.rand(1, 3, 64, 64), 0.1, req, None, CPU)
+
+
+def test_auto_tile_follows_available_memory(monkeypatch, tiny_model):
+    req = tiny_model.requirements
+    per_pixel = tiling.bytes_per_pixel(tiny_model, req, CPU)
+    assert per_pixel > 0
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 4 * 1024**3)
+    big = tiling.auto_tile(per_pixel, req, CPU)
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 64 * 1024**2)
+    small = tiling.auto_tile(per_pixel, req, CPU)
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 1)
+    assert tiling.auto_tile(per_pixel, req, CPU) == tiling.min_tile(req)
+    assert big > small >= tiling.min_tile(req) and big % req.size_multiple == 0 == small % req.size_multiple
+
+
+def test_available_memory_is_reported():
+    assert tiling.available_memory(CPU) > 0
+
+
+@pytest.mark.slow
+def test_twelve_megapixels_run_in_bounded_memory_on_cpu():
+    """4000×3000 colour with a 1 GiB memory view: peak RSS stays near the image buffers, not the activations."""
+    script = textwrap.dedent(
+        """
+        import json, resource
+        import numpy as np, torch
+        from torch import nn
+        from restorekit.inference import api, tiling
+        from restorekit.models import Requirements
+
+        class Wide(nn.Module):  # 64 float32 channels at full resolution: 3 GB of activations untiled
+            def __init__(self):
+                super().__init__()
+                self.a, self.b = nn.Conv2d(4, 64, 3, padding=1), nn.Conv2d(64, 3, 1)
+                self.requirements = Requirements(task="denoise", in_channels=3, out_channels=3, receptive_field=2)
+            def forward(self, x, sigma):
+                return x - 0.01 * self.b(torch.relu(self.a(torch.cat([x, sigma], 1))))
+
+        tiling.available_memory = lambda device: 1024**3
+        pixels = np.full((3000, 4000, 3), 0.5, np.float32)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        out, info = api.denoise_image(pixels, 25, Wide(), "cpu")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({"extra": peak - before, "tile": info.tile, "shape": out.shape}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    image = 3000 * 4000 * 3 * 4
+    assert result["shape"] == [3000, 4000, 3] and result["tile"] is not None
+    # Input tensor, accumulator, output array (3 images) plus tiles well under the 1 GiB view.
+    assert result["extra"] < 3 * image + 1024**3, result
