@@ -1,5 +1,353 @@
-"""`restorekit bench` (being written by the bench helper)."""
+"""`restorekit bench`: latency, quality and kernel benchmarks, and the docs page built from their results."""
+
+from __future__ import annotations
+
+import shlex
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="Benchmarks: latency, quality and kernels.")
+from restorekit._checks import check, fail
+from restorekit.bench import latency as bench_latency
+from restorekit.bench import quality as bench_quality
+from restorekit.bench import report
+from restorekit.bench.baselines import PEERS
+from restorekit.bench.baselines import peers as peer_methods
+from restorekit.bench.docs import render
+from restorekit.bench.env import environment
+from restorekit.bench.methods import model_method
+from restorekit.cli._console import console, handle_errors, print_json, progress, results, warning_line
+from restorekit.cli._options import Device, Dtype, DtypeChoice, Json, Progress, ProgressMode, Tile, Verbose
+from restorekit.errors import OutputError
+from restorekit.inference.api import DTYPES, resolve_device
+from restorekit.models import create_model, list_models
+
+app = typer.Typer(help="Benchmarks: latency, quality and kernels; `report` regenerates docs/benchmarks.md.")
+
+
+class ProtocolChoice(str, Enum):
+    """Noise protocol: ``float`` (unclipped, as in papers), ``file`` (clipped, 8-bit) or ``both``."""
+
+    float = "float"
+    file = "file"
+    both = "both"
+
+
+class SigmaMode(str, Enum):
+    """What methods are told: the ``true`` σ, or the same ``estimate`` for every method."""
+
+    true = "true"
+    estimate = "estimate"
+
+
+Models = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-m",
+        "--model",
+        help="Model name or .safetensors path; repeatable. Default: every shipped denoiser.",
+        show_default=False,
+    ),
+]
+Peers = Annotated[
+    str, typer.Option("--peers", help="Peers, comma-separated (cbm3d, opencv_nlm, skimage_nlm), 'all' or 'none'.")
+]
+Save = Annotated[
+    list[Path] | None,
+    typer.Option("--save", help="Write results to a file: .json, .csv, .md or .png (quality plot); repeatable."),
+]
+Machine = Annotated[
+    str | None, typer.Option("--machine", help="A name for this machine, recorded in the results.", show_default=False)
+]
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _peer_names(text: str) -> list[str]:
+    choice = text.strip().lower()
+    return list(PEERS) if choice == "all" else [] if choice == "none" else _split(text)
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    """Comma-separated numbers; whole numbers stay ``int`` (``σ=25``, not ``25.0``)."""
+    try:
+        values = [int(item) if item.isdigit() else float(item) for item in _split(text)]
+    except ValueError:
+        fail(option, "comma-separated numbers", text)
+    check(bool(values), option, "at least one value", text)
+    return values
+
+
+def _models(chosen: list[str] | None) -> list[str]:
+    """The models asked for, or every shipped denoiser."""
+    models = chosen or [name for name in list_models() if create_model(name).requirements.task == "denoise"]
+    if not models:
+        warning_line("no trained model ships with this install and none was given (--model); measuring peers only")
+    return models
+
+
+def _command_line(context: typer.Context) -> str:
+    """The running ``restorekit bench …`` command with the options given on the command line."""
+    words = ["restorekit", "bench", context.info_name or ""]
+    for param in context.command.params:
+        value = context.params.get(param.name)
+        source = context.get_parameter_source(param.name)
+        if value is None or getattr(source, "name", "") != "COMMANDLINE":
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            item = getattr(item, "value", item)
+            if param.param_type_name == "argument":
+                words.append(str(item))
+            elif getattr(param, "is_flag", False):
+                words.append(param.opts[-1])
+            else:
+                words += [param.opts[-1], str(item)]
+    return shlex.join(words)
+
+
+def _emit(document: dict[str, Any], table_rows: list[dict[str, Any]], title: str, json: bool, save: list[Path]) -> None:
+    """Save the results where asked, then print them: JSON on stdout, or a table."""
+    for path in save:
+        report.save(document, path)
+        console.print(f"wrote {path}")
+    for message in dict.fromkeys(f"skipped {s['method']}: {s['reason']}" for s in document["skipped"]):
+        warning_line(message)
+    if not document["rows"]:
+        warning_line("nothing was measured")
+    if json:
+        print_json(document)
+    elif table_rows:
+        columns = [c for c in report.columns_of(table_rows) if any(row.get(c) is not None for row in table_rows)]
+        results.print(report.table(table_rows, title=title, columns=columns))
+
+
+@app.command()
+@handle_errors
+def latency(
+    ctx: typer.Context,
+    model: Models = None,
+    peers: Peers = "all",
+    size: Annotated[str, typer.Option("--size", help="Sizes: N (square), WxH or Nmp (4:3), comma-separated.")] = (
+        "256,512,1mp,12mp"
+    ),
+    device: Annotated[str, typer.Option("--device", help="Devices for models, comma-separated (auto, cpu, cuda).")] = (
+        "cpu"
+    ),
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="Precisions for models, comma-separated (fp32, fp16, bf16).")
+    ] = ("fp32"),
+    channels: Annotated[int, typer.Option("--channels", help="Image channels: 3 (colour) or 1 (gray).")] = 3,
+    tile: Tile = None,
+    sigma: Annotated[float, typer.Option("--sigma", help="Noise level of the input (0–255).")] = 25.0,
+    warmup: Annotated[int, typer.Option("--warmup", min=1, help="Untimed runs before timing.")] = 1,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs at most.")] = 10,
+    budget: Annotated[float, typer.Option("--budget", help="Seconds of timed runs per configuration, at most.")] = 60,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads (default: the libraries').", show_default=False)
+    ] = None,
+    peer_max_mp: Annotated[float, typer.Option("--peer-max-mp", help="Skip peers on larger images.")] = 1.0,
+    machine: Machine = None,
+    save: Save = None,
+    progress_mode: Progress = ProgressMode.auto,
+    json: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Latency, throughput, peak memory and FLOPs: models × sizes × devices × dtypes, and the peers on the CPU.
+
+    Each configuration runs in a fresh process (warm-ups, then median and p95 of timed runs).
+    """
+    sizes = [bench_latency.parse_size(s) for s in _split(size)]
+    cases, methods, skipped = bench_latency.plan(
+        _models(model),
+        _peer_names(peers),
+        sizes,
+        devices=_split(device),
+        dtypes=_split(dtype),
+        channels=channels,
+        tile=tile,
+        sigma=sigma,
+        warmup=warmup,
+        repeats=repeats,
+        budget_s=budget,
+        threads=threads,
+        peer_max_mp=peer_max_mp,
+    )
+    with progress(progress_mode, len(cases), "latency") as bar:
+        rows = bench_latency.run(cases, lambda label, row: bar.done(label, median_ms=row["median_ms"]))
+    config = {
+        "sizes": [f"{w}x{h}" for h, w in sizes],
+        "devices": _split(device),
+        "dtypes": _split(dtype),
+        "channels": channels,
+        "tile": tile,
+        "sigma": sigma,
+        "warmup": warmup,
+        "repeats": repeats,
+        "budget_s": budget,
+        "threads": threads,
+        "peer_max_mp": peer_max_mp,
+    }
+    document = report.payload(
+        "latency",
+        rows,
+        environment(machine),
+        config,
+        _command_line(ctx),
+        methods=[m.describe() for m in methods],
+        skipped=skipped,
+    )
+    shown = ("method", "size", "device", "dtype", "tile", "runs", "median_ms", "p95_ms", "cpu_ms", "mp_per_s")
+    shown += ("rss_peak_mb", "cuda_peak_mb", "gflops", "error")
+    table_rows = [{k: r[k] for k in shown} for r in rows]
+    _emit(document, table_rows, "latency", json, save or [])
+
+
+@app.command()
+@handle_errors
+def quality(
+    ctx: typer.Context,
+    data: Annotated[list[Path], typer.Option("--data", help="Folder of clean images; repeatable (one dataset each).")],
+    model: Models = None,
+    peers: Peers = "all",
+    sigma: Annotated[str, typer.Option("--sigma", help="Noise levels (0–255), comma-separated.")] = "15,25,50",
+    protocol: Annotated[
+        ProtocolChoice, typer.Option("--protocol", help="float (unclipped), file (clipped, 8-bit) or both.")
+    ] = ProtocolChoice.float,
+    sigma_mode: Annotated[
+        SigmaMode, typer.Option("--sigma-mode", help="Tell methods the true σ, or one shared estimate.")
+    ] = SigmaMode.true,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Use the first N images of each folder.", show_default=False)
+    ] = None,
+    per_image: Annotated[bool, typer.Option("--per-image", help="Show per-image rows in the table too.")] = False,
+    device: Device = "auto",
+    dtype: Dtype = DtypeChoice.auto,
+    tile: Tile = None,
+    machine: Machine = None,
+    save: Save = None,
+    progress_mode: Progress = ProgressMode.auto,
+    json: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """PSNR/SSIM of restorekit models and the peers on the same seeded noisy inputs, per image and mean."""
+    sigmas = _numbers(sigma, "--sigma")
+    protocols = ["float", "file"] if protocol == ProtocolChoice.both else [protocol.value]
+    images = [(folder.name, path) for folder in data for path in bench_quality.list_images(folder)[:limit]]
+    precision = dtype.value
+    device = str(resolve_device(device))
+    methods = [model_method(name, device, precision, tile) for name in _models(model)]
+    available, skipped = peer_methods(_peer_names(peers))
+    methods += available
+    total = len(images) * len(sigmas) * len(protocols)
+    with progress(progress_mode, total, "quality") as bar:
+        rows, unfit = bench_quality.evaluate(images, methods, sigmas, protocols, sigma_mode.value, bar.done)
+    summary = bench_quality.summarize(rows)
+    config = {
+        "data": [str(folder) for folder in data],
+        "sigmas": sigmas,
+        "protocols": protocols,
+        "sigma_mode": sigma_mode.value,
+        "limit": limit,
+        "device": device,
+        "dtype": precision,
+        "tile": tile,
+    }
+    document = report.payload(
+        "quality",
+        rows,
+        environment(machine),
+        config,
+        _command_line(ctx),
+        methods=[m.describe() for m in methods],
+        summary=summary,
+        skipped=skipped + unfit,
+    )
+    shown = ("dataset", "image", "sigma", "protocol", "method", "sigma_used", "psnr", "ssim", "seconds")
+    table_rows = [{k: r[k] for k in shown} for r in (rows + summary if per_image else summary)]
+    _emit(document, table_rows, "quality (PSNR dB, SSIM; mean rows are over images)", json, save or [])
+
+
+@app.command()
+@handle_errors
+def kernels(
+    ctx: typer.Context,
+    size: Annotated[str, typer.Option("--size", help="Feature-map sizes: N (square), WxH or Nmp, comma-separated.")] = (
+        "256,512"
+    ),
+    channels: Annotated[str, typer.Option("--channels", help="Channel counts, comma-separated.")] = "16,80",
+    kernel_size: Annotated[int, typer.Option("--kernel-size", help="MalleConv kernel size (1 or 3).")] = 3,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Backends, comma-separated (naive, reference, cpu, triton). Default: all for the device.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Device = "auto",
+    dtype: Dtype = DtypeChoice.auto,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per configuration, at most.")] = 10,
+    grid_stride: Annotated[int, typer.Option("--grid-stride", min=1, help="Kernel-grid stride in pixels.")] = 8,
+    machine: Machine = None,
+    save: Save = None,
+    json: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Malleable-convolution backends against a depthwise convolution (rows as the kernel benchmark gives them)."""
+    from restorekit.bench import kernels as bench_kernels  # imported on use: it loads the Triton kernels
+
+    sizes = [bench_latency.parse_size(s) for s in _split(size)]
+    precision = "fp32" if dtype == DtypeChoice.auto else dtype.value
+    config = {
+        "sizes": [f"{w}x{h}" for h, w in sizes],
+        "channels": [int(v) for v in _numbers(channels, "--channels")],
+        "kernel_size": kernel_size,
+        "backends": _split(backend) if backend else None,
+        "device": str(resolve_device(device)),
+        "dtype": precision,
+        "repeats": repeats,
+        "grid_stride": grid_stride,
+    }
+    rows = bench_kernels.run(
+        sizes,
+        config["channels"],
+        kernel_size,
+        config["backends"],
+        config["device"],
+        DTYPES[precision],
+        repeats,
+        grid_stride,
+    )
+    document = report.payload("kernels", rows, environment(machine), config, _command_line(ctx))
+    _emit(document, rows, "kernels", json, save or [])
+
+
+@app.command("report")
+@handle_errors
+def report_(
+    files: Annotated[list[Path], typer.Argument(help="Results files from `restorekit bench … --save x.json`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Markdown page to write.")] = Path(
+        "docs/benchmarks.md"
+    ),
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw PSNR against time from the quality files (PNG).", show_default=False),
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Regenerate docs/benchmarks.md (and optionally the quality plot) from saved results files."""
+    documents = [(path, report.load(path)) for path in files]
+    command = "restorekit bench report " + " ".join(str(p) for p in files) + f" -o {output}"
+    if plot is not None:
+        command += f" --plot {plot}"
+        summary = [row for _, doc in documents if doc["command"] == "quality" for row in doc["summary"]]
+        report.scatter_plot(summary, plot)
+    try:
+        output.write_text(render(documents, command))
+    except OSError as exc:
+        raise OutputError(f"cannot write {output}: {exc}") from None
+    console.print(f"wrote {output}")

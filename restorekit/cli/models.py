@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
 from rich.table import Table
 
+from restorekit.bench.cost import PAPER_GFLOPS, model_cost
 from restorekit.cli._console import handle_errors, print_json, results
 from restorekit.cli._options import Json, Verbose
-from restorekit.models import _weights
+from restorekit.models import _weights, create_model, list_architectures
 
 
 def _summary(name: str, meta: dict) -> dict:
@@ -39,8 +43,17 @@ def _quality_text(quality: object) -> str:
 
 
 @handle_errors
-def models(json: Json = False, verbose: Verbose = False) -> None:
+def models(
+    architectures: Annotated[
+        bool, typer.Option("--architectures", help="List registered architectures with parameters and FLOPs.")
+    ] = False,
+    json: Json = False,
+    verbose: Verbose = False,
+) -> None:
     """List the trained models that ship with restorekit, with their metadata."""
+    if architectures:
+        _list_architectures(json)
+        return
     rows = [_summary(name, _weights.describe(path)) for name, path in sorted(_weights.shipped().items())]
     if json:
         print_json(rows)
@@ -57,5 +70,26 @@ def models(json: Json = False, verbose: Verbose = False) -> None:
             _quality_text(row["quality"]),
             str(row["training"].get("iterations", "")),
             row["license"] or "",
+        )
+    results.print(table)
+
+
+def _list_architectures(json: bool) -> None:
+    """Parameters and GFLOPs at 256×256 of every registered architecture, beside the paper's figure."""
+    rows = []
+    for name in list_architectures():
+        cost = model_cost(create_model(name, pretrained=False))
+        rows.append({"architecture": name, **cost, "paper_gflops": PAPER_GFLOPS.get(name)})
+    if json:
+        print_json(rows)
+        return
+    table = Table("architecture", "parameters", "GFLOPs @256² (ours)", "GFLOPs @256² (paper)")
+    for row in rows:
+        paper = row["paper_gflops"]
+        table.add_row(
+            row["architecture"],
+            f"{row['parameters'] / 1e6:.2f} M",
+            f"{row['gflops']:.2f}",
+            f"{paper:.2f}" if paper else "",
         )
     results.print(table)

@@ -1,0 +1,143 @@
+"""Render ``docs/benchmarks.md`` from benchmark results files, saying which command and machine made each table.
+
+Quality results become one table per dataset, protocol and σ mode (methods × σ, cells ``PSNR / SSIM``),
+with the published figures the project measures itself against beside the float-protocol tables. Latency
+results become one table per device, with each method's speed-up over CBM3D at the same size. Anything
+else (``kernels``) is tabulated as it comes.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from restorekit.bench.report import format_value, to_markdown
+
+# Published PSNR (dB, float protocol) to compare with: dataset → label → {σ: PSNR}.
+PUBLISHED: dict[str, dict[str, dict[float, float]]] = {
+    "kodak24": {
+        "CBM3D, published (floor)": {15: 34.28, 25: 32.15, 50: 28.46},
+        "MalleNet-S, paper (target)": {15: 34.66, 25: 32.16, 50: 29.00},
+    },
+    "mcmaster": {
+        "CBM3D, published (floor)": {15: 34.06, 25: 31.66, 50: 28.51},
+        "MalleNet-S, paper (target)": {15: 34.68, 25: 32.35, 50: 29.20},
+    },
+}
+KIND_ORDER = {"input": 0, "restorekit": 1, "peer": 2}
+
+
+def provenance(document: dict[str, Any], source: str | Path) -> str:
+    """One paragraph: the command, the machine, the software and the date behind a results file."""
+    env = document["environment"]
+    machine = f"{env['machine']}: " if env.get("machine") else ""
+    gpu = f", GPU {env['gpu']} (CUDA {env['cuda']})" if env.get("gpu") else ""
+    return (
+        f"Produced by `{document['argv']}` on {machine}{env['cpu']} ({env['cpu_affinity']} CPUs available, "
+        f"torch threads {env['torch_threads']}){gpu}; torch {env['torch']}, restorekit {env['restorekit']}, "
+        f"{env['os']}; {document['created']}. Source: `{source}`."
+    )
+
+
+def _quality_tables(document: dict[str, Any]) -> list[str]:
+    summary = document["summary"]
+    out = []
+    for dataset, protocol, mode in sorted({(r["dataset"], r["protocol"], r["sigma_mode"]) for r in summary}):
+        group = [r for r in summary if (r["dataset"], r["protocol"], r["sigma_mode"]) == (dataset, protocol, mode)]
+        sigmas = sorted({r["sigma"] for r in group})
+        methods = sorted({(KIND_ORDER.get(r["kind"], 3), r["method"]) for r in group})
+        rows = []
+        for _, method in methods:
+            cells = {(r["sigma"]): r for r in group if r["method"] == method}
+            first = next(iter(cells.values()))
+            row: dict[str, Any] = {"method": method, "kind": first["kind"]}
+            for sigma in sigmas:
+                r = cells.get(sigma)
+                row[f"σ={sigma:g}"] = f"{format_value(r['psnr'])} / {r['ssim']:.4f}" if r else ""
+            times = [r["seconds"] for r in cells.values() if r["seconds"] is not None]
+            row["s/image"] = statistics.fmean(times) if times else None
+            rows.append(row)
+        if protocol == "float":
+            for label, values in PUBLISHED.get(dataset.lower(), {}).items():
+                rows.append(
+                    {"method": label, "kind": "published"}
+                    | {f"σ={s:g}": f"{values[s]:.2f}" if s in values else "" for s in sigmas}
+                    | {"s/image": None}
+                )
+        images = max(r["images"] for r in group)
+        out += [
+            f"#### {dataset}, {protocol} protocol, σ {mode} ({images} images)",
+            "",
+            "PSNR (dB) / SSIM; s/image is the median time per image, averaged over σ.",
+            "",
+            to_markdown(rows),
+            "",
+        ]
+    return out
+
+
+def _latency_tables(document: dict[str, Any]) -> list[str]:
+    rows = document["rows"]
+    cbm3d = {r["size"]: r["median_ms"] for r in rows if r["method"] == "cbm3d" and r["median_ms"]}
+    out = []
+    for device in sorted({r["device"] for r in rows}):
+        table = []
+        for r in (r for r in rows if r["device"] == device):
+            reference = cbm3d.get(r["size"])
+            speedup = reference / r["median_ms"] if reference and r["median_ms"] and r["method"] != "cbm3d" else None
+            table.append(
+                {
+                    "method": Path(r["method"]).name,
+                    "size": r["size"],
+                    "dtype": r.get("dtype"),
+                    "tile": r.get("tile"),
+                    "runs": r.get("runs"),
+                    "median ms": r.get("median_ms"),
+                    "p95 ms": r.get("p95_ms"),
+                    "CPU ms": r.get("cpu_ms"),
+                    "MP/s": r.get("mp_per_s"),
+                    "× CBM3D": speedup,
+                    "peak RSS MB": r.get("rss_peak_mb"),
+                    "RSS before MB": r.get("rss_baseline_mb"),
+                    "CUDA peak MB": r.get("cuda_peak_mb"),
+                    "GFLOPs": r.get("gflops"),
+                    "params": r.get("parameters"),
+                    "error": r.get("error"),
+                }
+            )
+        columns = [c for c in table[0] if any(row[c] is not None for row in table)]
+        out += [f"#### {device}", "", to_markdown(table, columns), ""]
+    return out
+
+
+def render(documents: Sequence[tuple[str | Path, dict[str, Any]]], command: str) -> str:
+    """The Markdown of ``docs/benchmarks.md``.
+
+    Args:
+        documents: ``(source path, results document)`` pairs, in the order to show them.
+        command: The command line that regenerates the page (written at the top).
+    """
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{command}` from the results files named below; do not edit by hand.",
+        "Each section says which command and machine produced it. Methods and protocols:",
+        "`restorekit/bench/quality.py`, `noise.py`, `latency.py` and `baselines.py` (peer settings).",
+        "",
+    ]
+    for source, document in documents:
+        lines += [f"## {document['command'].capitalize()}", "", provenance(document, source), ""]
+        if document["command"] == "quality":
+            lines += _quality_tables(document)
+        elif document["command"] == "latency":
+            lines += _latency_tables(document)
+        else:
+            lines += [to_markdown(document["rows"]), ""] if document["rows"] else ["(no rows)", ""]
+        if document.get("methods"):
+            lines += ["Methods:", "", to_markdown(document["methods"]), ""]
+        if document.get("skipped"):
+            skipped = dict.fromkeys(f"- {s['method']}: {s['reason']}" for s in document["skipped"])
+            lines += ["Skipped:", "", *skipped, ""]
+    return "\n".join(lines).rstrip() + "\n"

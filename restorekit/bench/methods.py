@@ -1,0 +1,101 @@
+"""What a benchmark runs: one interface over restorekit models and peer denoisers.
+
+A :class:`Method` maps a noisy image (H, W, C) in [0, 1] and the noise level σ it is told (0–255 scale) to a
+denoised image of the same shape. restorekit models run through the public
+:func:`restorekit.inference.api.denoise`, so the benchmark measures what users run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from restorekit.inference.api import denoise
+from restorekit.models import create_model
+
+# Signature of a method's work: noisy (H, W, C) float32 in [0, 1], σ (0–255) or None → (H, W, C).
+RunFn = Callable[[np.ndarray, "float | None"], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A denoiser under benchmark.
+
+    Attributes:
+        name: Row label: a model name (``arch_variant.tag``) or a peer name (``cbm3d``, …).
+        kind: ``restorekit`` or ``peer``.
+        channels: Image channel counts it accepts (1 gray, 3 colour).
+        needs_sigma: Whether it must be told the noise level.
+        input: What it reads: ``float32`` (the noisy input as is) or ``uint8`` (clipped and rounded first).
+        license: Licence of the implementation or weights.
+        settings: How it is configured, in words (σ mapping, patch sizes, …).
+        run: The denoising function.
+        package: Import name of the optional package it needs, if any.
+        parameters: Learned parameters (models only).
+        model: The loaded model (models only), for FLOP counting.
+    """
+
+    name: str
+    kind: str
+    channels: tuple[int, ...]
+    needs_sigma: bool
+    input: str
+    license: str
+    settings: str
+    run: RunFn
+    package: str | None = None
+    parameters: int | None = None
+    model: nn.Module | None = None
+
+    def available(self) -> bool:
+        """Whether the package it needs is installed."""
+        return self.package is None or find_spec(self.package) is not None
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON-able declaration of this method (the ``methods`` list of a report)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "channels": list(self.channels),
+            "needs_sigma": self.needs_sigma,
+            "input": self.input,
+            "license": self.license,
+            "settings": self.settings,
+            "parameters": self.parameters,
+        }
+
+
+def model_method(model: str | Path, device: str = "auto", dtype: str | None = None, tile: int | None = None) -> Method:
+    """A restorekit model as a :class:`Method`, loaded once.
+
+    Args:
+        model: A model name (``arch_variant.tag``) or a ``.safetensors`` path.
+        device: Where it runs (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+        dtype: Inference precision (``None``/``auto``, ``fp32``, ``fp16``, ``bf16``).
+        tile: Tile size, ``0`` for none, ``None`` to size tiles from the available memory.
+    """
+    module = create_model(str(model))
+    requirements = module.requirements
+
+    def run(noisy: np.ndarray, sigma: float | None) -> np.ndarray:
+        return denoise(noisy, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype)
+
+    metadata = getattr(module, "metadata", {})
+    return Method(
+        name=getattr(module, "name", str(model)),
+        kind="restorekit",
+        channels=(requirements.in_channels,),
+        needs_sigma=requirements.sigma_range is not None,
+        input="float32",
+        license=metadata.get("license", "unspecified"),
+        settings=f"device {device}, dtype {dtype or 'auto'}, tile {'auto' if tile is None else tile}",
+        run=run,
+        parameters=sum(p.numel() for p in module.parameters()),
+        model=module,
+    )

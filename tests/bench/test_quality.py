@@ -1,0 +1,120 @@
+"""Quality numbers match a direct computation on the same seeded noise."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from restorekit.bench.baselines import PEERS
+from restorekit.bench.methods import model_method
+from restorekit.bench.quality import evaluate, list_images, psnr, ssim, summarize
+from restorekit.errors import InputError
+from restorekit.inference.io import load_image
+from restorekit.inference.noise import estimate_sigma
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval"
+
+
+def _numpy_psnr(clean: np.ndarray, image: np.ndarray) -> float:
+    mse = np.mean((image.astype(np.float64) - clean.astype(np.float64)) ** 2)
+    return float(10 * np.log10(1 / mse))
+
+
+def _noisy(path: Path, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    clean = load_image(path).pixels
+    rng = np.random.default_rng(zlib.crc32(f"{path.name}|{sigma:g}".encode()))
+    return clean, clean + rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma / 255)
+
+
+@pytest.fixture(scope="module")
+def results(colour_dir: Path, tiny_model: Path):
+    images = [("synthetic", p) for p in list_images(colour_dir)]
+    methods = [model_method(tiny_model, device="cpu"), PEERS["skimage_nlm"], PEERS["opencv_nlm"]]
+    rows, skipped = evaluate(images, methods, [15, 25], ["float", "file"], "true")
+    return images, rows, skipped
+
+
+def test_row_layout(results):
+    images, rows, skipped = results
+    assert skipped == []
+    assert len(rows) == len(images) * 2 * 2 * 4
+    keys = ["dataset", "image", "channels", "height", "width", "sigma", "protocol", "sigma_mode", "method", "kind"]
+    keys += ["sigma_used", "psnr", "ssim", "seconds"]
+    assert all(list(row) == keys for row in rows)
+    assert {row["method"] for row in rows} == {"noisy", "mallenet_s.tinytest", "skimage_nlm", "opencv_nlm"}
+    noisy = [row for row in rows if row["method"] == "noisy"]
+    assert all(row["sigma_used"] is None and row["seconds"] is None and row["kind"] == "input" for row in noisy)
+    told = [row for row in rows if row["method"] != "noisy"]
+    assert all(row["sigma_used"] == row["sigma"] and row["seconds"] > 0 for row in told)
+
+
+def test_noisy_and_peer_psnr_match_direct_computation(results):
+    images, rows, _ = results
+    for _, path in images:
+        clean, noisy = _noisy(path, 25)
+        stored = np.round(np.clip(noisy, 0, 1) * 255) / 255
+        row = {(r["method"], r["protocol"]): r for r in rows if r["image"] == path.name and r["sigma"] == 25}
+        assert row["noisy", "float"]["psnr"] == pytest.approx(_numpy_psnr(clean, noisy), abs=1e-6)
+        assert row["noisy", "file"]["psnr"] == pytest.approx(_numpy_psnr(clean, stored), abs=1e-5)
+        denoised = np.clip(PEERS["skimage_nlm"].run(noisy, 25.0), 0, 1)
+        assert row["skimage_nlm", "float"]["psnr"] == pytest.approx(_numpy_psnr(clean, denoised), abs=1e-6)
+        assert row["skimage_nlm", "float"]["ssim"] == pytest.approx(ssim(clean, denoised), abs=1e-9)
+        assert row["skimage_nlm", "float"]["psnr"] > row["noisy", "float"]["psnr"]
+
+
+def test_summary_is_the_mean_over_images(results):
+    images, rows, _ = results
+    summary = summarize(rows)
+    assert len(summary) == 2 * 2 * 4
+    for entry in summary:
+        members = [
+            r
+            for r in rows
+            if (r["sigma"], r["protocol"], r["method"]) == (entry["sigma"], entry["protocol"], entry["method"])
+        ]
+        assert entry["images"] == len(images) == len(members) and entry["image"] == "mean"
+        assert entry["psnr"] == pytest.approx(np.mean([r["psnr"] for r in members]))
+        assert entry["ssim"] == pytest.approx(np.mean([r["ssim"] for r in members]))
+
+
+def test_estimate_mode_tells_every_method_the_same_estimate(colour_dir: Path):
+    path = list_images(colour_dir)[0]
+    rows, _ = evaluate([("synthetic", path)], [PEERS["skimage_nlm"], PEERS["opencv_nlm"]], [25], ["float"], "estimate")
+    expected = estimate_sigma(_noisy(path, 25)[1])
+    assert [r["sigma_used"] for r in rows] == [None, pytest.approx(expected), pytest.approx(expected)]
+    assert all(r["sigma_mode"] == "estimate" for r in rows)
+
+
+def test_gray_images_skip_colour_models(gray_dir: Path, tiny_model: Path):
+    images = [("gray", p) for p in list_images(gray_dir)]
+    rows, skipped = evaluate(images, [model_method(tiny_model, device="cpu"), PEERS["opencv_nlm"]], [25])
+    assert {r["method"] for r in rows} == {"noisy", "opencv_nlm"}
+    assert all(r["channels"] == 1 for r in rows)
+    assert skipped == [{"method": "mallenet_s.tinytest", "reason": "takes colour images, not gray"}]
+
+
+def test_metrics():
+    clean = np.zeros((16, 16, 1))
+    assert psnr(clean, clean + 0.1) == pytest.approx(20.0)
+    assert ssim(clean + 0.5, clean + 0.5) == pytest.approx(1.0)
+
+
+def test_list_images_errors(tmp_path: Path):
+    with pytest.raises(InputError, match="folder of clean images"):
+        list_images(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="image files"):
+        list_images(tmp_path)
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not (DATA / "kodak24").is_dir(), reason="../shared/data is not present")
+def test_kodak_image_when_data_present():
+    path = list_images(DATA / "kodak24")[0]
+    rows, _ = evaluate([("kodak24", path)], [PEERS["opencv_nlm"]], [25], ["float"])
+    noisy, opencv = rows
+    assert noisy["psnr"] == pytest.approx(20.17, abs=0.1)
+    assert opencv["psnr"] > noisy["psnr"] + 3
