@@ -28,7 +28,7 @@ from restorekit.cli._options import (
     Verbose,
 )
 from restorekit.inference import api
-from restorekit.inference.io import DEFAULT_MAX_PIXELS, load_image, save_image
+from restorekit.inference.io import _max_pixels_from_env, load_image, save_image
 
 BIT_DEPTHS = (8, 16, 32)
 
@@ -81,7 +81,7 @@ def denoise(
             if not low <= level <= high:
                 fail("--sigma", f"a noise level in [{low:g}, {high:g}] for {model}", level)
     jobs = plan_jobs(inputs, output, recursive, suffix, default_suffix="_denoised")
-    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    limit = _max_pixels_from_env() if max_pixels is None else max_pixels
     precision = dtype.value
 
     def process(source: Path, destination: Path) -> dict:

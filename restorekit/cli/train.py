@@ -10,6 +10,7 @@ import yaml
 
 from restorekit.cli._console import console, handle_errors, print_json
 from restorekit.cli._options import Json, Progress, ProgressMode, Verbose
+from restorekit.errors import UsageError
 from restorekit.train.config import load_recipe
 from restorekit.train.loop import train as train_loop
 
@@ -30,7 +31,7 @@ def train(
     for item in set_ or []:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
-            raise typer.BadParameter(f"expected section.key=value, got {item!r}", param_hint="--set")
+            raise UsageError(f"--set: expected section.key=value, got {item!r}")
         overrides[key] = yaml.safe_load(value)
     config = load_recipe(recipe, overrides)
     mode = str(getattr(progress, "value", progress))

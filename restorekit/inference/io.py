@@ -35,7 +35,7 @@ from PIL import Image as PILImage
 from PIL import ImageCms, TiffImagePlugin, UnidentifiedImageError
 
 from restorekit._checks import check, check_choice, check_shape, fail
-from restorekit.errors import InputError, OutputError
+from restorekit.errors import InputError, OutputError, UsageError
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 """Lower-case file suffixes that :func:`load_image` and :func:`save_image` handle."""
@@ -121,7 +121,10 @@ def _max_pixels_from_env(default: int = BUILTIN_MAX_PIXELS) -> int:
     return int(value)
 
 
-DEFAULT_MAX_PIXELS: int = _max_pixels_from_env()
+try:
+    DEFAULT_MAX_PIXELS: int = _max_pixels_from_env()
+except UsageError:  # reported cleanly when a command calls _max_pixels_from_env() itself
+    DEFAULT_MAX_PIXELS = BUILTIN_MAX_PIXELS
 """Largest width × height :func:`load_image` decodes: ``RESTOREKIT_MAX_PIXELS`` at import, else 200 megapixels."""
 
 
