@@ -326,6 +326,34 @@ def kernels(
     _emit(document, rows, "kernels", json, save or [])
 
 
+@app.command("crops")
+@handle_errors
+def crops(
+    image: Annotated[Path, typer.Argument(help="A clean image (e.g. one of the evaluation set).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path("crops.png"),
+    box: Annotated[str, typer.Option("--box", help="Crop as top,left,size in pixels.")] = "100,100,96",
+    sigma: Annotated[float, typer.Option("--sigma", help="Noise level (0–255).")] = 25.0,
+    protocol: Annotated[str, typer.Option("--protocol", help="float or file.")] = "float",
+    model: Annotated[list[str] | None, typer.Option("-m", "--model", help="Model name or path; repeatable.")] = None,
+    peers: Annotated[str, typer.Option("--peers", help="Peers, comma-separated, 'all' or 'none'.")] = "all",
+    verbose: Verbose = False,
+) -> None:
+    """Side-by-side crops (clean, noisy, restorekit models, peers) of one image, with whole-image PSNR."""
+    from PIL import Image as PILImage
+
+    from restorekit.bench.crops import comparison_strip
+    from restorekit.inference.io import load_image
+
+    top, left, size = (int(v) for v in box.split(","))
+    channels = 1 if load_image(image).pixels.shape[2] == 1 else 3
+    names = [n for n in _models(model) if create_model(n).requirements.in_channels == channels]
+    available, _ = peer_methods(_peer_names(peers))
+    methods = [model_method(name) for name in names] + available
+    strip, scores = comparison_strip(image, methods, sigma, protocol, (top, left, size))
+    PILImage.fromarray(strip).save(output)
+    results.print(f"wrote {output}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores if v is not None))
+
+
 @app.command("report")
 @handle_errors
 def report_(
