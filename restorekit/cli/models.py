@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from restorekit.bench.cost import PAPER_GFLOPS, model_cost
 from restorekit.cli._console import handle_errors, print_json, results
@@ -29,16 +29,20 @@ def _summary(name: str, meta: dict) -> dict:
 
 
 def _quality_text(quality: object) -> str:
-    """``dataset σ=PSNR`` pairs from the nested quality record (dataset → σ → PSNR)."""
+    """``dataset σ15/25/50: PSNR/PSNR/PSNR`` per dataset, float protocol, from the quality record.
+
+    The record (written by ``restorekit.train.publish``) maps dataset → protocol → σ → {psnr, ssim}.
+    """
     if not isinstance(quality, dict):
         return ""
     parts = []
-    for dataset, per_sigma in quality.items():
-        if isinstance(per_sigma, dict):
-            values = "/".join(f"{v:.2f}" if isinstance(v, (int, float)) else str(v) for v in per_sigma.values())
-            parts.append(f"{dataset} σ{'/'.join(map(str, per_sigma))}: {values}")
-        else:
-            parts.append(f"{dataset}: {per_sigma}")
+    for dataset, protocols in quality.items():
+        if dataset.startswith("_") or not isinstance(protocols, dict):
+            continue
+        per_sigma = protocols.get("float") or next(iter(protocols.values()), {})
+        sigmas = "/".join(per_sigma)
+        values = "/".join(f"{v['psnr']:.2f}" for v in per_sigma.values())
+        parts.append(f"{dataset} σ{sigmas}: {values}")
     return "; ".join(parts)
 
 
@@ -61,7 +65,8 @@ def models(
     if not rows:
         results.print("no trained models ship with this install yet")
         return
-    table = Table("model", "channels", "parameters", "quality (PSNR dB)", "iterations", "license")
+    table = Table("channels", "parameters", "quality (PSNR dB)", "iterations")
+    table.columns.insert(0, Column("model", no_wrap=True))
     for row in rows:
         table.add_row(
             row["name"],
@@ -69,7 +74,6 @@ def models(
             f"{row['parameters'] / 1e6:.2f} M" if row["parameters"] else "",
             _quality_text(row["quality"]),
             str(row["training"].get("iterations", "")),
-            row["license"] or "",
         )
     results.print(table)
 

@@ -33,7 +33,16 @@ def start(folder: Path, out: Path, weights: Path, delay: float) -> subprocess.Po
     env = {**os.environ, "RESTOREKIT_TEST_DELAY_S": str(delay), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "restorekit", "denoise", str(folder), "-o", str(out)]
     command += ["--sigma", "15", "--model", str(weights), "--progress", "none", "--json"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell that starts jobs in the background hands them SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt; restore the default so the test behaves the same under any parent.
+    return subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for_outputs(out: Path, count: int, process: subprocess.Popen) -> None:
