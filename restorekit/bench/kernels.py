@@ -9,8 +9,10 @@ For every size × channel count, side by side in one run (forward only, under ``
 * ``malleable_conv`` with each requested backend: ``reference`` (the pure-PyTorch tap loop), ``cpu`` (the
   compiled CPU kernel), ``triton`` (the fused GPU kernels).
 
-Timing: one untimed warm-up, then timed runs until ``repeats`` are done or :data:`TIME_BUDGET_S` has passed
-(at least two); ``ms_median`` and ``ms_p95`` (linear interpolation) of the wall time, synchronised on CUDA.
+Timing: one untimed warm-up each, then timed runs taken round-robin over the implementations of a shape (so
+that other load on a shared machine weighs on all of them alike) until each has ``repeats`` runs or has spent
+:data:`TIME_BUDGET_S` (at least two); ``ms_median`` and ``ms_p95`` (linear interpolation) of the wall time,
+synchronised on CUDA.
 
 Bytes model for ``gbps``: the op's compulsory traffic, the same for every implementation of a shape — read
 ``x`` and write the output (``2·B·C·H·W`` elements) plus read the grid (``B·C·(K² + 1)·h·w``; the depthwise
@@ -138,10 +140,15 @@ def run(
     for height, width in sizes:
         for count in channels:
             case = Case(height, width, count, kernel_size, device, dtype, grid_stride)
-            baseline = _measure(case, "depthwise", repeats)
-            rows.append(_row(case, "depthwise", baseline, baseline))
-            for backend in chosen:
-                rows.append(_row(case, backend, _measure(case, backend, repeats), baseline))
+            names = ["depthwise", *chosen]
+            notes = {name: _unavailable(case, name) for name in chosen}
+            times = _time(case, [name for name in names if not notes.get(name)], repeats)
+            for name in names:
+                if name in times:
+                    result = {"times": times[name], "peak_extra": _peak_extra(case, name), "note": None}
+                else:
+                    result = {"note": notes[name]}
+                rows.append(_row(case, name, result, times["depthwise"]))
     return rows
 
 
@@ -173,33 +180,38 @@ def _implementation(name: str) -> Callable[..., torch.Tensor]:
     return lambda x, kernels, bias, weight: malleable_conv(x, kernels, bias, backend=name)
 
 
-def _measure(case: Case, name: str, repeats: int) -> dict[str, Any]:
-    note = None if name == "depthwise" else _unavailable(case, name)
-    if note:
-        return {"note": note}
-    times = _time(_implementation(name), case.inputs(), repeats, case.device)
-    if case.device.startswith("cuda"):
-        peak = _peak_extra_cuda(case, name)
-    else:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            peak = pool.submit(_peak_extra_cpu, case, name).result()
-    return {"times": times, "peak_extra": peak, "note": None}
-
-
 @torch.no_grad()
-def _time(function: Callable[..., torch.Tensor], inputs: tuple, repeats: int, device: str) -> list[float]:
-    """Wall times in ms: one warm-up, then up to ``repeats`` runs within :data:`TIME_BUDGET_S` (at least two)."""
-    synchronize = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
-    function(*inputs)
-    synchronize()
-    times: list[float] = []
-    started = time.perf_counter()
-    while len(times) < repeats and (len(times) < 2 or time.perf_counter() - started < TIME_BUDGET_S):
-        start = time.perf_counter()
+def _time(case: Case, names: list[str], repeats: int) -> dict[str, list[float]]:
+    """Wall times in ms per implementation, taken round-robin over ``names`` on one set of inputs.
+
+    Round-robin, so that other load on a shared machine weighs on every implementation alike: one warm-up
+    each, then rounds until each has ``repeats`` runs or has spent :data:`TIME_BUDGET_S` (at least two runs).
+    """
+    synchronize = torch.cuda.synchronize if case.device.startswith("cuda") else lambda: None
+    inputs = case.inputs()
+    functions = {name: _implementation(name) for name in names}
+    for function in functions.values():
         function(*inputs)
-        synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
+    synchronize()
+    times: dict[str, list[float]] = {name: [] for name in names}
+
+    def wanted(runs: list[float]) -> bool:
+        return len(runs) < 2 or (len(runs) < repeats and sum(runs) < 1e3 * TIME_BUDGET_S)
+
+    while pending := [name for name in names if wanted(times[name])]:
+        for name in pending:
+            start = time.perf_counter()
+            functions[name](*inputs)
+            synchronize()
+            times[name].append((time.perf_counter() - start) * 1e3)
     return times
+
+
+def _peak_extra(case: Case, name: str) -> float:
+    if case.device.startswith("cuda"):
+        return _peak_extra_cuda(case, name)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_peak_extra_cpu, case, name).result()
 
 
 def _peak_extra_cuda(case: Case, name: str) -> float:
@@ -268,7 +280,7 @@ def _available_memory(device: str) -> float:
     return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def _row(case: Case, name: str, result: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+def _row(case: Case, name: str, result: dict[str, Any], baseline: list[float]) -> dict[str, Any]:
     op = {"depthwise": "depthwise_conv2d", "naive": "naive"}.get(name, "malleable_conv")
     backend = "torch" if name in ("depthwise", "naive") else name
     rows, cols = case.grid
@@ -297,7 +309,7 @@ def _row(case: Case, name: str, result: dict[str, Any], baseline: dict[str, Any]
             ms_p95=round(_percentile(result["times"], 95), 3),
             gbps=round(moved / (median / 1e3) / 1e9, 2),
             peak_extra_mb=round(result["peak_extra"] / MB, 2),
-            ratio_vs_depthwise=round(median / statistics.median(baseline["times"]), 2),
+            ratio_vs_depthwise=round(median / statistics.median(baseline), 2),
         )
     return row
 

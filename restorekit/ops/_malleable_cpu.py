@@ -74,8 +74,6 @@ _SOURCE = r"""
 #include <stdlib.h>
 #include <string.h>
 
-#include <type_traits>
-
 typedef int64_t i64;
 
 namespace {
