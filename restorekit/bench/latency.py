@@ -50,6 +50,7 @@ from restorekit.bench.baselines import PEERS, peers
 from restorekit.bench.methods import Method, model_method
 from restorekit.bench.noise import add_noise
 from restorekit.errors import RestoreKitError
+from restorekit.inference import runtime
 from restorekit.inference.api import DTYPES, denoise_image, resolve_device
 
 try:
@@ -75,7 +76,7 @@ class Case:
         width: Image width in pixels.
         channels: 1 (gray) or 3 (colour).
         device: ``cpu``, ``cuda`` or ``cuda:N`` (peers: ``cpu``).
-        dtype: ``fp32``, ``fp16`` or ``bf16`` for models; ignored by peers.
+        dtype: ``auto``, ``fp32``, ``fp16`` or ``bf16`` for models (rows show what ran); ignored by peers.
         tile: Tile size (``0`` none, ``None`` chosen from the available memory); models only.
         sigma: Noise level of the input and the σ the method is told.
         warmup: Untimed runs before timing.
@@ -90,7 +91,7 @@ class Case:
     width: int
     channels: int = 3
     device: str = "cpu"
-    dtype: str = "fp32"
+    dtype: str = "auto"
     tile: int | None = None
     sigma: float = 25.0
     warmup: int = 1
@@ -152,7 +153,12 @@ def _peak_rss_mb() -> float | None:
 
 
 def measure(case: Case) -> dict[str, Any]:
-    """Measure ``case`` in this process (see the module docstring); :func:`run` calls it in a fresh one."""
+    """Measure ``case`` in this process (see the module docstring); :func:`run` calls it in a fresh one.
+
+    The process gets the allocator setting the ``restorekit`` command uses (``runtime.keep_freed_memory``),
+    peers included, so every method runs as it would from the command line.
+    """
+    runtime.keep_freed_memory()
     if case.threads is not None:
         torch.set_num_threads(case.threads)
         cv2.setNumThreads(case.threads)
@@ -256,7 +262,7 @@ def plan(
     peer_names: Sequence[str],
     sizes: Sequence[tuple[int, int]],
     devices: Sequence[str] = ("cpu",),
-    dtypes: Sequence[str] = ("fp32",),
+    dtypes: Sequence[str] = ("auto",),
     channels: int = 3,
     tile: int | None = None,
     sigma: float = 25.0,
@@ -273,7 +279,7 @@ def plan(
         peer_names: Peers (see :data:`restorekit.bench.baselines.PEERS`); missing packages are skipped.
         sizes: ``(height, width)`` pairs (see :func:`parse_size`).
         devices: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (models only).
-        dtypes: ``fp32``, ``fp16``, ``bf16`` (models only).
+        dtypes: ``auto`` (what ``restorekit denoise`` picks), ``fp32``, ``fp16``, ``bf16`` (models only).
         channels: Image channels; models that take another count are skipped.
         tile: Tile size for models (``0`` none, ``None`` automatic).
         sigma: Noise level of the input, told to every method.
@@ -289,7 +295,7 @@ def plan(
     check(warmup >= 1, "warmup", "at least 1 untimed run", warmup)
     check(channels in (1, 3), "channels", "1 or 3", channels)
     for dtype in dtypes:
-        check_choice(dtype, list(DTYPES), "dtype")
+        check_choice(dtype, ["auto", *DTYPES], "dtype")
     devices = [str(resolve_device(device)) for device in devices]
     measured: dict[str, Method] = {}
     skipped = []

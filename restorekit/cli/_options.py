@@ -59,7 +59,13 @@ Suffix = Annotated[
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never an input).")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Dtype = Annotated[DtypeChoice, typer.Option("--dtype", help="Precision (half only where the model allows it).")]
+Dtype = Annotated[
+    DtypeChoice,
+    typer.Option(
+        "--dtype",
+        help="Precision; auto is bf16 on a CPU with bf16 in hardware, else fp32 (half only where the model allows it).",
+    ),
+]
 Tile = Annotated[
     int | None,
     typer.Option(

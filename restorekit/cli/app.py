@@ -11,6 +11,7 @@ from restorekit.cli.models import models
 from restorekit.cli.sample import sample
 from restorekit.cli.sr import sr
 from restorekit.cli.tune import tune
+from restorekit.inference.runtime import keep_freed_memory
 
 app = typer.Typer(
     name="restorekit",
@@ -30,6 +31,7 @@ app.add_typer(bench.app, name="bench")
 
 def main() -> None:
     """Console-script entry point (``restorekit``); ``python -m restorekit`` calls it too."""
+    keep_freed_memory()
     try:
         app()
     except KeyboardInterrupt:  # an interrupt outside a command (while starting up)

@@ -138,8 +138,11 @@ def latency(
         "cpu"
     ),
     dtype: Annotated[
-        str, typer.Option("--dtype", help="Precisions for models, comma-separated (fp32, fp16, bf16).")
-    ] = ("fp32"),
+        str,
+        typer.Option(
+            "--dtype", help="Precisions for models, comma-separated (auto: as `denoise` picks; fp32, fp16, bf16)."
+        ),
+    ] = "auto",
     channels: Annotated[int, typer.Option("--channels", help="Image channels: 3 (colour) or 1 (gray).")] = 3,
     tile: Tile = None,
     sigma: Annotated[float, typer.Option("--sigma", help="Noise level of the input (0–255).")] = 25.0,

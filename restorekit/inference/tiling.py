@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from restorekit.errors import DeviceError
+from restorekit.inference.runtime import free_heap_bytes
 from restorekit.models import Requirements
 
 # A tile function maps ``x (1, C, h, w)`` and ``sigma (1, 1, h, w)`` to ``(1, C_out, h·scale, w·scale)``.
@@ -208,14 +209,15 @@ def run_tiled(
 
 
 def available_memory(device: torch.device) -> int:
-    """Bytes free on ``device``: ``torch.cuda.mem_get_info`` on CUDA, ``MemAvailable`` on the CPU."""
+    """Bytes free on ``device``: ``torch.cuda.mem_get_info`` on CUDA; on the CPU ``MemAvailable`` plus the memory
+    this process has freed and keeps for reuse (:func:`~restorekit.inference.runtime.free_heap_bytes`)."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    return int(line.split()[1]) * 1024 + free_heap_bytes()
     except OSError:
         pass
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from restorekit.layers.blocks import ResidualBlock
@@ -31,6 +32,12 @@ class KernelPredictor(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(width, channels * (kernel_size**2 + 1), 1)
         self._init_identity()
+        # The head's outputs are interleaved per channel (K² taps, then the bias: the trained layout); the
+        # forward pass gathers its rows so that all taps come first and the kernels and biases are plain
+        # channel slices of one output — no copy of the (B, C·K², h, w) kernel map.
+        taps = kernel_size**2
+        order = torch.arange(channels * (taps + 1)).view(channels, taps + 1)
+        self.register_buffer("order", torch.cat([order[:, :taps].flatten(), order[:, taps]]), persistent=False)
 
     def _init_identity(self) -> None:
         """Start as the identity filter (centre tap 1, bias 0) with small learned deviations."""
@@ -42,10 +49,8 @@ class KernelPredictor(nn.Module):
             self.head.bias.copy_(bias.flatten())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.head(self.body(x))
-        taps = self.kernel_size**2
-        out = out.unflatten(1, (self.channels, taps + 1))
-        return out[:, :, :taps].flatten(1, 2), out[:, :, taps]
+        out = F.conv2d(self.body(x), self.head.weight[self.order], self.head.bias[self.order])
+        return out.split([self.channels * self.kernel_size**2, self.channels], dim=1)
 
 
 class MalleConv(nn.Module):

@@ -33,11 +33,15 @@ Reduction choice (grid gradient): no atomics and no per-thread copies of the gri
 odd groups (two phases). Every cell is accumulated by one thread in a fixed order, in fp32 (fp64 for fp64), so
 the result is deterministic, and the extra memory is the fp32 grid itself.
 
-Layout and dtypes. The kernels and bias are first packed into one ``(B, h, w, P, C)`` grid in the
-accumulation type (``P/s²`` of the image's size for a grid ``s`` times coarser: 0.16 at ``s = 8``, ``K = 3``).
-The compute loops see channel-contiguous ``(W, C)`` rows: a channels_last fp32 (fp64) tensor is used in place;
-any other layout or dtype (NCHW, strided, bf16, fp16) goes through a converted row buffer per thread, so the
-extra memory stays the grid plus ``O(threads·K·W·C)``. Image rows are split into one contiguous range per
+Layout and dtypes. The kernels and bias, with any strides and dtype (e.g. channel slices of one predictor
+output), are read a grid row at a time: each thread packs the grid rows its image rows need into
+``(w, P, C)`` buffers of the accumulation type, kept in a small least-recently-used set (2 rows forward, 2K
+backward), so the forward pass allocates no grid at all; the grid gradient is accumulated in one
+``(B, h, w, P, C)`` buffer (``P/s²`` of the image's size for a grid ``s`` times coarser: 0.16 at ``s = 8``,
+``K = 3``) and unpacked into the kernel and bias gradients. The compute loops see channel-contiguous
+``(W, C)`` rows: a channels_last fp32 (fp64) tensor is used in place; any other layout or dtype (NCHW,
+strided, bf16, fp16) goes through a converted row buffer per thread, so the extra memory is
+``O(threads·K·W·C)`` forward. Image rows are split into one contiguous range per
 ``torch.get_num_threads()`` Python threads; ``ctypes`` releases the GIL during each call.
 
 Build. The C++ source below (no PyTorch headers, a few seconds to compile) is built once per source, compiler,
@@ -312,17 +316,95 @@ struct Cell {
   }
 };
 
-// The grid rows around image row y of batch b (y0, ly from the sampling table).
+// Packs grid row y of batch b — kernels (B, C·K², h, w) and bias (B, C, h, w), any strides and dtype — into
+// `row`, (w, P, C) in the accumulation type (planes: the K² taps, then the bias), or (unpack) writes such a row
+// back into kernels and bias. 16×16 (channels × columns) tiles go through L1 so both sides stay contiguous.
+template <typename A, typename S>
+void pack_row(const Shape& s, const View& kv, const View& bv, i64 b, i64 y, A* row, bool unpack) {
+  constexpr i64 tile = 16;
+  const i64 T = (i64)s.K * s.K, P = T + 1, C = s.C;
+  A block[tile][tile];
+  for (i64 x0 = 0; x0 < s.w; x0 += tile) {
+    const i64 nx = s.w - x0 < tile ? s.w - x0 : tile;
+    for (i64 c0 = 0; c0 < C; c0 += tile) {
+      const i64 nc = C - c0 < tile ? C - c0 : tile;
+      for (i64 t = 0; t < P; ++t) {
+        const View& v = t < T ? kv : bv;
+        S* src = (S*)v.data + b * v.sb + y * v.sh + x0 * v.sw;
+        A* dst = row + (x0 * P + t) * C + c0;
+        if (unpack) {
+          for (i64 x = 0; x < nx; ++x)
+            for (i64 c = 0; c < nc; ++c) block[c][x] = dst[x * P * C + c];
+          for (i64 c = 0; c < nc; ++c) {
+            S* plane = src + (t < T ? (c0 + c) * T + t : c0 + c) * v.sc;
+            for (i64 x = 0; x < nx; ++x) plane[x * v.sw] = narrow<S>(block[c][x]);
+          }
+        } else {
+          for (i64 c = 0; c < nc; ++c) {
+            const S* plane = src + (t < T ? (c0 + c) * T + t : c0 + c) * v.sc;
+            for (i64 x = 0; x < nx; ++x) block[x][c] = widen(plane[x * v.sw]);
+          }
+          for (i64 x = 0; x < nx; ++x)
+            for (i64 c = 0; c < nc; ++c) dst[x * P * C + c] = block[x][c];
+        }
+      }
+    }
+  }
+}
+
+template <typename A>
+void pack_row_any(const Shape& s, const View& kv, const View& bv, i64 b, i64 y, A* row, bool unpack) {
+  switch (kv.dtype) {
+    case kF32: pack_row<A, float>(s, kv, bv, b, y, row, unpack); break;
+    case kF64: pack_row<A, double>(s, kv, bv, b, y, row, unpack); break;
+    case kBF16: pack_row<A, bf16_t>(s, kv, bv, b, y, row, unpack); break;
+    default: pack_row<A, f16_t>(s, kv, bv, b, y, row, unpack); break;
+  }
+}
+
+// Packed grid rows on demand, least recently used first out of `slots` (≥ the rows one image row needs).
+template <typename A>
+struct PackedRows {
+  static constexpr int kMaxSlots = 6;
+  const Shape& s;
+  View kv, bv;
+  int slots;
+  i64 size, clock;
+  A* buf;
+  i64 key[kMaxSlots], used[kMaxSlots];
+  PackedRows(const Shape& shape, const View& k, const View& bias, int slots_)
+      : s(shape), kv(k), bv(bias), slots(slots_), size(shape.w * shape.planes() * shape.C), clock(0) {
+    buf = (A*)malloc(sizeof(A) * slots * size);
+    for (int i = 0; i < slots; ++i) key[i] = used[i] = -1;
+  }
+  ~PackedRows() { free(buf); }
+  bool ok() const { return buf != nullptr; }
+  const A* get(i64 b, i64 y) {
+    int slot = 0;
+    for (int i = 0; i < slots; ++i) {
+      if (key[i] == b * s.h + y) {
+        used[i] = ++clock;
+        return buf + i * size;
+      }
+      if (used[i] < used[slot]) slot = i;
+    }
+    pack_row_any<A>(s, kv, bv, b, y, buf + slot * size, false);
+    key[slot] = b * s.h + y;
+    used[slot] = ++clock;
+    return buf + slot * size;
+  }
+};
+
+// The two grid rows around image row y of batch b (its y0, ly from the sampling table).
 template <typename A>
 struct GridRows {
   const A* p0;
   const A* p1;
   A ly;
   GridRows() : p0(nullptr), p1(nullptr), ly(0) {}
-  GridRows(const Shape& s, const A* grid, i64 b, i64 y0, A ly_) : ly(ly_) {
-    const i64 row = s.w * s.planes() * s.C;
-    p0 = grid + (b * s.h + y0) * row;
-    p1 = y0 + 1 < s.h ? p0 + row : p0;
+  GridRows(const Shape& s, PackedRows<A>& packed, i64 b, i64 y0, A ly_) : ly(ly_) {
+    p0 = packed.get(b, y0);
+    p1 = y0 + 1 < s.h ? packed.get(b, y0 + 1) : p0;
   }
   Cell<A> cell(const Shape& s, i64 j) const {
     const i64 PC = s.planes() * s.C;
@@ -416,15 +498,16 @@ MC_INLINE void grad_grid_block(const Shape& s, i64 c0, i64 px0, const A* lx, con
 }
 
 template <typename A, int K>
-int forward_rows(const Shape& s, const View& xv, const A* grid, const View& ov, const int32_t* y0, const A* ly,
-                 const int32_t* x0, const A* lx, i64 begin, i64 end) {
+int forward_rows(const Shape& s, const View& xv, const View& kv, const View& bv, const View& ov, const int32_t* y0,
+                 const A* ly, const int32_t* x0, const A* lx, i64 begin, i64 end) {
   constexpr int pad = K / 2;
   RowSource<A> xs(xv, s.H, s.W, s.C, K);
   RowSink<A> os(ov, s.W, s.C);
-  if (!xs.ok() || !os.ok()) return 1;
+  PackedRows<A> packed(s, kv, bv, 2);
+  if (!xs.ok() || !os.ok() || !packed.ok()) return 1;
   for (i64 r = begin; r < end; ++r) {
     const i64 b = r / s.H, y = r % s.H;
-    const GridRows<A> rows(s, grid, b, y0[y], ly[y]);
+    const GridRows<A> rows(s, packed, b, y0[y], ly[y]);
     const A* xrows[K];
     for (int i = 0; i < K; ++i) xrows[i] = xs.get(b, y + i - pad);
     A* out = os.row(b, y);
@@ -448,12 +531,13 @@ int forward_rows(const Shape& s, const View& xv, const A* grid, const View& ov, 
 }
 
 template <typename A, int K>
-int grad_x_rows(const Shape& s, const View& gv, const A* grid, const View& dv, const int32_t* y0, const A* ly,
-                const int32_t* x0, const A* lx, i64 begin, i64 end) {
+int grad_x_rows(const Shape& s, const View& gv, const View& kv, const View& bv, const View& dv, const int32_t* y0,
+                const A* ly, const int32_t* x0, const A* lx, i64 begin, i64 end) {
   constexpr int pad = K / 2;
   RowSource<A> gs(gv, s.H, s.W, s.C, K);
   RowSink<A> ds(dv, s.W, s.C);
-  if (!gs.ok() || !ds.ok()) return 1;
+  PackedRows<A> packed(s, kv, bv, 2 * K);
+  if (!gs.ok() || !ds.ok() || !packed.ok()) return 1;
   for (i64 r = begin; r < end; ++r) {
     const i64 b = r / s.H, qy = r % s.H;
     const A* grows[K];
@@ -461,7 +545,7 @@ int grad_x_rows(const Shape& s, const View& gv, const A* grid, const View& dv, c
     for (int i = 0; i < K; ++i) {
       const i64 py = qy - i + pad;  // source row of tap row i
       grows[i] = gs.get(b, py);
-      if (grows[i]) rows[i] = GridRows<A>(s, grid, b, y0[py], ly[py]);
+      if (grows[i]) rows[i] = GridRows<A>(s, packed, b, y0[py], ly[py]);
     }
     A* out = ds.row(b, qy);
     over_chunks<A>(s.C, [&](auto tag, i64 c0) {
@@ -531,54 +615,11 @@ int grad_grid_groups(const Shape& s, const View& gv, const View& xv, A* dgrid, c
   return 0;
 }
 
-// Packs kernels (B, C·K², h, w) and bias (B, C, h, w), any strides and dtype, into the grid (B, h, w, P, C) of
-// the accumulation type (planes: the K² taps, then the bias), or (unpack) writes such a grid back into them;
-// grid rows [begin, end) over (batch, y).
-template <typename A, typename S>
-void pack_rows(const Shape& s, const View& kv, const View& bv, A* grid, bool unpack, i64 begin, i64 end) {
-  constexpr i64 tile = 16;  // a 16×16 (channels × columns) tile transposed through L1
-  const i64 T = (i64)s.K * s.K, P = T + 1, C = s.C;
-  A block[tile][tile];
-  for (i64 r = begin; r < end; ++r) {
-    const i64 b = r / s.h, y = r % s.h;
-    A* row = grid + r * s.w * P * C;
-    for (i64 x0 = 0; x0 < s.w; x0 += tile) {
-      const i64 nx = s.w - x0 < tile ? s.w - x0 : tile;
-      for (i64 c0 = 0; c0 < C; c0 += tile) {
-        const i64 nc = C - c0 < tile ? C - c0 : tile;
-        for (i64 t = 0; t < P; ++t) {
-          const View& v = t < T ? kv : bv;
-          S* src = (S*)v.data + b * v.sb + y * v.sh + x0 * v.sw;
-          A* dst = row + (x0 * P + t) * C + c0;
-          if (unpack) {
-            for (i64 x = 0; x < nx; ++x)
-              for (i64 c = 0; c < nc; ++c) block[c][x] = dst[x * P * C + c];
-            for (i64 c = 0; c < nc; ++c) {
-              S* plane = src + (t < T ? (c0 + c) * T + t : c0 + c) * v.sc;
-              for (i64 x = 0; x < nx; ++x) plane[x * v.sw] = narrow<S>(block[c][x]);
-            }
-          } else {
-            for (i64 c = 0; c < nc; ++c) {
-              const S* plane = src + (t < T ? (c0 + c) * T + t : c0 + c) * v.sc;
-              for (i64 x = 0; x < nx; ++x) block[x][c] = widen(plane[x * v.sw]);
-            }
-            for (i64 x = 0; x < nx; ++x)
-              for (i64 c = 0; c < nc; ++c) dst[x * P * C + c] = block[x][c];
-          }
-        }
-      }
-    }
-  }
-}
-
+// Writes the grid gradient (B, h, w, P, C) back into kernels and bias gradients, grid rows [begin, end).
 template <typename A>
-int pack_grid(const Shape& s, const View& kv, const View& bv, A* grid, bool unpack, i64 begin, i64 end) {
-  switch (kv.dtype) {
-    case kF32: pack_rows<A, float>(s, kv, bv, grid, unpack, begin, end); break;
-    case kF64: pack_rows<A, double>(s, kv, bv, grid, unpack, begin, end); break;
-    case kBF16: pack_rows<A, bf16_t>(s, kv, bv, grid, unpack, begin, end); break;
-    default: pack_rows<A, f16_t>(s, kv, bv, grid, unpack, begin, end); break;
-  }
+int unpack_rows(const Shape& s, const View& kv, const View& bv, A* grid, i64 begin, i64 end) {
+  const i64 row = s.w * s.planes() * s.C;
+  for (i64 r = begin; r < end; ++r) pack_row_any<A>(s, kv, bv, r / s.h, r % s.h, grid + r * row, true);
   return 0;
 }
 
@@ -589,34 +630,37 @@ Shape make_shape(const i64* shape) {
 }  // namespace
 
 #define MC_EXPORT(A, SUFFIX)                                                                                      \
-  extern "C" int mc_forward_##SUFFIX(const i64* shape, void* x, int xd, const i64* xs, const A* grid, void* out,  \
-                                     int od, const i64* os, const int32_t* y0, const A* ly, const int32_t* x0,     \
-                                     const A* lx, i64 begin, i64 end) {                                          \
-    const Shape s = make_shape(shape);                                                                            \
-    const View xv = make_view(x, xd, xs), ov = make_view(out, od, os);                                           \
-    return s.K == 3 ? forward_rows<A, 3>(s, xv, grid, ov, y0, ly, x0, lx, begin, end)                            \
-                    : forward_rows<A, 1>(s, xv, grid, ov, y0, ly, x0, lx, begin, end);                           \
-  }                                                                                                               \
-  extern "C" int mc_grad_x_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, const A* grid, void* dx,    \
-                                    int dd, const i64* ds, const int32_t* y0, const A* ly, const int32_t* x0,      \
-                                    const A* lx, i64 begin, i64 end) {                                           \
-    const Shape s = make_shape(shape);                                                                            \
-    const View gv = make_view(g, gd, gs), dv = make_view(dx, dd, ds);                                            \
-    return s.K == 3 ? grad_x_rows<A, 3>(s, gv, grid, dv, y0, ly, x0, lx, begin, end)                             \
-                    : grad_x_rows<A, 1>(s, gv, grid, dv, y0, ly, x0, lx, begin, end);                            \
-  }                                                                                                               \
-  extern "C" int mc_grad_grid_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, void* x, int xd,        \
-                                       const i64* xs, A* dgrid, const int32_t* row_start, const A* ly,            \
-                                       const int32_t* x0, const A* lx, int phase, i64 begin, i64 end) {          \
-    const Shape s = make_shape(shape);                                                                            \
-    const View gv = make_view(g, gd, gs), xv = make_view(x, xd, xs);                                             \
-    return s.K == 3 ? grad_grid_groups<A, 3>(s, gv, xv, dgrid, row_start, ly, x0, lx, phase, begin, end)         \
-                    : grad_grid_groups<A, 1>(s, gv, xv, dgrid, row_start, ly, x0, lx, phase, begin, end);        \
-  }                                                                                                                  \
-  extern "C" int mc_pack_grid_##SUFFIX(const i64* shape, void* k, int kd, const i64* ks, void* bias, int bd,         \
-                                      const i64* bs, A* grid, int unpack, i64 begin, i64 end) {                     \
-    return pack_grid<A>(make_shape(shape), make_view(k, kd, ks), make_view(bias, bd, bs), grid, unpack != 0,       \
-                        begin, end);                                                                               \
+  extern "C" int mc_forward_##SUFFIX(const i64* shape, void* x, int xd, const i64* xs, void* k, int kd,           \
+                                     const i64* ks, void* bias, int bd, const i64* bs, void* out, int od,          \
+                                     const i64* os, const int32_t* y0, const A* ly, const int32_t* x0,              \
+                                     const A* lx, i64 begin, i64 end) {                                           \
+    const Shape s = make_shape(shape);                                                                             \
+    const View xv = make_view(x, xd, xs), kv = make_view(k, kd, ks), bv = make_view(bias, bd, bs);                \
+    const View ov = make_view(out, od, os);                                                                        \
+    return s.K == 3 ? forward_rows<A, 3>(s, xv, kv, bv, ov, y0, ly, x0, lx, begin, end)                           \
+                    : forward_rows<A, 1>(s, xv, kv, bv, ov, y0, ly, x0, lx, begin, end);                          \
+  }                                                                                                                \
+  extern "C" int mc_grad_x_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, void* k, int kd,            \
+                                    const i64* ks, void* bias, int bd, const i64* bs, void* dx, int dd,            \
+                                    const i64* ds, const int32_t* y0, const A* ly, const int32_t* x0,               \
+                                    const A* lx, i64 begin, i64 end) {                                            \
+    const Shape s = make_shape(shape);                                                                             \
+    const View gv = make_view(g, gd, gs), kv = make_view(k, kd, ks), bv = make_view(bias, bd, bs);                \
+    const View dv = make_view(dx, dd, ds);                                                                         \
+    return s.K == 3 ? grad_x_rows<A, 3>(s, gv, kv, bv, dv, y0, ly, x0, lx, begin, end)                            \
+                    : grad_x_rows<A, 1>(s, gv, kv, bv, dv, y0, ly, x0, lx, begin, end);                           \
+  }                                                                                                                \
+  extern "C" int mc_grad_grid_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, void* x, int xd,         \
+                                       const i64* xs, A* dgrid, const int32_t* row_start, const A* ly,             \
+                                       const int32_t* x0, const A* lx, int phase, i64 begin, i64 end) {           \
+    const Shape s = make_shape(shape);                                                                             \
+    const View gv = make_view(g, gd, gs), xv = make_view(x, xd, xs);                                              \
+    return s.K == 3 ? grad_grid_groups<A, 3>(s, gv, xv, dgrid, row_start, ly, x0, lx, phase, begin, end)          \
+                    : grad_grid_groups<A, 1>(s, gv, xv, dgrid, row_start, ly, x0, lx, phase, begin, end);         \
+  }                                                                                                                \
+  extern "C" int mc_unpack_grid_##SUFFIX(const i64* shape, void* k, int kd, const i64* ks, void* bias, int bd,    \
+                                         const i64* bs, A* grid, i64 begin, i64 end) {                             \
+    return unpack_rows<A>(make_shape(shape), make_view(k, kd, ks), make_view(bias, bd, bs), grid, begin, end);    \
   }
 
 MC_EXPORT(float, f32)
@@ -655,7 +699,7 @@ class _MalleableConvCPU(torch.autograd.Function):
         ctx.save_for_backward(x, kernels, bias)
         ctx.kernel_size = kernel_size
         out = torch.empty_like(x)
-        _filter("forward", x, _pack(x, kernels, bias, kernel_size), kernel_size, x, out)
+        _filter("forward", x, kernels, bias, kernel_size, x, out)
         return out
 
     @staticmethod
@@ -667,7 +711,7 @@ class _MalleableConvCPU(torch.autograd.Function):
         grad_x = grad_kernels = grad_bias = None
         if need_x:
             grad_x = torch.empty_like(x)
-            _filter("grad_x", x, _pack(x, kernels, bias, kernel_size), kernel_size, grad_out, grad_x)
+            _filter("grad_x", x, kernels, bias, kernel_size, grad_out, grad_x)
         if need_kernels or need_bias:
             grad_kernels, grad_bias = _grad_grid(x, kernels, bias, kernel_size, grad_out)
         return grad_x, grad_kernels, grad_bias, None
@@ -679,15 +723,6 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _shape(x: torch.Tensor, bias: torch.Tensor, kernel_size: int) -> ctypes.Array:
     return _int64s(*x.shape, *bias.shape[-2:], kernel_size)
-
-
-def _pack(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Kernels and bias as one ``(B, h, w, P, C)`` grid in the accumulation type; planes ``P``: taps, then bias."""
-    batch, channels, rows, cols = bias.shape
-    grid = torch.empty(batch, rows, cols, kernel_size**2 + 1, channels, dtype=_accumulation_dtype(x.dtype))
-    fixed = (_shape(x, bias, kernel_size), *_view(kernels), *_view(bias), grid.data_ptr(), 0)
-    _parallel(_function("pack_grid", grid.dtype), fixed, batch * rows, cols * channels * (kernel_size**2 + 1))
-    return grid
 
 
 @functools.lru_cache(maxsize=64)
@@ -711,16 +746,23 @@ def _sampling_table(size: int, grid_size: int, dtype: torch.dtype) -> tuple[torc
 
 
 def _filter(
-    kind: str, x: torch.Tensor, grid: torch.Tensor, kernel_size: int, source: torch.Tensor, target: torch.Tensor
+    kind: str,
+    x: torch.Tensor,
+    kernels: torch.Tensor,
+    bias: torch.Tensor,
+    kernel_size: int,
+    source: torch.Tensor,
+    target: torch.Tensor,
 ) -> None:
     """Row-parallel ``forward`` (source x → target out) or ``grad_x`` (source ∂L/∂out → target ∂L/∂x)."""
     batch, channels, height, width = x.shape
-    rows, cols = grid.shape[1:3]
-    y0, ly, _ = _sampling_table(height, rows, grid.dtype)
-    x0, lx, _ = _sampling_table(width, cols, grid.dtype)
-    fixed = (_int64s(*x.shape, rows, cols, kernel_size), *_view(source), grid.data_ptr(), *_view(target))
+    rows, cols = bias.shape[-2:]
+    dtype = _accumulation_dtype(x.dtype)
+    y0, ly, _ = _sampling_table(height, rows, dtype)
+    x0, lx, _ = _sampling_table(width, cols, dtype)
+    fixed = (_shape(x, bias, kernel_size), *_view(source), *_view(kernels), *_view(bias), *_view(target))
     fixed += (y0.data_ptr(), ly.data_ptr(), x0.data_ptr(), lx.data_ptr())
-    _parallel(_function(kind, grid.dtype), fixed, batch * height, width * channels)
+    _parallel(_function(kind, dtype), fixed, batch * height, width * channels)
 
 
 def _grad_grid(
@@ -740,8 +782,8 @@ def _grad_grid(
         groups = (rows - phase + 1) // 2
         _parallel(_function("grad_grid", dtype), fixed, batch * groups, height * width * channels // rows)
     grad_kernels, grad_bias = torch.empty_like(kernels), torch.empty_like(bias)
-    fixed = (shape, *_view(grad_kernels), *_view(grad_bias), grid.data_ptr(), 1)
-    _parallel(_function("pack_grid", dtype), fixed, batch * rows, cols * channels * (kernel_size**2 + 1))
+    fixed = (shape, *_view(grad_kernels), *_view(grad_bias), grid.data_ptr())
+    _parallel(_function("unpack_grid", dtype), fixed, batch * rows, cols * channels * (kernel_size**2 + 1))
     return grad_kernels, grad_bias
 
 
@@ -802,13 +844,13 @@ def _library() -> ctypes.CDLL | None:
     for suffix in _SUFFIX.values():
         for kind in ("forward", "grad_x"):
             function = getattr(library, f"mc_{kind}_{suffix}")
-            function.argtypes = [pointer, *view, pointer, *view, *tables, int64, int64]
+            function.argtypes = [pointer, *view, *view, *view, *view, *tables, int64, int64]
             function.restype = integer
         function = getattr(library, f"mc_grad_grid_{suffix}")
         function.argtypes = [pointer, *view, *view, pointer, *tables, integer, int64, int64]
         function.restype = integer
-        function = getattr(library, f"mc_pack_grid_{suffix}")
-        function.argtypes = [pointer, *view, *view, pointer, integer, int64, int64]
+        function = getattr(library, f"mc_unpack_grid_{suffix}")
+        function.argtypes = [pointer, *view, *view, pointer, int64, int64]
         function.restype = integer
     return library
 

@@ -20,6 +20,7 @@ class ModelConfig:
     architecture: str
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None  # weights file (same architecture) a fresh run starts from, e.g. to fine-tune
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import platform
@@ -17,8 +18,9 @@ import torch
 from torch import nn
 
 import restorekit
+from restorekit.errors import UsageError
 from restorekit.models._registry import architecture
-from restorekit.models._weights import save_model
+from restorekit.models._weights import load_model, save_model
 from restorekit.train.checkpoint import load_checkpoint, save_checkpoint
 from restorekit.train.config import Recipe, recipe_to_yaml
 from restorekit.train.data import add_awgn, draw_degradation, load_clean_images, sample_patches
@@ -47,6 +49,21 @@ def learning_rate(recipe: Recipe, step: int) -> float:
         return optim.lr * (step + 1) / optim.warmup
     progress = (step - optim.warmup) / max(1, optim.iterations - optim.warmup)
     return optim.min_lr + 0.5 * (optim.lr - optim.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -> dict[str, Any]:
+    """Start ``model`` and its EMA from the weights file ``recipe.model.init``; returns its provenance."""
+    source = load_model(recipe.model.init)
+    if source.metadata["architecture"] != recipe.model.architecture:
+        raise UsageError(
+            f"model.init {recipe.model.init} is a {source.metadata['architecture']}, not a {recipe.model.architecture}"
+        )
+    weights = source.state_dict()
+    model.load_state_dict(weights, strict=True)
+    for key, value in ema.items():
+        value.copy_(weights[key])
+    digest = hashlib.sha256(Path(recipe.model.init).read_bytes()).hexdigest()
+    return {"weights": source.metadata["name"], "sha256": digest, "training": source.metadata.get("training")}
 
 
 def pick_device(name: str) -> torch.device:
@@ -108,9 +125,11 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
     train_images, val_images = images[: -recipe.data.holdout], images[-recipe.data.holdout :]
     val_clean, val_noisy = validation_set(recipe, val_images)
 
-    state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "val_psnr": None, "data_rng": None}
+    state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "val_psnr": None, "data_rng": None, "init": None}
     if (out / CHECKPOINT).exists():
         state = load_checkpoint(out / CHECKPOINT, model, ema, optimizer, generator)
+    elif recipe.model.init:
+        state["init"] = initialize(model, ema, recipe)
     data_rng = np.random.default_rng(run.seed)
     if state["data_rng"] is not None:
         data_rng.bit_generator.state = state["data_rng"]
@@ -181,6 +200,7 @@ def _export(
         "threads": torch.get_num_threads(),
         "wall_s": round(state["elapsed_s"]),
         "val_psnr": {"sigma": recipe.data.val_sigma, "psnr": state["val_psnr"], "set": "held-out training images"},
+        "initialized_from": state.get("init"),
         "torch": torch.__version__,
         "restorekit": restorekit.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

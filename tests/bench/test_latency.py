@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from restorekit.bench.latency import ROW_KEYS, Case, measure, parse_size, plan, run, synthetic_image
 from restorekit.errors import UsageError
+from restorekit.inference import api
+from restorekit.models._weights import load_model
 
 
 def test_parse_size():
@@ -60,7 +63,9 @@ def test_measure_model_in_process(tiny_model: Path):
     case = Case(str(tiny_model), "restorekit", 32, 48, repeats=3)
     row = measure(case)
     _check_row(row, case)
-    assert row["method"] == "mallenet_s.tinytest" and row["device"] == "cpu" and row["dtype"] == "fp32"
+    expected = api.auto_precision(load_model(tiny_model).requirements, torch.device("cpu"))
+    assert row["method"] == "mallenet_s.tinytest" and row["device"] == "cpu" and row["dtype"] == expected
+    assert measure(Case(str(tiny_model), "restorekit", 32, 48, dtype="fp32", repeats=1))["dtype"] == "fp32"
     assert row["gflops"] > 0 and row["parameters"] > 1000 and row["threads"] >= 1
 
 
@@ -72,4 +77,4 @@ def test_run_isolated_peer_and_failure():
     _check_row(rows[0], ok)
     assert rows[0]["dtype"] == "float32" and rows[0]["gflops"] is None and rows[0]["parameters"] is None
     assert rows[1]["median_ms"] is None and "WeightsError" in rows[1]["error"]
-    assert labels == ["skimage_nlm 48x32 cpu float32", "missing.safetensors 48x32 cpu fp32"]
+    assert labels == ["skimage_nlm 48x32 cpu float32", "missing.safetensors 48x32 cpu auto"]

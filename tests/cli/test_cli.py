@@ -84,7 +84,12 @@ def test_json_summary_schema(batch, tmp_path, tiny_weights):
     for record in payload["files"]:
         assert record["status"] == "ok" and record["error"] is None
         assert record["sigma"] == 15 and record["model"] == "mallenet_s.tiny_test"
-        assert record["device"] == "cpu" and record["dtype"] == "fp32" and record["ms"] > 0
+        assert record["device"] == "cpu" and record["dtype"] in ("fp32", "bf16") and record["ms"] > 0
+    result = invoke(
+        "denoise", batch, "-o", tmp_path / "b", "--sigma", "15", "-m", tiny_weights, "--dtype", "fp32", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert {record["dtype"] for record in summary(result)["files"]} == {"fp32"}
 
 
 def test_recursive_mirrors_the_tree_and_ignores_hidden_and_system_files(batch, tmp_path, tiny_weights, tree_hash):

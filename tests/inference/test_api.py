@@ -9,7 +9,7 @@ from torch import nn
 
 import restorekit
 from restorekit.errors import DeviceError, UsageError, WeightsError
-from restorekit.inference import api
+from restorekit.inference import api, runtime
 from restorekit.models import Requirements
 from restorekit.models._weights import save_model, shipped
 
@@ -55,8 +55,28 @@ def test_tiny_mallenet_color_and_gray(tiny_model, tiny_gray_model, make_pixels, 
         pixels = make_pixels(24, 40, channels)
         out, info = api.denoise_image(pixels, 25, model, device)
         assert out.shape == pixels.shape and np.isfinite(out).all()
-        assert info.sigma == 25 and info.sigma_source == "given" and info.dtype == "fp32"
+        assert info.sigma == 25 and info.sigma_source == "given"
+        assert info.dtype == api.auto_precision(model.requirements, torch.device(device))
         assert info.device.startswith(device) and info.tile is None and info.ms > 0
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
+    safe = Requirements(task="denoise", in_channels=3, out_channels=3)
+    unsafe = Requirements(task="denoise", in_channels=3, out_channels=3, half_safe=False)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert api.auto_precision(safe, cpu) == "bf16" and api.auto_precision(unsafe, cpu) == "fp32"
+    assert api.auto_precision(safe, torch.device("cuda")) == "fp32"
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert api.auto_precision(safe, cpu) == "fp32"
+
+
+def test_auto_precision_output_is_close_to_fp32(tiny_model, make_pixels):
+    pixels = make_pixels(32, 40)
+    out16, info16 = api.denoise_image(pixels, 25, tiny_model, "cpu", dtype="bf16")
+    out32, info32 = api.denoise_image(pixels, 25, tiny_model, "cpu", dtype="fp32")
+    assert (info16.dtype, info32.dtype) == ("bf16", "fp32")
+    assert 0 < np.abs(out16 - out32).max() < 0.02
 
 
 def test_sigma_auto_is_estimated_and_reported(make_pixels):

@@ -137,3 +137,34 @@ def test_resume_is_exact(tiny_arch, image_folder, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_init_starts_from_weights_and_records_them(tiny_arch, image_folder, tmp_path):
+    first = train(recipe_for(image_folder, tmp_path / "first"))
+    seen = []
+
+    def snapshot(step, total, record):
+        seen.append(step)
+
+    raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "second", iterations=1))
+    raw["model"]["init"] = str(first)
+    raw["run"]["seed"] = 1  # another random initialization, which `init` must replace
+    recipe = recipe_from_dict(raw)
+    start = load_model(first).state_dict()
+    second = load_model(train(recipe, progress=snapshot))
+    moved = [k for k, v in second.state_dict().items() if not torch.equal(v, start[k])]
+    # One Adam step at the warm-up rate moves the weights a little from where the first run left them.
+    assert moved and all(torch.allclose(second.state_dict()[k], start[k], atol=0.05) for k in moved)
+    origin = second.metadata["training"]["initialized_from"]
+    assert origin["weights"] == "mallenet_tiny.test" and origin["training"]["iterations"] == 4
+    assert len(origin["sha256"]) == 64 and seen == [1]
+
+
+def test_init_of_another_architecture_is_refused(tiny_arch, image_folder, tmp_path, monkeypatch):
+    first = train(recipe_for(image_folder, tmp_path / "first", iterations=1))
+    other = _registry.Architecture("mallenet_other", MalleNet, tiny_builder)
+    monkeypatch.setitem(_registry._ARCHITECTURES, "mallenet_other", other)
+    raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "second"))
+    raw["model"] |= {"architecture": "mallenet_other", "name": "mallenet_other.test", "init": str(first)}
+    with pytest.raises(UsageError, match=r"model.init .* is a mallenet_tiny, not a mallenet_other"):
+        train(recipe_from_dict(raw))
