@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from restorekit.cli import bench, train
@@ -29,9 +31,19 @@ app.command("sample")(sample)
 app.add_typer(bench.app, name="bench")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point (``restorekit``); ``python -m restorekit`` calls it too."""
+    """Console-script entry point (``restorekit``); ``python -m restorekit`` calls it too.
+
+    SIGTERM (``kill``, a job scheduler, a container stopping) stops a command the way Ctrl-C does: the file in
+    progress is abandoned without a partial output, finished outputs stay, and the exit code is 130.
+    """
     keep_freed_memory()
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except KeyboardInterrupt:  # an interrupt outside a command (while starting up)

@@ -5,9 +5,10 @@ each full-resolution activation of a network (a 512² × 80-channel map is 84 MB
 on first touch, every layer, every image. Keeping freed memory in the heap instead (``M_MMAP_MAX = 0``,
 ``M_TRIM_THRESHOLD`` unbounded) lets the next layer reuse warm pages. Measured on the 2-core EPYC machine of
 docs/benchmarks.md: MalleNet-S on a 512² colour image (``denoise_image``, bf16) 387 → 252 ms, a training
-step at 128² × 8 1.5 → 0.8 s, a lone fp32 PReLU over 512² × 80 channels 27.6 → 5.6 ms. The price: the resident set keeps its
-high-water mark until the process exits, which suits a command-line run. PyTorch's own CPU tuning guide
-recommends a caching allocator (jemalloc, tcmalloc) for the same reason; this needs no extra library.
+step at 128² × 8 1.5 → 0.8 s, a lone fp32 PReLU over 512² × 80 channels 27.6 → 5.6 ms. The price: the
+resident set keeps its high-water mark until the process exits, which suits a command-line run. PyTorch's
+own CPU tuning guide recommends a caching allocator (jemalloc, tcmalloc) for the same reason; this needs no
+extra library.
 ``RESTOREKIT_ALLOCATOR=system`` leaves the allocator alone.
 """
 

@@ -70,12 +70,15 @@ def rerun_finishes(folder: Path, out: Path, weights: Path, done_before: int) -> 
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
-def test_sigint_exits_130_without_partial_files_and_a_rerun_completes(folder, tmp_path, tiny_weights, tree_hash):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_exits_130_without_partial_files_and_a_rerun_completes(
+    signum, folder, tmp_path, tiny_weights, tree_hash
+):
     before = tree_hash(folder)
     out = tmp_path / "out"
     process = start(folder, out, tiny_weights, delay=2.0)
     wait_for_outputs(out, 1, process)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
