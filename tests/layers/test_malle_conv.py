@@ -32,6 +32,17 @@ def test_predictor_splits_kernels_and_bias_per_channel():
     assert torch.equal(bias, torch.zeros_like(bias))
 
 
+def test_predictor_reads_the_head_as_interleaved_taps_then_bias():
+    torch.manual_seed(0)
+    predictor = KernelPredictor(channels=5, width=4, kernel_size=3, avg_pool=1, max_pools=0)
+    x = torch.randn(2, 5, 6, 7)
+    kernels, bias = predictor(x)
+    per_channel = predictor.head(predictor.body(x)).unflatten(1, (5, 10))  # (B, C, K² taps + bias, h, w)
+    assert torch.allclose(kernels, per_channel[:, :, :9].flatten(1, 2), atol=1e-6)
+    assert torch.allclose(bias, per_channel[:, :, 9], atol=1e-6)
+    assert kernels.data_ptr() + kernels.stride(1) * 45 * kernels.element_size() == bias.data_ptr()  # views
+
+
 def test_inverted_bottleneck_is_residual_and_trainable():
     block = InvertedBottleneck(4, expansion=5)
     with torch.no_grad():
