@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from restorekit.inference.api import denoise
+from restorekit.inference.api import DTYPES, auto_precision, denoise, resolve_device
 from restorekit.models import create_model
 
 # Signature of a method's work: noisy (H, W, C) float32 in [0, 1], σ (0–255) or None → (H, W, C).
@@ -87,6 +87,7 @@ def model_method(model: str | Path, device: str = "auto", dtype: str | None = No
         return denoise(noisy, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype)
 
     metadata = getattr(module, "metadata", {})
+    precision = dtype if dtype in DTYPES else f"auto: {auto_precision(requirements, resolve_device(device))}"
     return Method(
         name=getattr(module, "name", str(model)),
         kind="restorekit",
@@ -94,7 +95,7 @@ def model_method(model: str | Path, device: str = "auto", dtype: str | None = No
         needs_sigma=requirements.sigma_range is not None,
         input="float32",
         license=metadata.get("license", "unspecified"),
-        settings=f"device {device}, dtype {dtype or 'auto'}, tile {'auto' if tile is None else tile}",
+        settings=f"device {device}, dtype {precision}, tile {'auto' if tile is None else tile}",
         run=run,
         parameters=sum(p.numel() for p in module.parameters()),
         model=module,
