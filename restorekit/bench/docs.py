@@ -34,8 +34,10 @@ def provenance(document: dict[str, Any], source: str | Path) -> str:
     env = document["environment"]
     machine = f"{env['machine']}: " if env.get("machine") else ""
     gpu = f", GPU {env['gpu']} (CUDA {env['cuda']})" if env.get("gpu") else ""
+    settings = " ".join(f"{k}={v}" for k, v in (env.get("settings") or {}).items())
     return (
-        f"Produced by `{document['argv']}` on {machine}{env['cpu']} ({env['cpu_affinity']} CPUs available, "
+        f"Produced by `{settings + ' ' if settings else ''}{document['argv']}` on {machine}{env['cpu']} "
+        f"({env['cpu_affinity']} CPUs available, "
         f"torch threads {env['torch_threads']}){gpu}; torch {env['torch']}, restorekit {env['restorekit']}, "
         f"{env['os']}; {document['created']}. Source: `{source}`."
     )

@@ -42,7 +42,8 @@ def environment(label: str | None = None) -> dict[str, Any]:
     Returns:
         ``machine``, ``cpu``, ``cpu_count`` (logical CPUs), ``cpu_affinity`` (CPUs this process may use),
         ``torch_threads``, ``os``, ``python``, ``torch``, ``cuda`` (torch's CUDA version or ``None``),
-        ``gpu`` (name or ``None``), ``restorekit`` and ``packages`` (name → version or ``None``).
+        ``gpu`` (name or ``None``), ``restorekit``, ``packages`` (name → version or ``None``) and
+        ``settings`` (the ``RESTOREKIT_*`` environment variables that were set).
 
     Example:
         >>> environment()["restorekit"] == restorekit.__version__
@@ -63,4 +64,5 @@ def environment(label: str | None = None) -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "restorekit": restorekit.__version__,
         "packages": {name: _version(name) for name in PACKAGES},
+        "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("RESTOREKIT_")},
     }

@@ -73,9 +73,19 @@ def models(
             {1: "gray", 3: "colour"}.get(row["channels"], str(row["channels"])),
             f"{row['parameters'] / 1e6:.2f} M" if row["parameters"] else "",
             _quality_text(row["quality"]),
-            str(row["training"].get("iterations", "")),
+            _iterations_text(row["training"]),
         )
     results.print(table)
+
+
+def _iterations_text(training: dict) -> str:
+    """Iterations of the run, and of the runs it was fine-tuned from (``training.initialized_from``), e.g.
+    ``8000 + 5000``."""
+    stages = []
+    while training:
+        stages.append(str(training.get("iterations", "?")))
+        training = (training.get("initialized_from") or {}).get("training")
+    return " + ".join(reversed(stages))
 
 
 def _list_architectures(json: bool) -> None:

@@ -204,8 +204,8 @@ def _tile_fn(model: nn.Module, device: torch.device, dtype: torch.dtype) -> tili
 def auto_precision(requirements: Requirements, device: torch.device) -> str:
     """What ``dtype="auto"`` runs in: bf16 on a CPU with bf16 in hardware for a half-safe model, else fp32.
 
-    bf16 there is 1.5× faster than fp32 end to end for MalleNet-S and costs at most 0.01 dB PSNR
-    (docs/benchmarks.md); CUDA stays in fp32 until its half-precision quality has been measured.
+    bf16 there is 1.5× faster than fp32 end to end for MalleNet-S and costs less than 0.01 dB PSNR on
+    Kodak24 (docs/benchmarks.md); CUDA stays in fp32 until its half-precision quality has been measured.
     """
     if device.type == "cpu" and requirements.half_safe and runtime.cpu_has_native_bf16():
         return "bf16"

@@ -4,8 +4,9 @@ Allocator. glibc serves every allocation above 32 MiB with a fresh ``mmap`` and 
 each full-resolution activation of a network (a 512² × 80-channel map is 84 MB) costs ~20,000 page faults
 on first touch, every layer, every image. Keeping freed memory in the heap instead (``M_MMAP_MAX = 0``,
 ``M_TRIM_THRESHOLD`` unbounded) lets the next layer reuse warm pages. Measured on the 2-core EPYC machine of
-docs/benchmarks.md: MalleNet-S on a 512² colour image (``denoise_image``, bf16) 387 → 252 ms, a training
-step at 128² × 8 1.5 → 0.8 s, a lone fp32 PReLU over 512² × 80 channels 27.6 → 5.6 ms. The price: the
+docs/benchmarks.md (``restorekit bench latency --peers none --size 512 --dtype fp32,bf16``, with and without
+``RESTOREKIT_ALLOCATOR=system``): MalleNet-S on a 512² colour image 620 → 362 ms in fp32, 401 → 248 ms in
+bf16; a 128² × 8 training step went from 1.5 to 0.8 s (training log). The price: the
 resident set keeps its high-water mark until the process exits, which suits a command-line run. PyTorch's
 own CPU tuning guide recommends a caching allocator (jemalloc, tcmalloc) for the same reason; this needs no
 extra library.

@@ -27,6 +27,8 @@ def quality_from_results(results: dict[str, Any], model_name: str) -> dict[str, 
     if not quality:
         raise SystemExit(f"no summary rows for {model_name} in the results")
     quality["_measured_by"] = results.get("argv")
+    settings = [m.get("settings") for m in results.get("methods", []) if m.get("name") == model_name]
+    quality["_settings"] = settings[0] if settings else None  # device, precision and tiling of the run
     return quality
 
 

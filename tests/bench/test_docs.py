@@ -43,6 +43,9 @@ def test_provenance_names_command_and_machine():
     text = provenance(_quality(), "results/quality.json")
     assert "Produced by `restorekit bench quality --data k` on test box: " in text and ENV["cpu"] in text
     assert "results/quality.json" in text and f"torch {ENV['torch']}" in text
+    document = _quality()
+    document["environment"] = document["environment"] | {"settings": {"RESTOREKIT_ALLOCATOR": "system"}}
+    assert "Produced by `RESTOREKIT_ALLOCATOR=system restorekit bench quality --data k` on" in provenance(document, "q")
 
 
 def test_render():

@@ -8,6 +8,13 @@ import restorekit
 from restorekit.bench.env import environment
 
 
+def test_environment_records_restorekit_settings(monkeypatch):
+    monkeypatch.setenv("RESTOREKIT_ALLOCATOR", "system")
+    monkeypatch.setenv("OTHER_VARIABLE", "x")
+    settings = environment()["settings"]
+    assert settings["RESTOREKIT_ALLOCATOR"] == "system" and "OTHER_VARIABLE" not in settings
+
+
 def test_environment_fields():
     env = environment("ci box")
     assert env["machine"] == "ci box"

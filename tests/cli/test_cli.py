@@ -384,3 +384,12 @@ def test_help_lists_every_command():
     assert result.exit_code == 0
     for command in ("denoise", "sr", "tune", "bench", "models", "train"):
         assert re.search(rf"\b{command}\b", result.stdout)
+
+
+def test_models_table_counts_every_training_stage():
+    from restorekit.cli.models import _iterations_text
+
+    stage1 = {"iterations": 8000}
+    assert _iterations_text(stage1) == "8000"
+    assert _iterations_text({"iterations": 5000, "initialized_from": {"training": stage1}}) == "8000 + 5000"
+    assert _iterations_text({"iterations": 5, "initialized_from": None}) == "5"

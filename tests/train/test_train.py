@@ -14,6 +14,7 @@ from restorekit.models.mallenet import MalleNet
 from restorekit.train.config import load_recipe, recipe_from_dict, recipe_to_dict
 from restorekit.train.data import add_awgn, draw_degradation, load_clean_images, sample_patches
 from restorekit.train.loop import learning_rate, train
+from restorekit.train.publish import publish
 
 
 def tiny_builder(in_channels: int = 3) -> MalleNet:
@@ -168,3 +169,20 @@ def test_init_of_another_architecture_is_refused(tiny_arch, image_folder, tmp_pa
     raw["model"] |= {"architecture": "mallenet_other", "name": "mallenet_other.test", "init": str(first)}
     with pytest.raises(UsageError, match=r"model.init .* is a mallenet_tiny, not a mallenet_other"):
         train(recipe_from_dict(raw))
+
+
+def test_publish_writes_measured_quality_into_the_metadata(tiny_arch, image_folder, tmp_path):
+    weights = train(recipe_for(image_folder, tmp_path / "run", iterations=1))
+    row = {"method": "mallenet_tiny.test", "dataset": "kodak24", "protocol": "float", "ssim": 0.91234}
+    results = {
+        "argv": "restorekit bench quality …",
+        "summary": [row | {"sigma": 25.0, "psnr": 31.5049}, row | {"method": "cbm3d", "sigma": 25.0, "psnr": 30.0}],
+        "methods": [{"name": "mallenet_tiny.test", "settings": "device cpu, dtype auto: bf16, tile auto"}],
+    }
+    (tmp_path / "quality.json").write_text(json.dumps(results))
+    (tmp_path / "shipped").mkdir()
+    published = publish(weights, tmp_path / "quality.json", tmp_path / "shipped")
+    meta = load_model(published).metadata
+    assert meta["quality"]["kodak24"] == {"float": {"25": {"psnr": 31.5, "ssim": 0.9123}}}
+    assert meta["quality"]["_settings"] == "device cpu, dtype auto: bf16, tile auto"
+    assert meta["training"] == load_model(weights).metadata["training"]
