@@ -128,6 +128,7 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
     state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "val_psnr": None, "data_rng": None, "init": None}
     if (out / CHECKPOINT).exists():
         state = load_checkpoint(out / CHECKPOINT, model, ema, optimizer, generator)
+        _truncate_log(out / LOG, state["step"])
     elif recipe.model.init:
         state["init"] = initialize(model, ema, recipe)
     data_rng = np.random.default_rng(run.seed)
@@ -178,6 +179,13 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
         if progress is not None:
             progress(state["step"], recipe.optim.iterations, record)
     return weights_path
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the log records past the checkpoint a run resumes from (they are about to be redone)."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
 
 
 def _update_ema(ema: dict[str, torch.Tensor], model: nn.Module, decay: float, step: int) -> None:

@@ -139,6 +139,11 @@ def test_resume_is_exact(tiny_arch, image_folder, tmp_path):
     for key in a:
         assert torch.equal(a[key], b[key]), key
 
+    def steps(folder):
+        return [json.loads(line)["step"] for line in (folder / "log.jsonl").read_text().splitlines()]
+
+    assert steps(resumed) == steps(straight) == [1, 2, 3, 4]  # step 3, logged then redone, appears once
+
 
 def test_init_starts_from_weights_and_records_them(tiny_arch, image_folder, tmp_path):
     first = train(recipe_for(image_folder, tmp_path / "first"))
