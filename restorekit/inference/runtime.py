@@ -29,6 +29,15 @@ _NEVER_TRIM = 2**31 - 1  # mallopt takes an int: 2 GiB of free heap top kept at 
 
 
 @functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, or ``None`` where it cannot be loaded."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+@functools.cache
 def keep_freed_memory() -> bool:
     """Make glibc's ``malloc`` keep freed memory for reuse (see the module docstring); once per process.
 
@@ -37,10 +46,8 @@ def keep_freed_memory() -> bool:
     """
     if os.environ.get("RESTOREKIT_ALLOCATOR", "").lower() == "system":
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:  # not glibc (macOS, Windows, musl without mallopt)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM))
@@ -80,9 +87,8 @@ def free_heap_bytes() -> int:
     The tiler counts them as available: with :func:`keep_freed_memory` they leave the system's
     ``MemAvailable`` but any later allocation can take them.
     """
-    try:
-        mallinfo2 = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-    except (OSError, AttributeError):  # not glibc, or glibc older than 2.33
+    mallinfo2 = getattr(_libc(), "mallinfo2", None)
+    if mallinfo2 is None:  # not glibc, or glibc older than 2.33
         return 0
     mallinfo2.argtypes, mallinfo2.restype = [], _MallInfo2
     return int(mallinfo2().fordblks)

@@ -629,27 +629,23 @@ Shape make_shape(const i64* shape) {
 
 }  // namespace
 
+// The two row filters (forward: x → out; grad_x: ∂L/∂out → ∂L/∂x) share one signature: a source feature map,
+// the kernels and bias, a target, and the sampling tables.
+#define MC_FILTER_EXPORT(A, SUFFIX, NAME, ROWS)                                                                  \
+  extern "C" int mc_##NAME##_##SUFFIX(const i64* shape, void* src, int sd, const i64* ss, void* k, int kd,       \
+                                      const i64* ks, void* bias, int bd, const i64* bs, void* dst, int dd,        \
+                                      const i64* ds, const int32_t* y0, const A* ly, const int32_t* x0,            \
+                                      const A* lx, i64 begin, i64 end) {                                         \
+    const Shape s = make_shape(shape);                                                                            \
+    const View sv = make_view(src, sd, ss), kv = make_view(k, kd, ks), bv = make_view(bias, bd, bs);             \
+    const View dv = make_view(dst, dd, ds);                                                                       \
+    return s.K == 3 ? ROWS<A, 3>(s, sv, kv, bv, dv, y0, ly, x0, lx, begin, end)                                  \
+                    : ROWS<A, 1>(s, sv, kv, bv, dv, y0, ly, x0, lx, begin, end);                                 \
+  }
+
 #define MC_EXPORT(A, SUFFIX)                                                                                      \
-  extern "C" int mc_forward_##SUFFIX(const i64* shape, void* x, int xd, const i64* xs, void* k, int kd,           \
-                                     const i64* ks, void* bias, int bd, const i64* bs, void* out, int od,          \
-                                     const i64* os, const int32_t* y0, const A* ly, const int32_t* x0,              \
-                                     const A* lx, i64 begin, i64 end) {                                           \
-    const Shape s = make_shape(shape);                                                                             \
-    const View xv = make_view(x, xd, xs), kv = make_view(k, kd, ks), bv = make_view(bias, bd, bs);                \
-    const View ov = make_view(out, od, os);                                                                        \
-    return s.K == 3 ? forward_rows<A, 3>(s, xv, kv, bv, ov, y0, ly, x0, lx, begin, end)                           \
-                    : forward_rows<A, 1>(s, xv, kv, bv, ov, y0, ly, x0, lx, begin, end);                          \
-  }                                                                                                                \
-  extern "C" int mc_grad_x_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, void* k, int kd,            \
-                                    const i64* ks, void* bias, int bd, const i64* bs, void* dx, int dd,            \
-                                    const i64* ds, const int32_t* y0, const A* ly, const int32_t* x0,               \
-                                    const A* lx, i64 begin, i64 end) {                                            \
-    const Shape s = make_shape(shape);                                                                             \
-    const View gv = make_view(g, gd, gs), kv = make_view(k, kd, ks), bv = make_view(bias, bd, bs);                \
-    const View dv = make_view(dx, dd, ds);                                                                         \
-    return s.K == 3 ? grad_x_rows<A, 3>(s, gv, kv, bv, dv, y0, ly, x0, lx, begin, end)                            \
-                    : grad_x_rows<A, 1>(s, gv, kv, bv, dv, y0, ly, x0, lx, begin, end);                           \
-  }                                                                                                                \
+  MC_FILTER_EXPORT(A, SUFFIX, forward, forward_rows)                                                              \
+  MC_FILTER_EXPORT(A, SUFFIX, grad_x, grad_x_rows)                                                                \
   extern "C" int mc_grad_grid_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, void* x, int xd,         \
                                        const i64* xs, A* dgrid, const int32_t* row_start, const A* ly,             \
                                        const int32_t* x0, const A* lx, int phase, i64 begin, i64 end) {           \
