@@ -71,7 +71,14 @@ class Method:
         }
 
 
-def model_method(model: str | Path, device: str = "auto", dtype: str | None = None, tile: int | None = None) -> Method:
+def model_method(
+    model: str | Path,
+    device: str = "auto",
+    dtype: str | None = None,
+    tile: int | None = None,
+    ensemble: bool = False,
+    module: nn.Module | None = None,
+) -> Method:
     """A restorekit model as a :class:`Method`, loaded once.
 
     Args:
@@ -79,23 +86,27 @@ def model_method(model: str | Path, device: str = "auto", dtype: str | None = No
         device: Where it runs (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
         dtype: Inference precision (``None``/``auto``, ``fp32``, ``fp16``, ``bf16``).
         tile: Tile size, ``0`` for none, ``None`` to size tiles from the available memory.
+        ensemble: Average over the 8 flips and rotations of the input; the method is named ``<model>+x8``.
+        module: The model already loaded (e.g. shared with its non-ensemble method); loaded from ``model``
+            when ``None``.
     """
-    module = create_model(str(model))
+    module = create_model(str(model)) if module is None else module
     requirements = module.requirements
 
     def run(noisy: np.ndarray, sigma: float | None) -> np.ndarray:
-        return denoise(noisy, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype)
+        return denoise(noisy, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
 
     metadata = getattr(module, "metadata", {})
     precision = dtype if dtype in DTYPES else f"auto: {auto_precision(requirements, resolve_device(device))}"
+    views = ", self-ensemble of 8 flips/rotations" if ensemble else ""
     return Method(
-        name=getattr(module, "name", str(model)),
+        name=getattr(module, "name", str(model)) + ("+x8" if ensemble else ""),
         kind="restorekit",
         channels=(requirements.in_channels,),
         needs_sigma=requirements.sigma_range is not None,
         input="float32",
         license=metadata.get("license", "unspecified"),
-        settings=f"device {device}, dtype {precision}, tile {'auto' if tile is None else tile}",
+        settings=f"device {device}, dtype {precision}, tile {'auto' if tile is None else tile}{views}",
         run=run,
         parameters=sum(p.numel() for p in module.parameters()),
         model=module,

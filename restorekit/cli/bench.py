@@ -227,6 +227,9 @@ def quality(
         int | None, typer.Option("--limit", min=1, help="Use the first N images of each folder.", show_default=False)
     ] = None,
     per_image: Annotated[bool, typer.Option("--per-image", help="Show per-image rows in the table too.")] = False,
+    ensemble: Annotated[
+        bool, typer.Option("--ensemble", help="Also measure each model with --ensemble (named <model>+x8).")
+    ] = False,
     device: Device = "auto",
     dtype: Dtype = DtypeChoice.auto,
     tile: Tile = None,
@@ -243,6 +246,8 @@ def quality(
     precision = dtype.value
     device = str(resolve_device(device))
     methods = [model_method(name, device, precision, tile) for name in _models(model)]
+    if ensemble:
+        methods += [model_method(m.name, device, precision, tile, ensemble=True, module=m.model) for m in methods]
     available, skipped = peer_methods(_peer_names(peers))
     methods += available
     total = len(images) * len(sigmas) * len(protocols)
@@ -258,6 +263,7 @@ def quality(
         "device": device,
         "dtype": precision,
         "tile": tile,
+        "ensemble": ensemble,
     }
     document = report.payload(
         "quality",

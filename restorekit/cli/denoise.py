@@ -13,6 +13,7 @@ from restorekit.cli._options import (
     Device,
     Dtype,
     DtypeChoice,
+    Ensemble,
     Inputs,
     Json,
     MaxPixels,
@@ -60,6 +61,7 @@ def denoise(
     device: Device = "auto",
     dtype: Dtype = DtypeChoice.auto,
     tile: Tile = None,
+    ensemble: Ensemble = False,
     bit_depth: BitDepth = None,
     max_pixels: MaxPixels = None,
     progress: Progress = ProgressMode.auto,
@@ -86,7 +88,7 @@ def denoise(
 
     def process(source: Path, destination: Path) -> dict:
         image = load_image(source, max_pixels=limit)
-        pixels, info = api.denoise_image(image.pixels, level, model, target, tile, precision)
+        pixels, info = api.denoise_image(image.pixels, level, model, target, tile, precision, ensemble)
         save_image(dataclasses.replace(image, pixels=pixels), destination, bit_depth=bit_depth, overwrite=overwrite)
         return info.as_dict()
 

@@ -50,6 +50,7 @@ class RunInfo:
         tile: Tile side in pixels, or ``None`` when the image ran in one piece.
         ms: Wall time of the inference in milliseconds (model loading excluded).
         notes: Anything the user should know (fallbacks, clamping, retries).
+        ensemble: Whether the output averages the 8 flips and rotations of the image (self-ensemble).
     """
 
     sigma: float
@@ -60,6 +61,7 @@ class RunInfo:
     tile: int | None
     ms: float
     notes: tuple[str, ...] = ()
+    ensemble: bool = False
 
     def as_dict(self) -> dict:
         """The fields as a JSON-able dict."""
@@ -201,6 +203,25 @@ def _tile_fn(model: nn.Module, device: torch.device, dtype: torch.dtype) -> tili
     return run
 
 
+# The 8 symmetries of the square as (quarter turns, mirror): the self-ensemble's views of an image.
+DIHEDRAL = tuple((turns, mirror) for turns in range(4) for mirror in (False, True))
+
+
+def _view(x: torch.Tensor, turns: int, mirror: bool) -> torch.Tensor:
+    """``x (…, H, W)`` mirrored left-right (if asked), then turned ``turns`` quarter turns."""
+    if not turns and not mirror:
+        return x
+    return torch.rot90(x.flip(-1) if mirror else x, turns, dims=(-2, -1)).contiguous()
+
+
+def _unview(x: torch.Tensor, turns: int, mirror: bool) -> torch.Tensor:
+    """The inverse of :func:`_view`."""
+    if not turns and not mirror:
+        return x
+    x = torch.rot90(x, -turns, dims=(-2, -1))
+    return x.flip(-1) if mirror else x
+
+
 def auto_precision(requirements: Requirements, device: torch.device) -> str:
     """What ``dtype="auto"`` runs in: bf16 on a CPU with bf16 in hardware for a half-safe model, else fp32.
 
@@ -219,6 +240,7 @@ def denoise_image(
     device: str | torch.device = "auto",
     tile: int | None = None,
     dtype: str | None = None,
+    ensemble: bool = False,
 ) -> tuple[np.ndarray, RunInfo]:
     """Denoise an image and say how: :func:`denoise` plus a :class:`RunInfo` (what the CLI calls).
 
@@ -249,6 +271,7 @@ def denoise_image(
     check(tile is None or (isinstance(tile, int) and tile >= 0), "tile", "None, 0 or a positive integer", tile)
     if dtype not in (None, "auto", *DTYPES):
         fail("dtype", "a precision", dtype, valid=("auto", *DTYPES))
+    check(isinstance(ensemble, bool), "ensemble", "True or False", ensemble)
     target = resolve_device(device)
     channels = pixels.shape[2]
     net = get_model(model, channels, target)
@@ -281,8 +304,17 @@ def denoise_image(
             if channels == req.in_channels
             else [image_to_tensor(pixels[..., c : c + 1]) for c in range(channels)]
         )
-        outs = [tiling.run_with_retry(fn, plane, sigma_value, req, tile, target) for plane in planes]
-        return torch.cat([out for out, _ in outs], dim=1), outs[-1][1]
+        views = DIHEDRAL if ensemble else DIHEDRAL[:1]
+        outs, used_tile = [], None
+        for plane in planes:
+            total = None
+            for turns, mirror in views:
+                level = _view(sigma_value, turns, mirror) if isinstance(sigma_value, torch.Tensor) else sigma_value
+                out, used_tile = tiling.run_with_retry(fn, _view(plane, turns, mirror), level, req, tile, target)
+                out = _unview(out, turns, mirror)
+                total = out if total is None else total + out
+            outs.append(total / len(views) if ensemble else total)
+        return torch.cat(outs, dim=1), used_tile
 
     try:
         out, used_tile = run(precision)
@@ -292,7 +324,7 @@ def denoise_image(
         out, used_tile = run(precision)
     result = tensor_to_pixels(out.clamp_(0.0, 1.0))
     ms = (time.perf_counter() - started) * 1000.0
-    info = RunInfo(sigma_used, source, name, str(target), precision, used_tile, round(ms, 1), tuple(notes))
+    info = RunInfo(sigma_used, source, name, str(target), precision, used_tile, round(ms, 1), tuple(notes), ensemble)
     return result, info
 
 
@@ -303,6 +335,7 @@ def denoise(
     device: str | torch.device = "auto",
     tile: int | None = None,
     dtype: str | None = None,
+    ensemble: bool = False,
 ) -> np.ndarray:
     """Remove additive white Gaussian noise from an image.
 
@@ -318,6 +351,10 @@ def denoise(
         tile: Tile side in pixels; ``None`` chooses from available memory, ``0`` disables tiling.
         dtype: ``None``/``"auto"``/``"fp32"``, ``"fp16"`` or ``"bf16"`` (half precision only where the model
             declares it safe; an output with NaN/Inf is recomputed in fp32).
+        ensemble: Average the outputs for the 8 flips and rotations of the image (each mapped back), the
+            "self-ensemble" of the restoration literature: 8× the time for a higher PSNR (+0.1 dB for
+            MalleNet-S on Kodak24 and McMaster at σ = 25, docs/benchmarks.md). AWGN looks the same in every
+            orientation, so each view is an equally valid input.
 
     Returns:
         The denoised image ``(H, W, C)`` float32, clipped to [0, 1].
@@ -336,4 +373,4 @@ def denoise(
         >>> denoise(np.full((24, 40, 1), 0.5, np.float32), sigma=15, model=Identity(), device="cpu").shape
         (24, 40, 1)
     """
-    return denoise_image(image, sigma, model, device, tile, dtype)[0]
+    return denoise_image(image, sigma, model, device, tile, dtype, ensemble)[0]

@@ -29,6 +29,7 @@ class DataConfig:
 
     ``file_fraction`` of each batch is clipped to [0, 1] and rounded to 8 bits after the noise is added,
     the way noisy files on disk are; the rest keeps unclipped float noise (the papers' protocol).
+    ``rescale`` and ``channel_shuffle`` augment the crops (see :func:`restorekit.train.data.sample_patches`).
     """
 
     train: tuple[str, ...]
@@ -40,6 +41,8 @@ class DataConfig:
     holdout: int = 8
     val_sigma: float = 25.0
     val_crop: int = 128
+    rescale: tuple[float, float] = (1.0, 1.0)
+    channel_shuffle: bool = False
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from restorekit.errors import UsageError
@@ -31,20 +32,45 @@ def load_clean_images(folders: tuple[str, ...], channels: int, min_size: int) ->
     return images
 
 
-def sample_patches(images: list[np.ndarray], count: int, patch: int, rng: np.random.Generator) -> torch.Tensor:
-    """Random ``patch``² crops with random flips and 90° rotations, as ``(count, C, patch, patch)`` in [0, 1]."""
+def sample_patches(
+    images: list[np.ndarray],
+    count: int,
+    patch: int,
+    rng: np.random.Generator,
+    rescale: tuple[float, float] = (1.0, 1.0),
+    channel_shuffle: bool = False,
+) -> torch.Tensor:
+    """Random ``patch``² crops with random flips and 90° rotations, as ``(count, C, patch, patch)`` in [0, 1].
+
+    Args:
+        images: Clean uint8 ``H×W×C`` images.
+        count: Crops to draw.
+        patch: Side of each crop.
+        rng: Source of every random choice (so a resumed run draws the same crops).
+        rescale: Range of a random scale factor per crop: a region of side ``patch / scale`` is cut and
+            resized to ``patch`` (antialiased bilinear), which varies the scale of textures and shrinks the
+            compression artefacts of JPEG training images. ``(1, 1)`` cuts at the native scale.
+        channel_shuffle: Permute the colour channels of each crop at random, for hues the training set lacks
+            (AWGN is independent per channel, so the task is unchanged).
+    """
     crops = []
     for index in rng.integers(len(images), size=count):
         image = images[index]
-        top = rng.integers(image.shape[0] - patch + 1)
-        left = rng.integers(image.shape[1] - patch + 1)
-        crop = image[top : top + patch, left : left + patch]
-        crop = np.rot90(crop, k=int(rng.integers(4)))
+        scale = rng.uniform(*rescale) if rescale != (1.0, 1.0) else 1.0
+        side = min(round(patch / scale), *image.shape[:2])
+        top = rng.integers(image.shape[0] - side + 1)
+        left = rng.integers(image.shape[1] - side + 1)
+        crop = torch.from_numpy(np.ascontiguousarray(image[top : top + side, left : left + side]))
+        crop = crop.permute(2, 0, 1).float().div_(255)
+        if side != patch:
+            crop = F.interpolate(crop[None], size=(patch, patch), mode="bilinear", antialias=True)[0].clamp_(0, 1)
+        crop = torch.rot90(crop, k=int(rng.integers(4)), dims=(1, 2))
         if rng.integers(2):
-            crop = crop[:, ::-1]
-        crops.append(np.ascontiguousarray(crop))
-    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
-    return batch.float().div_(255)
+            crop = crop.flip(2)
+        if channel_shuffle and crop.shape[0] > 1:
+            crop = crop[torch.from_numpy(rng.permutation(crop.shape[0]))]
+        crops.append(crop)
+    return torch.stack(crops).contiguous()
 
 
 def add_awgn(

@@ -106,7 +106,7 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
     Returns:
         Path of the exported weights.
     """
-    run = recipe.run
+    run, data = recipe.run, recipe.data
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     if run.threads:
@@ -121,8 +121,8 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr)
     generator = torch.Generator().manual_seed(run.seed)
 
-    images = load_clean_images(recipe.data.train, recipe.data.channels, max(recipe.data.patch, recipe.data.val_crop))
-    train_images, val_images = images[: -recipe.data.holdout], images[-recipe.data.holdout :]
+    images = load_clean_images(data.train, data.channels, max(data.patch, data.val_crop))
+    train_images, val_images = images[: -data.holdout], images[-data.holdout :]
     val_clean, val_noisy = validation_set(recipe, val_images)
 
     state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "val_psnr": None, "data_rng": None, "init": None}
@@ -145,8 +145,10 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
         step = state["step"]
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(recipe, step)
-        clean = sample_patches(train_images, recipe.data.batch, recipe.data.patch, data_rng)
-        sigma, as_file = draw_degradation(recipe.data.batch, recipe.data.sigma, recipe.data.file_fraction, generator)
+        clean = sample_patches(
+            train_images, data.batch, data.patch, data_rng, rescale=data.rescale, channel_shuffle=data.channel_shuffle
+        )
+        sigma, as_file = draw_degradation(data.batch, data.sigma, data.file_fraction, generator)
         noisy = add_awgn(clean, sigma, as_file, generator)
         level = (sigma / 255).view(-1, 1, 1, 1).expand(-1, 1, *clean.shape[-2:])
         clean, noisy, level = (t.to(device, memory_format=memory_format) for t in (clean, noisy, level))
@@ -166,7 +168,7 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
             running_loss = []
         last = state["step"] == recipe.optim.iterations
         if state["step"] % run.validate_every == 0 or last:
-            state["val_psnr"] = validate(ema_model, val_clean, val_noisy, recipe.data.val_sigma, device)
+            state["val_psnr"] = validate(ema_model, val_clean, val_noisy, data.val_sigma, device)
             record["val_psnr"] = state["val_psnr"]
             _export(ema_model, weights_path, recipe, state, device, len(train_images))
         if state["step"] % run.checkpoint_every == 0 or last:

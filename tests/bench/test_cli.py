@@ -47,6 +47,20 @@ def test_quality_json_and_saved_files(colour_dir: Path, tiny_model: Path, tmp_pa
     assert "#### synthetic, file protocol" in text
 
 
+def test_quality_ensemble_adds_a_row_per_model(colour_dir: Path, tiny_model: Path):
+    result = _invoke(
+        "quality", "--data", str(colour_dir), "-m", str(tiny_model), "--peers", "none", "--sigma", "25",
+        "--limit", "1", "--device", "cpu", "--ensemble", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    names = [m["name"] for m in document["methods"]]
+    assert names == ["mallenet_s.tinytest", "mallenet_s.tinytest+x8"] and document["config"]["ensemble"] is True
+    assert "self-ensemble" in document["methods"][1]["settings"]
+    scores = {r["method"]: r["psnr"] for r in document["rows"]}
+    assert scores["mallenet_s.tinytest+x8"] != scores["mallenet_s.tinytest"]
+
+
 def test_quality_table_on_terminal(colour_dir: Path):
     result = _invoke("quality", "--data", str(colour_dir), "--peers", "opencv_nlm", "--sigma", "15", "--limit", "1")
     assert result.exit_code == 0, result.output

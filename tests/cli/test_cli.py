@@ -22,7 +22,7 @@ runner = CliRunner()
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 SUMMARY_KEYS = {"command", "ok", "exists", "failed", "exit_code", "files"}
 FILE_KEYS = {"input", "output", "status", "error", "sigma", "sigma_source", "model", "device", "dtype", "tile"}
-FILE_KEYS |= {"ms", "notes"}
+FILE_KEYS |= {"ms", "notes", "ensemble"}
 
 
 def invoke(*args: object):
@@ -90,6 +90,15 @@ def test_json_summary_schema(batch, tmp_path, tiny_weights):
     )
     assert result.exit_code == 0, result.output
     assert {record["dtype"] for record in summary(result)["files"]} == {"fp32"}
+    assert not any(record["ensemble"] for record in summary(result)["files"])
+
+
+def test_ensemble_option_is_reported(tmp_path, write_png, tiny_weights):
+    source = write_png(tmp_path / "photo.png")
+    result = invoke("denoise", source, "--sigma", "25", "-m", tiny_weights, "--ensemble", "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = summary(result)["files"]
+    assert record["status"] == "ok" and record["ensemble"] is True
 
 
 def test_recursive_mirrors_the_tree_and_ignores_hidden_and_system_files(batch, tmp_path, tiny_weights, tree_hash):

@@ -221,5 +221,54 @@ def test_explicit_tile_is_used_and_reported(tiny_model, make_pixels):
 def test_run_info_as_dict_is_json_ready(make_pixels):
     _, info = api.denoise_image(make_pixels(24, 40), 25, Spy(), "cpu")
     record = info.as_dict()
-    assert set(record) == {"sigma", "sigma_source", "model", "device", "dtype", "tile", "ms", "notes"}
+    assert set(record) == {"sigma", "sigma_source", "model", "device", "dtype", "tile", "ms", "notes", "ensemble"}
     assert record["model"] == "Spy" and record["notes"] == []
+
+
+class ColumnRamp(Spy):
+    """Not equivariant to flips or rotations: adds a ramp along the columns of whatever frame it is given."""
+
+    def forward(self, x, sigma):
+        self.calls.append((x.clone(), sigma.clone()))
+        return x + 0.01 * torch.arange(x.shape[-1], dtype=x.dtype) / x.shape[-1]
+
+
+def test_ensemble_averages_the_eight_views_mapped_back(make_pixels):
+    pixels = make_pixels(24, 40) * 0.5 + 0.25
+    model = ColumnRamp()
+    out, info = api.denoise_image(pixels, 25, model, "cpu", tile=0, dtype="fp32", ensemble=True)
+    expected = np.zeros_like(pixels)
+    for turns in range(4):
+        for mirror in (False, True):
+            view = np.rot90(pixels[:, ::-1] if mirror else pixels, turns)
+            ramp = 0.01 * np.arange(view.shape[1], dtype=np.float32)[None, :, None] / view.shape[1]
+            back = np.rot90(view + ramp, -turns)
+            expected += back[:, ::-1] if mirror else back
+    np.testing.assert_allclose(out, expected / 8, atol=1e-6)
+    assert info.ensemble and len(model.calls) == 8
+    assert {tuple(x.shape[-2:]) for x, _ in model.calls} == {(24, 40), (40, 24)}
+    single, info = api.denoise_image(pixels, 25, ColumnRamp(), "cpu", tile=0, dtype="fp32")
+    assert not info.ensemble and np.abs(single - out).max() > 1e-3
+
+
+class SigmaEcho(Spy):
+    """Returns the noise map it is given, in every channel."""
+
+    def forward(self, x, sigma):
+        return sigma.expand_as(x)
+
+
+def test_ensemble_turns_a_noise_map_with_the_image(make_pixels):
+    noise_map = np.linspace(0, 50, 24 * 40, dtype=np.float32).reshape(24, 40)
+    out = restorekit.denoise(make_pixels(24, 40), noise_map, SigmaEcho(), "cpu", tile=0, ensemble=True)
+    np.testing.assert_allclose(out, np.repeat(noise_map[..., None] / 255, 3, axis=2), atol=1e-6)
+
+
+def test_ensemble_of_an_equivariant_model_through_the_tiler(tiny_model, make_pixels):
+    pixels = make_pixels(200, 280)
+    out, info = api.denoise_image(pixels, 25, tiny_model, "cpu", tile=96, dtype="fp32", ensemble=True)
+    single = restorekit.denoise(pixels, 25, tiny_model, "cpu", tile=96, dtype="fp32")
+    assert info.ensemble and info.tile == 96 and out.shape == pixels.shape
+    assert np.abs(out - single).mean() < 0.05
+    with pytest.raises(UsageError, match="ensemble"):
+        restorekit.denoise(pixels, 25, tiny_model, "cpu", ensemble="yes")

@@ -191,3 +191,25 @@ def test_publish_writes_measured_quality_into_the_metadata(tiny_arch, image_fold
     assert meta["quality"]["kodak24"] == {"float": {"25": {"psnr": 31.5, "ssim": 0.9123}}}
     assert meta["quality"]["_settings"] == "device cpu, dtype auto: bf16, tile auto"
     assert meta["training"] == load_model(weights).metadata["training"]
+
+
+def test_channel_shuffle_permutes_the_colour_channels():
+    image = np.empty((64, 64, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 10, 120, 240
+    patches = sample_patches([image], 40, 16, np.random.default_rng(0), channel_shuffle=True)
+    orders = {tuple(round(v * 255) for v in patch[:, 0, 0].tolist()) for patch in patches}
+    assert all(sorted(order) == [10, 120, 240] for order in orders)
+    assert len(orders) > 3
+
+
+def test_rescale_cuts_a_larger_region_and_shrinks_it():
+    ramp = np.repeat(np.arange(128, dtype=np.uint8)[None, :, None], 128, axis=0).repeat(3, axis=2)
+    native = sample_patches([ramp], 8, 16, np.random.default_rng(0))
+    halved = sample_patches([ramp], 8, 16, np.random.default_rng(0), rescale=(0.5, 0.5))
+
+    def step(patches):  # the ramp's slope per pixel, whichever way each crop was turned (the other axis is flat)
+        return (patches.diff(dim=2).abs().mean() + patches.diff(dim=3).abs().mean()).item() * 255
+
+    assert step(native) == pytest.approx(1.0, abs=0.01)
+    assert step(halved) == pytest.approx(2.0, abs=0.1)
+    assert halved.shape == (8, 3, 16, 16) and halved.min() >= 0 and halved.max() <= 1
