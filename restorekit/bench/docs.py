@@ -1,9 +1,10 @@
 """Render ``docs/benchmarks.md`` from benchmark results files, saying which command and machine made each table.
 
 Quality results become one table per dataset, protocol and σ mode (methods × σ, cells ``PSNR / SSIM``),
-with the published figures the project measures itself against beside the float-protocol tables. Latency
-results become one table per device, with each method's speed-up over CBM3D at the same size. Anything
-else (``kernels``) is tabulated as it comes.
+with the published figures the project measures itself against beside the float-protocol tables, and each
+restorekit model's distance to the published floor (CBM3D) in dB. Latency results become one table per
+device, with each method's speed-up over CBM3D at the same size. Anything else (``kernels``) is tabulated
+as it comes.
 """
 
 from __future__ import annotations
@@ -62,12 +63,14 @@ def _quality_tables(document: dict[str, Any]) -> list[str]:
             row["s/image"] = statistics.fmean(times) if times else None
             rows.append(row)
         if protocol == "float":
-            for label, values in PUBLISHED.get(dataset.lower(), {}).items():
+            published = PUBLISHED.get(dataset.lower(), {})
+            for label, values in published.items():
                 rows.append(
                     {"method": label, "kind": "published"}
                     | {f"σ={s:g}": f"{values[s]:.2f}" if s in values else "" for s in sigmas}
                     | {"s/image": None}
                 )
+            rows += _gap_rows(group, sigmas, published)
         images = max(r["images"] for r in group)
         out += [
             f"#### {dataset}, {protocol} protocol, σ {mode} ({images} images)",
@@ -78,6 +81,24 @@ def _quality_tables(document: dict[str, Any]) -> list[str]:
             "",
         ]
     return out
+
+
+def _gap_rows(
+    group: list[dict[str, Any]], sigmas: list[float], published: dict[str, dict[float, float]]
+) -> list[dict[str, Any]]:
+    """Per restorekit method, its PSNR minus the published floor at each σ (positive: at or above it)."""
+    floor = next((values for label, values in published.items() if "(floor)" in label), None)
+    if floor is None:
+        return []
+    rows = []
+    for method in sorted({r["method"] for r in group if r["kind"] == "restorekit"}):
+        cells = {r["sigma"]: r["psnr"] for r in group if r["method"] == method}
+        rows.append(
+            {"method": f"{method} − floor", "kind": "gap (dB)"}
+            | {f"σ={s:g}": f"{cells[s] - floor[s]:+.2f}" if s in cells and s in floor else "" for s in sigmas}
+            | {"s/image": None}
+        )
+    return rows
 
 
 def _latency_tables(document: dict[str, Any]) -> list[str]:
