@@ -62,7 +62,7 @@ def _quality_tables(document: dict[str, Any]) -> list[str]:
             times = [r["seconds"] for r in cells.values() if r["seconds"] is not None]
             row["s/image"] = statistics.fmean(times) if times else None
             rows.append(row)
-        if protocol == "float":
+        if protocol == "float" and not document.get("config", {}).get("limit"):  # published: whole sets only
             published = PUBLISHED.get(dataset.lower(), {})
             for label, values in published.items():
                 rows.append(

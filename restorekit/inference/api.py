@@ -225,7 +225,7 @@ def _unview(x: torch.Tensor, turns: int, mirror: bool) -> torch.Tensor:
 def auto_precision(requirements: Requirements, device: torch.device) -> str:
     """What ``dtype="auto"`` runs in: bf16 on a CPU with bf16 in hardware for a half-safe model, else fp32.
 
-    bf16 there is 1.5× faster than fp32 end to end for MalleNet-S and costs less than 0.01 dB PSNR on
+    bf16 there is 1.5× faster than fp32 end to end for MalleNet-S and costs 0.01–0.02 dB PSNR on
     Kodak24 (docs/benchmarks.md); CUDA stays in fp32 until its half-precision quality has been measured.
     """
     if device.type == "cpu" and requirements.half_safe and runtime.cpu_has_native_bf16():
@@ -352,8 +352,8 @@ def denoise(
         dtype: ``None``/``"auto"``/``"fp32"``, ``"fp16"`` or ``"bf16"`` (half precision only where the model
             declares it safe; an output with NaN/Inf is recomputed in fp32).
         ensemble: Average the outputs for the 8 flips and rotations of the image (each mapped back), the
-            "self-ensemble" of the restoration literature: 8× the time for a higher PSNR (+0.1 dB for
-            MalleNet-S on Kodak24 and McMaster at σ = 25, docs/benchmarks.md). AWGN looks the same in every
+            "self-ensemble" of the restoration literature: 8× the time for a higher PSNR (+0.10 to +0.14 dB
+            for MalleNet-S on Kodak24 and McMaster, docs/benchmarks.md). AWGN looks the same in every
             orientation, so each view is an equally valid input.
 
     Returns:

@@ -61,3 +61,7 @@ def test_render():
     assert "#### cpu" in page and "| median ms | p95 ms | CPU ms | MP/s | × CBM3D |" in page
     assert "| mallenet_s.x | 512x512 | fp32 | 3 | 170.0 | 170.0 | 170.0 | 1.529 | 100.0 |" in page
     assert "- m: r" in page
+    subset = _quality()
+    subset["config"] = {"limit": 2}  # the first 2 images only: no comparison with whole-set figures
+    page = render([("q.json", subset)], "restorekit bench report q.json")
+    assert "| mallenet_s.x |" in page and "published" not in page and "floor" not in page
