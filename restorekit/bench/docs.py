@@ -17,13 +17,14 @@ from typing import Any
 from restorekit.bench.report import format_value, to_markdown
 
 # Published PSNR (dB, float protocol) to compare with: dataset → label → {σ: PSNR}.
+FLOOR = "CBM3D, published (floor)"
 PUBLISHED: dict[str, dict[str, dict[float, float]]] = {
     "kodak24": {
-        "CBM3D, published (floor)": {15: 34.28, 25: 32.15, 50: 28.46},
+        FLOOR: {15: 34.28, 25: 32.15, 50: 28.46},
         "MalleNet-S, paper (target)": {15: 34.66, 25: 32.16, 50: 29.00},
     },
     "mcmaster": {
-        "CBM3D, published (floor)": {15: 34.06, 25: 31.66, 50: 28.51},
+        FLOOR: {15: 34.06, 25: 31.66, 50: 28.51},
         "MalleNet-S, paper (target)": {15: 34.68, 25: 32.35, 50: 29.20},
     },
 }
@@ -87,7 +88,7 @@ def _gap_rows(
     group: list[dict[str, Any]], sigmas: list[float], published: dict[str, dict[float, float]]
 ) -> list[dict[str, Any]]:
     """Per restorekit method, its PSNR minus the published floor at each σ (positive: at or above it)."""
-    floor = next((values for label, values in published.items() if "(floor)" in label), None)
+    floor = published.get(FLOOR)
     if floor is None:
         return []
     rows = []

@@ -70,7 +70,7 @@ def sample_patches(
         if channel_shuffle and crop.shape[0] > 1:
             crop = crop[torch.from_numpy(rng.permutation(crop.shape[0]))]
         crops.append(crop)
-    return torch.stack(crops).contiguous()
+    return torch.stack(crops)
 
 
 def add_awgn(
