@@ -14,13 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
+from restorekit.layers.tunable import expand_state_dict
 from restorekit.models._weights import save_model
 from restorekit.models.mallenet import MalleNet
+from restorekit.models.tunable_mallenet import TunableMalleNet
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Weights files name their architecture, so the tiny MalleNet is saved under a registered one
 # (mallenet_s): loading rebuilds MalleNet from the recorded hyper-parameters, not from the variant.
 TINY_NAME = "mallenet_s.tiny_test"
+TINY_TUNABLE_NAME = "tunable_mallenet_s.tiny_test"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -66,6 +69,27 @@ def tiny_gray_weights(tmp_path: Path) -> Path:
     path = tmp_path / "weights" / "tiny_gray.safetensors"
     path.parent.mkdir(exist_ok=True)
     save_model(tiny_mallenet(1), path, name=TINY_NAME)
+    return path
+
+
+def tiny_tunable(in_channels: int = 3) -> TunableMalleNet:
+    """A tiny tunable MalleNet started from :func:`tiny_mallenet`, its experts then made to differ."""
+    tunable = TunableMalleNet(in_channels=in_channels, width=4, blocks=(1, 1, 1, 1), predictor_width=4)
+    tunable.load_state_dict(expand_state_dict(tunable, tiny_mallenet(in_channels).state_dict()))
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, parameter in tunable.named_parameters():
+            if parameter.dim() >= 2 and "phi" not in name:  # experts: the second one drifts
+                parameter[1].add_(torch.randn(parameter[1].shape, generator=generator) * 0.05)
+    return tunable.eval()
+
+
+@pytest.fixture
+def tiny_tunable_weights(tmp_path: Path) -> Path:
+    """The colour tiny tunable MalleNet saved as a weights file, with the ν of its (pretend) recipe."""
+    path = tmp_path / "weights" / "tiny_tunable.safetensors"
+    path.parent.mkdir(exist_ok=True)
+    save_model(tiny_tunable(3), path, name=TINY_TUNABLE_NAME, recipe="tune: {nu: 0.9}\n")
     return path
 
 

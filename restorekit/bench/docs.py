@@ -29,6 +29,19 @@ PUBLISHED: dict[str, dict[str, dict[float, float]]] = {
     },
 }
 KIND_ORDER = {"input": 0, "restorekit": 1, "peer": 2}
+# Maggioni et al. (CVPR 2023) Table 1, Kodak, σ ∈ {5, 15, 30} averaged: ω1 → (PSNR, PSNRη).
+PUBLISHED_TUNABLE = {
+    "kodak24": {
+        "tunable ResNet-16, paper": {
+            0.0: (26.74, 51.97),
+            0.25: (27.09, 39.04),
+            0.5: (28.46, 35.56),
+            0.75: (35.07, 36.19),
+            1.0: (35.54, 35.54),
+        }
+    }
+}
+TUNE_KIND_ORDER = {"tunable": 0, "dni": 1, "fixed": 2}
 
 
 def provenance(document: dict[str, Any], source: str | Path) -> str:
@@ -136,6 +149,49 @@ def _latency_tables(document: dict[str, Any]) -> list[str]:
     return out
 
 
+def _tune_tables(document: dict[str, Any]) -> list[str]:
+    """Per dataset and protocol: methods × ω1, cells ``PSNR / PSNRη`` averaged over images and σ, the paper's
+    figures, and the tunable model's margin over DNI at each setting."""
+    summary = [r for r in document["summary"] if r["sigma"] == "mean"]
+    sigmas = ", ".join(f"{s:g}" for s in document["config"]["sigmas"])
+    out = []
+    for dataset, protocol in sorted({(r["dataset"], r["protocol"]) for r in summary}):
+        group = [r for r in summary if (r["dataset"], r["protocol"]) == (dataset, protocol)]
+        settings = sorted({r["w1"] for r in group})
+        methods = sorted({(TUNE_KIND_ORDER.get(r["kind"], 3), r["method"], r["kind"]) for r in group})
+        cells = {(r["method"], r["w1"]): r for r in group}
+        rows = []
+        for _, method, kind in methods:
+            row: dict[str, Any] = {"method": method, "kind": kind}
+            for w1 in settings:
+                r = cells[(method, w1)]
+                row[f"ω1={w1:g}"] = f"{format_value(r['psnr'])} / {format_value(r['psnr_eta'])}"
+            rows.append(row)
+        for label, figures in PUBLISHED_TUNABLE.get(dataset, {}).items():
+            if protocol == "float" and all(w1 in figures for w1 in settings):
+                row = {"method": label, "kind": "published"}
+                rows.append(row | {f"ω1={w1:g}": f"{figures[w1][0]:.2f} / {figures[w1][1]:.2f}" for w1 in settings})
+        tunable = [m for _, m, k in methods if k == "tunable"]
+        dni = [m for _, m, k in methods if k == "dni"]
+        if tunable and dni:
+            row = {"method": f"{tunable[0]} − DNI", "kind": "margin (dB)"}
+            for w1 in settings:
+                a, b = cells[(tunable[0], w1)], cells[(dni[0], w1)]
+                row[f"ω1={w1:g}"] = f"{a['psnr'] - b['psnr']:+.2f} / {a['psnr_eta'] - b['psnr_eta']:+.2f}"
+            rows.append(row)
+        images = group[0]["images"]
+        out += [
+            f"#### {dataset}, {protocol} protocol, σ ∈ {{{sigmas}}} averaged ({images} images)",
+            "",
+            "PSNR / PSNRη (dB) at ω = (ω1, 1 − ω1); PSNRη is against y_η = y + ω2·ν·(z − y), "
+            f"ν = {document['config']['nu']:g}.",
+            "",
+            to_markdown(rows),
+            "",
+        ]
+    return out
+
+
 def render(documents: Sequence[tuple[str | Path, dict[str, Any]]], command: str) -> str:
     """The Markdown of ``docs/benchmarks.md``.
 
@@ -157,6 +213,8 @@ def render(documents: Sequence[tuple[str | Path, dict[str, Any]]], command: str)
             lines += _quality_tables(document)
         elif document["command"] == "latency":
             lines += _latency_tables(document)
+        elif document["command"] == "tune":
+            lines += _tune_tables(document)
         else:
             lines += [to_markdown(document["rows"]), ""] if document["rows"] else ["(no rows)", ""]
         if document.get("methods"):

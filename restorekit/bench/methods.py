@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from restorekit.inference.api import DTYPES, auto_precision, denoise, resolve_device
+from restorekit.inference.api import DTYPES, auto_precision, check_omega, denoise, fold_tunable, resolve_device, tune
 from restorekit.models import create_model
 
 # Signature of a method's work: noisy (H, W, C) float32 in [0, 1], σ (0–255) or None → (H, W, C).
@@ -78,8 +78,13 @@ def model_method(
     tile: int | None = None,
     ensemble: bool = False,
     module: nn.Module | None = None,
+    w: tuple[float, ...] | None = None,
 ) -> Method:
     """A restorekit model as a :class:`Method`, loaded once.
+
+    A tunable model runs through :func:`restorekit.inference.api.tune` at the setting ``w`` (default: the
+    centre of its domain, equal weights), as ``restorekit tune --w`` runs it; ``Method.model`` is then the
+    plain model it folds into (what runs, and what FLOP counting sees).
 
     Args:
         model: A model name (``arch_variant.tag``) or a ``.safetensors`` path.
@@ -92,13 +97,26 @@ def model_method(
     """
     module = create_model(str(model)) if module is None else module
     requirements = module.requirements
+    runs = module
+    setting = ""
+    if requirements.tune_parameters:
+        count = len(requirements.tune_parameters)
+        w = check_omega(w if w is not None else (1 / count,) * count, requirements, str(model))
+        runs = fold_tunable(module, w)
+        setting = f", ω ({', '.join(f'{v:g}' for v in w)})"
 
-    def run(noisy: np.ndarray, sigma: float | None) -> np.ndarray:
-        return denoise(noisy, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
+        def run(noisy: np.ndarray, sigma: float | None) -> np.ndarray:
+            return tune(noisy, w, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype)
+
+    else:
+
+        def run(noisy: np.ndarray, sigma: float | None) -> np.ndarray:
+            return denoise(noisy, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
 
     metadata = getattr(module, "metadata", {})
     precision = dtype if dtype in DTYPES else f"auto: {auto_precision(requirements, resolve_device(device))}"
     views = ", self-ensemble of 8 flips/rotations" if ensemble else ""
+    views += setting
     return Method(
         name=getattr(module, "name", str(model)) + ("+x8" if ensemble else ""),
         kind="restorekit",
@@ -109,5 +127,5 @@ def model_method(
         settings=f"device {device}, dtype {precision}, tile {'auto' if tile is None else tile}{views}",
         run=run,
         parameters=sum(p.numel() for p in module.parameters()),
-        model=module,
+        model=runs,
     )

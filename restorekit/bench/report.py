@@ -7,7 +7,7 @@ JSON schema (``schema: "restorekit-bench/1"``; new keys may be added, existing o
 
     {
       "schema":      "restorekit-bench/1",
-      "command":     "latency" | "quality" | "kernels",
+      "command":     "latency" | "quality" | "kernels" | "tune",
       "argv":        "restorekit bench quality --data … " (the command line that produced it),
       "created":     "2025-01-01T12:00:00Z" (UTC),
       "environment": {machine, cpu, cpu_count, cpu_affinity, torch_threads, os, python, torch, cuda, gpu,
@@ -23,8 +23,9 @@ JSON schema (``schema: "restorekit-bench/1"``; new keys may be added, existing o
 sigma_used, psnr, ssim, seconds`` (``method`` ``noisy`` is the input itself; ``sigma_used`` is the σ the
 method was told, ``null`` when it takes none). ``latency`` rows: ``method, kind, size, height, width,
 channels, megapixels, device, dtype, tile, threads, sigma, warmup, runs, median_ms, p95_ms, cpu_ms, mp_per_s,
-rss_baseline_mb, rss_peak_mb, cuda_peak_mb, gflops, parameters, error``. ``kernels`` rows are whatever
-:func:`restorekit.bench.kernels.run` returns. Numbers that are not finite are written as ``null``.
+rss_baseline_mb, rss_peak_mb, cuda_peak_mb, gflops, parameters, error``. ``tune`` rows: ``dataset, image,
+sigma, protocol, method, kind, w1, w2, psnr, psnr_eta`` (see :mod:`restorekit.bench.tune`). ``kernels`` rows
+are whatever :func:`restorekit.bench.kernels.run` returns. Numbers that are not finite are written as ``null``.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def payload(
     """The JSON document of one benchmark run (see the module docstring for the schema).
 
     Args:
-        command: ``latency``, ``quality`` or ``kernels``.
+        command: ``latency``, ``quality``, ``kernels`` or ``tune``.
         rows: One flat dict per measurement.
         environment: :func:`restorekit.bench.env.environment`.
         config: The command's options.

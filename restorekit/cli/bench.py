@@ -13,6 +13,7 @@ from restorekit._checks import check, fail
 from restorekit.bench import latency as bench_latency
 from restorekit.bench import quality as bench_quality
 from restorekit.bench import report
+from restorekit.bench import tune as bench_tune
 from restorekit.bench.baselines import PEERS
 from restorekit.bench.baselines import peers as peer_methods
 from restorekit.bench.docs import render
@@ -21,6 +22,7 @@ from restorekit.bench.methods import model_method
 from restorekit.cli._console import console, handle_errors, print_json, progress, results, warning_line
 from restorekit.cli._options import Device, Dtype, DtypeChoice, Json, Progress, ProgressMode, Tile, Verbose
 from restorekit.errors import OutputError
+from restorekit.inference import sweep
 from restorekit.inference.api import DTYPES, resolve_device
 from restorekit.models import create_model, list_models
 
@@ -83,8 +85,12 @@ def _numbers(text: str, option: str) -> list[float]:
 
 
 def _models(chosen: list[str] | None) -> list[str]:
-    """The models asked for, or every shipped denoiser."""
-    models = chosen or [name for name in list_models() if create_model(name).requirements.task == "denoise"]
+    """The models asked for, or every shipped plain denoiser (tunable ones run at a setting only when named)."""
+    models = chosen or [
+        name
+        for name in list_models()
+        if (req := create_model(name).requirements).task == "denoise" and not req.tune_parameters
+    ]
     if not models:
         warning_line("no trained model ships with this install and none was given (--model); measuring peers only")
     return models
@@ -278,6 +284,75 @@ def quality(
     shown = ("dataset", "image", "sigma", "protocol", "method", "sigma_used", "psnr", "ssim", "seconds")
     table_rows = [{k: r[k] for k in shown} for r in (rows + summary if per_image else summary)]
     _emit(document, table_rows, "quality (PSNR dB, SSIM; mean rows are over images)", json, save or [])
+
+
+@app.command("tune")
+@handle_errors
+def tune_(
+    ctx: typer.Context,
+    data: Annotated[list[Path], typer.Option("--data", help="Folder of clean images; repeatable (one dataset each).")],
+    model: Annotated[str, typer.Option("-m", "--model", help="The tunable model (name or .safetensors path).")] = (
+        "tunable_mallenet_s.awgn_color"
+    ),
+    fixed: Annotated[str, typer.Option("--fixed", help="The fixed denoiser (DNI's fidelity end).")] = (
+        "mallenet_s.awgn_color"
+    ),
+    retain: Annotated[
+        str | None,
+        typer.Option(
+            "--retain",
+            help="The fixed denoiser fine-tuned for noise retention alone (DNI's other end); 'none' skips DNI.",
+        ),
+    ] = "weights/checkpoints/mallenet_s.awgn_color_retain.safetensors",
+    sigma: Annotated[str, typer.Option("--sigma", help="Noise levels (0–255), comma-separated.")] = "5,15,30",
+    w1: Annotated[str, typer.Option("--w1", help="Settings ω1 (ω2 = 1 − ω1), comma-separated.")] = "0,0.25,0.5,0.75,1",
+    protocol: Annotated[
+        ProtocolChoice, typer.Option("--protocol", help="float (unclipped, as the paper) or file (8-bit).")
+    ] = ProtocolChoice.float,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Use the first N images of each folder.", show_default=False)
+    ] = None,
+    device: Device = "auto",
+    dtype: Dtype = DtypeChoice.auto,
+    tile: Tile = None,
+    machine: Machine = None,
+    save: Save = None,
+    progress_mode: Progress = ProgressMode.auto,
+    json: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """A tunable model against DNI and the fixed model: PSNR and PSNRη per setting (the paper's Table 1)."""
+    sigmas = _numbers(sigma, "--sigma")
+    settings = _numbers(w1, "--w1")
+    for value in settings:
+        check(0 <= value <= 1, "--w1", "settings in [0, 1]", value)
+    check(protocol != ProtocolChoice.both, "--protocol", "float or file", "both")
+    images = [(folder.name, path) for folder in data for path in bench_quality.list_images(folder)[:limit]]
+    target = str(resolve_device(device))
+    retain_model = None if retain is None or retain.lower() == "none" else retain
+    methods = bench_tune.contenders(model, fixed, retain_model, target, dtype.value, tile)
+    nu = sweep.retention_nu(create_model(model))
+    with progress(progress_mode, len(images) * len(sigmas), "tune") as bar:
+        rows = bench_tune.evaluate(images, methods, sigmas, settings, nu, protocol.value, bar.done)
+    summary = bench_tune.summarize(rows)
+    config = {
+        "data": [str(folder) for folder in data],
+        "sigmas": sigmas,
+        "w1": settings,
+        "nu": nu,
+        "protocol": protocol.value,
+        "limit": limit,
+        "device": target,
+        "dtype": dtype.value,
+        "tile": tile,
+    }
+    described = [{"name": m.name, "kind": m.kind} for m in methods]
+    document = report.payload(
+        "tune", rows, environment(machine), config, _command_line(ctx), methods=described, summary=summary
+    )
+    shown = ("dataset", "sigma", "method", "w1", "w2", "psnr", "psnr_eta")
+    table_rows = [{k: r[k] for k in shown} for r in summary if r["sigma"] == "mean"]
+    _emit(document, table_rows, "tune (PSNR / PSNRη dB, mean over images and σ)", json, save or [])
 
 
 @app.command()

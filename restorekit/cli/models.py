@@ -24,6 +24,7 @@ def _summary(name: str, meta: dict) -> dict:
         "quality": meta.get("quality"),
         "training": training,
         "license": meta.get("license"),
+        "omega": meta.get("omega"),
         "recipe": meta.get("recipe"),
     }
 
@@ -72,10 +73,19 @@ def models(
             row["name"],
             {1: "gray", 3: "colour"}.get(row["channels"], str(row["channels"])),
             f"{row['parameters'] / 1e6:.2f} M" if row["parameters"] else "",
-            _quality_text(row["quality"]),
+            _quality_text(row["quality"]) + _omega_text(row["omega"]),
             _iterations_text(row["training"]),
         )
     results.print(table)
+
+
+def _omega_text(omega: object) -> str:
+    """For a tunable model, what ω means (its quality figures are at ω = (1, 0)), e.g.
+    `` (at ω=1,0; ω1: remove noise, ω2: keep grain and fine detail)``."""
+    if not isinstance(omega, dict):
+        return ""
+    names = ", ".join(f"ω{i + 1}: {name}" for i, name in enumerate(omega.get("parameters", [])))
+    return f" (at ω=1,0; {names})"
 
 
 def _iterations_text(training: dict) -> str:

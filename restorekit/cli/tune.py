@@ -1,12 +1,16 @@
-"""`restorekit tune`: tunable restoration (the command and its options exist; no tunable model ships yet)."""
+"""`restorekit tune`: restore with a tunable model at a trade-off chosen at run time, or sweep it."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from restorekit.cli._console import handle_errors
+from restorekit._checks import check, fail
+from restorekit.cli._batch import plan_jobs, run_batch
+from restorekit.cli._console import handle_errors, results
 from restorekit.cli._options import (
     BitDepth,
     Device,
@@ -26,18 +30,57 @@ from restorekit.cli._options import (
     Tile,
     Verbose,
 )
-from restorekit.errors import WeightsError
+from restorekit.cli.denoise import BIT_DEPTHS, parse_sigma
+from restorekit.inference import api, sweep
+from restorekit.inference.io import Image, _max_pixels_from_env, load_image, save_image
 
-Strength = Annotated[
-    float,
-    typer.Option("--strength", min=0.0, max=1.0, help="Balance of the model's objectives, 0 (fidelity) to 1."),
+Omega = Annotated[
+    str | None,
+    typer.Option(
+        "--w",
+        help="The trade-off ω1,ω2 (each in [0, 1], summing to 1 for the shipped models). ω1: remove noise; "
+        "ω2: keep grain and fine detail. 1,0 denoises fully; 0,1 keeps 90% of the noise.",
+        show_default=False,
+    ),
 ]
+Sweep = Annotated[
+    int | None,
+    typer.Option(
+        "--sweep",
+        min=2,
+        help="Instead of one setting, write a labelled contact sheet of N settings from 0,1 to 1,0 per input.",
+        show_default=False,
+    ),
+]
+Reference = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference",
+        help="Clean image (or a folder of them, matched by file name): report PSNR and PSNRη per setting.",
+        show_default=False,
+    ),
+]
+
+
+def parse_omega(text: str) -> tuple[float, ...]:
+    """``"0.3,0.7"`` → ``(0.3, 0.7)``; the model's domain is checked later (:func:`api.check_omega`).
+
+    Example:
+        >>> parse_omega("0.3, 0.7")
+        (0.3, 0.7)
+    """
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        fail("--w", "comma-separated numbers such as 0.3,0.7", text)
 
 
 @handle_errors
 def tune(
     inputs: Inputs,
-    strength: Strength = 0.5,
+    w: Omega = None,
+    sweep_count: Sweep = None,
+    reference: Reference = None,
     sigma: Sigma = "auto",
     output: Output = None,
     recursive: Recursive = False,
@@ -53,5 +96,68 @@ def tune(
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
-    """Restore images with a tunable model, choosing the trade-off between its objectives at run time."""
-    raise WeightsError("no tunable model ships yet; `restorekit models` lists what is available")
+    """Denoise with a tunable model at the trade-off --w (ω1 remove noise, ω2 keep grain and fine detail).
+
+    One trained network serves every setting: its kernels are mixed for the chosen ω, so any setting runs at
+    the speed of a fixed denoiser. --sweep N writes a contact sheet of N settings instead.
+    """
+    check((w is None) != (sweep_count is None), "tune", "exactly one of --w ω1,ω2 or --sweep N", "both or neither")
+    level = parse_sigma(sigma)
+    if bit_depth is not None:
+        check(bit_depth in BIT_DEPTHS, "--bit-depth", f"one of {BIT_DEPTHS}", bit_depth)
+    target = api.resolve_device(device)
+    omega = parse_omega(w) if w is not None else None
+    if omega is not None:  # once here, not once per file (a shipped default's domain is the colour model's)
+        net = api.get_model(model, 3, target, kind="tune")
+        api.check_omega(omega, net.requirements, getattr(net, "name", str(model)), what="--w")
+    jobs = plan_jobs(inputs, output, recursive, suffix, default_suffix="_tuned" if omega else "_sweep")
+    limit = _max_pixels_from_env() if max_pixels is None else max_pixels
+    precision = dtype.value
+
+    def clean_for(source: Path):
+        if reference is None:
+            return None
+        path = reference / source.name if reference.is_dir() else reference
+        return load_image(path, max_pixels=limit).pixels
+
+    def process(source: Path, destination: Path) -> dict:
+        image = load_image(source, max_pixels=limit)
+        clean = clean_for(source)
+        if omega is not None:
+            pixels, info = api.tune_image(image.pixels, omega, level, model, target, tile, precision)
+            fields = info.as_dict()
+            if clean is not None:
+                check(clean.shape == pixels.shape, "--reference", f"an image of shape {pixels.shape}", clean.shape)
+                net = api.get_model(model, pixels.shape[2], target, kind="tune")
+                fields["sweep"] = [
+                    {"w": list(omega), **sweep.scores(pixels, image.pixels, clean, omega, sweep.retention_nu(net))}
+                ]
+            save_image(dataclasses.replace(image, pixels=pixels), destination, bit_depth=bit_depth, overwrite=overwrite)
+        else:
+            sheet, records, info = sweep.sweep_image(
+                image.pixels, sweep_count, level, model, target, tile, precision, clean
+            )
+            fields = {**info.as_dict(), "w": None, "sweep": records}
+            sheet_image = Image(sheet, None, 8, "RGB", image.format, image.icc_profile, None)
+            save_image(sheet_image, destination, bit_depth=8, overwrite=overwrite)
+        if clean is not None and not json:
+            _print_scores(source, fields["sweep"])
+        return fields
+
+    run_batch(
+        jobs,
+        process,
+        command="tune",
+        info_keys=[f.name for f in dataclasses.fields(api.RunInfo)] + ["sweep"],
+        overwrite=overwrite,
+        progress_mode=progress.value,
+        json_output=json,
+    )
+
+
+def _print_scores(source: Path, records: list[dict]) -> None:
+    """A small table per input on stdout: each setting's PSNR and PSNRη against the reference."""
+    results.print(f"{source}:  ω1    ω2    PSNR     PSNRη", soft_wrap=True)
+    for record in records:
+        w1, w2 = record["w"]
+        results.print(f"  {w1:5.2f} {w2:5.2f}  {record['psnr']:6.2f}  {record['psnr_eta']:6.2f}", soft_wrap=True)

@@ -10,6 +10,7 @@ channels carry perfectly correlated noise that colour models are not trained on.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import time
@@ -51,6 +52,7 @@ class RunInfo:
         ms: Wall time of the inference in milliseconds (model loading excluded).
         notes: Anything the user should know (fallbacks, clamping, retries).
         ensemble: Whether the output averages the 8 flips and rotations of the image (self-ensemble).
+        w: The interactive parameters ω a tunable model ran at (``None`` for a plain model).
     """
 
     sigma: float
@@ -62,10 +64,11 @@ class RunInfo:
     ms: float
     notes: tuple[str, ...] = ()
     ensemble: bool = False
+    w: tuple[float, ...] | None = None
 
     def as_dict(self) -> dict:
         """The fields as a JSON-able dict."""
-        return {**asdict(self), "notes": list(self.notes)}
+        return {**asdict(self), "notes": list(self.notes), "w": None if self.w is None else list(self.w)}
 
 
 class _NonFinite(Exception):
@@ -111,14 +114,17 @@ def _load(name: str, device: str, stamp: int) -> nn.Module:
         raise
 
 
-def get_model(model: str | Path | nn.Module | None, channels: int, device: torch.device) -> nn.Module:
+def get_model(
+    model: str | Path | nn.Module | None, channels: int, device: torch.device, kind: str = "denoise"
+) -> nn.Module:
     """The model to run, in eval mode on ``device``.
 
     Args:
-        model: ``None`` (the best shipped denoiser for ``channels``), a model name, a path to a
+        model: ``None`` (the best shipped model of ``kind`` for ``channels``), a model name, a path to a
             ``.safetensors`` file, or an ``nn.Module`` that carries ``requirements`` (moved to ``device``).
         channels: Channels of the image (1 or 3), used to pick the default.
         device: Where the model runs.
+        kind: ``denoise`` or ``tune``: which default to pick when ``model`` is ``None``.
 
     Raises:
         WeightsError: Unknown name, or a missing, corrupted or mismatched weights file.
@@ -132,7 +138,7 @@ def get_model(model: str | Path | nn.Module | None, channels: int, device: torch
             type(model).__name__,
         )
         return model.to(device).eval()
-    name = str(model) if model is not None else default_model(channels)
+    name = str(model) if model is not None else default_model(channels, kind)
     path = Path(name)
     stamp = path.stat().st_mtime_ns if name.endswith(".safetensors") and path.is_file() else 0
     if name.endswith(".safetensors"):
@@ -374,3 +380,116 @@ def denoise(
         (24, 40, 1)
     """
     return denoise_image(image, sigma, model, device, tile, dtype, ensemble)[0]
+
+
+# The last folded plain model per tunable model, keyed on ω and the parameters' identity and version, so a
+# batch at one ω folds once and a model trained or reloaded since can never be served stale.
+_folded: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
+
+
+def check_omega(w: object, requirements: Requirements, name: str, what: str = "w") -> tuple[float, ...]:
+    """Validate interactive parameters ω against a tunable model's domain; returns them as floats.
+
+    Raises:
+        UsageError: Not a tunable model, a wrong count, a value outside [0, 1], or off the simplex; the
+            message names ``what`` (``w`` in the API, ``--w`` in the CLI) and the valid domain.
+
+    Example:
+        >>> req = Requirements("denoise", 3, 3, tune_parameters=("a", "b"), tune_domain="simplex")
+        >>> check_omega([0.3, 0.7], req, "m")
+        (0.3, 0.7)
+    """
+    count = len(requirements.tune_parameters)
+    check(count > 0, "model", "a tunable model (see `restorekit models`)", name)
+    domain = (
+        f"{count} values in [0, 1] that sum to 1 ({', '.join(requirements.tune_parameters)})"
+        if requirements.tune_domain == "simplex"
+        else f"{count} values in [0, 1] ({', '.join(requirements.tune_parameters)})"
+    )
+    try:
+        values = tuple(float(v) for v in w)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        fail(what, domain, w)
+    ok = len(values) == count and all(np.isfinite(v) and 0.0 <= v <= 1.0 for v in values)
+    if ok and requirements.tune_domain == "simplex":
+        ok = abs(sum(values) - 1.0) <= 1e-6
+    check(ok, what, domain, w if not isinstance(w, tuple | list) else list(w))
+    return values
+
+
+def fold_tunable(net: nn.Module, w: tuple[float, ...]) -> nn.Module:
+    """The plain model ``net.fold(w)`` computes, cached for the last ω (and invalidated by any weight change)."""
+    key = (w, tuple((p.data_ptr(), p._version) for p in net.parameters()), net.training)
+    cached = _folded.get(net)
+    if cached is None or cached[0] != key:
+        plain = net.fold(w)
+        plain.requirements = dataclasses.replace(net.requirements, tune_parameters=(), tune_domain=None)
+        cached = (key, plain)
+        _folded[net] = cached
+    return cached[1]
+
+
+def tune_image(
+    pixels: np.ndarray,
+    w: tuple[float, ...] | list[float],
+    sigma: float | str | np.ndarray | None = None,
+    model: str | Path | nn.Module | None = None,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    dtype: str | None = None,
+) -> tuple[np.ndarray, RunInfo]:
+    """Restore an image with a tunable model at setting ``w``, and say how: :func:`tune` plus a :class:`RunInfo`.
+
+    Args and Raises: as for :func:`tune`.
+    """
+    check(
+        isinstance(pixels, np.ndarray) and pixels.ndim == 3 and pixels.shape[2] in (1, 3) and pixels.size > 0,
+        "image",
+        "an H×W×C array with C = 1 or 3",
+        getattr(pixels, "shape", type(pixels).__name__),
+    )
+    target = resolve_device(device)
+    net = get_model(model, pixels.shape[2], target, kind="tune")
+    name = getattr(net, "name", type(net).__name__)
+    values = check_omega(w, net.requirements, name)
+    out, info = denoise_image(pixels, sigma, fold_tunable(net, values), target, tile, dtype)
+    return out, dataclasses.replace(info, w=values)
+
+
+def tune(
+    image: np.ndarray,
+    w: tuple[float, ...] | list[float],
+    sigma: float | str | np.ndarray | None = None,
+    model: str | Path | nn.Module | None = None,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    dtype: str | None = None,
+) -> np.ndarray:
+    """Restore an image with a tunable model at the trade-off ``w`` chosen at run time.
+
+    The shipped tunable denoisers take ω = (ω1, ω2) with ω1 + ω2 = 1: ω1 removes noise, ω2 keeps grain and
+    fine detail; (1, 0) is a full-strength denoiser, (0, 1) keeps 90% of the noise. The model runs at the
+    speed of its fixed twin: its kernels are mixed once for the chosen ω.
+
+    Args:
+        image: Noisy image ``(H, W, C)`` float32 in [0, 1] (C = 1 or 3).
+        w: The interactive parameters, one per objective of the model (``restorekit models`` lists them).
+        sigma, device, tile, dtype: As for :func:`denoise`.
+        model: ``None`` for the shipped tunable model for the image's channels, a tunable model's name, a
+            ``.safetensors`` path, or a tunable ``nn.Module`` (with ``requirements`` and ``fold(w)``).
+
+    Returns:
+        The restored image ``(H, W, C)`` float32, clipped to [0, 1].
+
+    Raises:
+        UsageError: ω off the model's domain, or bad arguments as for :func:`denoise`.
+        WeightsError: Unknown model or bad weights file.
+        DeviceError: CUDA unavailable, or out of memory even at the smallest tile.
+
+    Example:
+        >>> from restorekit.models.tunable_mallenet import TunableMalleNet
+        >>> net = TunableMalleNet(in_channels=1)
+        >>> tune(np.full((24, 40, 1), 0.5, np.float32), (0.3, 0.7), sigma=15, model=net, device="cpu").shape
+        (24, 40, 1)
+    """
+    return tune_image(image, w, sigma, model, device, tile, dtype)[0]

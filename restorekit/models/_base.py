@@ -25,6 +25,8 @@ class Requirements:
         half_safe: Whether fp16/bf16 inference is known to be accurate.
         sigma_range: ``(low, high)`` on the 0–255 scale for noise-conditioned models, else ``None``.
         scale: Output/input size ratio (1 for denoisers).
+        tune_parameters: For tunable models, what each interactive parameter ω_i does (empty otherwise).
+        tune_domain: Where ω may lie: ``simplex`` (ω_i ≥ 0, Σ ω_i = 1) or ``box`` (each ω_i in [0, 1]).
     """
 
     task: str
@@ -37,6 +39,8 @@ class Requirements:
     half_safe: bool = True
     sigma_range: tuple[float, float] | None = None
     scale: int = 1
+    tune_parameters: tuple[str, ...] = ()
+    tune_domain: str | None = None
 
 
 def store_hyperparameters(init):

@@ -88,19 +88,23 @@ def create_model(name: str, pretrained: bool = True, device: str | torch.device 
     return model.to(device).eval() if device is not None else model.eval()
 
 
-# Preference order of the shipped denoisers, best first; the first one that ships is the default.
-_DEFAULT_DENOISERS = {
-    3: ("mallenet_m.awgn_color", "mallenet_s.awgn_color"),
-    1: ("mallenet_m.awgn_gray", "mallenet_s.awgn_gray"),
+# Preference order of the shipped models per kind and channels, best first; the first that ships is the default.
+_DEFAULTS = {
+    "denoise": {
+        3: ("mallenet_m.awgn_color", "mallenet_s.awgn_color"),
+        1: ("mallenet_m.awgn_gray", "mallenet_s.awgn_gray"),
+    },
+    "tune": {3: ("tunable_mallenet_s.awgn_color",), 1: ("tunable_mallenet_s.awgn_gray",)},
 }
 
 
-def default_model(channels: int) -> str:
-    """The best shipped denoiser for images with ``channels`` colour channels (1 gray, 3 colour)."""
+def default_model(channels: int, kind: str = "denoise") -> str:
+    """The best shipped model of ``kind`` (``denoise``, ``tune``) for ``channels``-channel images (1 or 3)."""
     from restorekit.models import _weights
 
     shipped = _weights.shipped()
-    for name in _DEFAULT_DENOISERS.get(channels, ()):
+    for name in _DEFAULTS[kind].get(channels, ()):
         if name in shipped:
             return name
-    raise WeightsError(f"no trained denoiser for {channels}-channel images ships with this install")
+    what = "denoiser" if kind == "denoise" else "tunable model"
+    raise WeightsError(f"no trained {what} for {channels}-channel images ships with this install")

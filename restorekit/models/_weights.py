@@ -9,6 +9,8 @@ Metadata keys (all values are strings; structured ones are JSON):
     ``training``         JSON: data, iterations, device, wall time, date, code version
     ``quality``          JSON: measured quality (dataset → σ → PSNR)
     ``license``          licence of the weights
+    ``omega``            tunable models only, JSON: what each interactive parameter ω_i does, the domain of ω
+                         and the training objective that gives them that meaning
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for key, value in raw.items():
         try:
-            meta[key] = json.loads(value) if key in ("hyperparameters", "training", "quality") else value
+            meta[key] = json.loads(value) if key in ("hyperparameters", "training", "quality", "omega") else value
         except json.JSONDecodeError:
             raise WeightsError(f"weights file {path}: metadata {key!r} is not valid JSON") from None
     return meta

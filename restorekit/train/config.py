@@ -59,6 +59,21 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class TuneConfig:
+    """The parametric multi-loss of tunable convolutions (Maggioni et al., §4.1.1), for two objectives.
+
+    Each image gets ω = (ω1, 1 − ω1) and the loss ``ω1·L(ŷ, y) + ω2·L(ŷ, y_η)`` with the noise-retention
+    target ``y_η = y + ω2·ν·(z − y)``. ω1 is uniform in [0, 1] except for ``endpoints``, the fraction of
+    images put at ω1 = 0 or 1 (half each). ``fixed_w1`` trains every image at that one setting instead
+    (0 gives the noise-retention network of the DNI baseline; the model need not be tunable then).
+    """
+
+    nu: float = 0.9
+    endpoints: float = 0.0
+    fixed_w1: float | None = None
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Where and how the run goes: output folder, seeds, cadence, device, threads."""
 
@@ -80,9 +95,11 @@ class Recipe:
     data: DataConfig
     optim: OptimConfig = OptimConfig()
     run: RunConfig = RunConfig()
+    tune: TuneConfig | None = None
 
 
-_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig, "tune": TuneConfig}
+_OPTIONAL = ("tune",)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -112,6 +129,8 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         check_choice(section, tuple(_SECTIONS), f"{source} section")
     sections = {}
     for section, cls in _SECTIONS.items():
+        if section in _OPTIONAL and raw.get(section) is None:
+            continue
         values = dict(raw.get(section) or {})
         known = {f.name: f for f in dataclasses.fields(cls)}
         for key in values:
@@ -134,7 +153,11 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
             return {k: plain(v) for k, v in value.items()}
         return value
 
-    return {name: plain(dataclasses.asdict(getattr(recipe, name))) for name in _SECTIONS}
+    return {
+        name: plain(dataclasses.asdict(getattr(recipe, name)))
+        for name in _SECTIONS
+        if getattr(recipe, name) is not None
+    }
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

@@ -101,3 +101,18 @@ def draw_degradation(
     sigma = low + (high - low) * torch.rand(batch, generator=generator)
     as_file = torch.rand(batch, generator=generator) < file_fraction
     return sigma, as_file
+
+
+def draw_omega(batch: int, endpoints: float, fixed_w1: float | None, generator: torch.Generator) -> torch.Tensor:
+    """Per-image ω = (ω1, 1 − ω1) for the multi-loss, ``(batch, 2)``.
+
+    ω1 is ``fixed_w1`` when given; otherwise uniform in [0, 1], except that a fraction ``endpoints`` of the
+    images (in expectation) sits exactly at ω1 = 0 or ω1 = 1, half each.
+    """
+    if fixed_w1 is not None:
+        w1 = torch.full((batch,), float(fixed_w1))
+    else:
+        w1 = torch.rand(batch, generator=generator)
+        pick = torch.rand(batch, generator=generator)
+        w1 = torch.where(pick < endpoints / 2, 0.0, torch.where(pick < endpoints, 1.0, w1))
+    return torch.stack([w1, 1 - w1], dim=1)

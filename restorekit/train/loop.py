@@ -19,12 +19,13 @@ from torch import nn
 
 import restorekit
 from restorekit.errors import UsageError
+from restorekit.layers.tunable import expand_state_dict
 from restorekit.models._registry import architecture
 from restorekit.models._weights import load_model, save_model
 from restorekit.train.checkpoint import load_checkpoint, save_checkpoint
 from restorekit.train.config import Recipe, recipe_to_yaml
-from restorekit.train.data import add_awgn, draw_degradation, load_clean_images, sample_patches
-from restorekit.train.losses import LOSSES
+from restorekit.train.data import add_awgn, draw_degradation, draw_omega, load_clean_images, sample_patches
+from restorekit.train.losses import LOSSES, multi_loss, noise_target
 from restorekit.train.metrics import psnr
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -54,11 +55,15 @@ def learning_rate(recipe: Recipe, step: int) -> float:
 def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -> dict[str, Any]:
     """Start ``model`` and its EMA from the weights file ``recipe.model.init``; returns its provenance."""
     source = load_model(recipe.model.init)
-    if source.metadata["architecture"] != recipe.model.architecture:
+    weights = source.state_dict()
+    if source.metadata["architecture"] == recipe.model.architecture:
+        pass
+    elif recipe.model.architecture == f"tunable_{source.metadata['architecture']}":
+        weights = expand_state_dict(model, weights)  # every expert starts as the trained plain model
+    else:
         raise UsageError(
             f"model.init {recipe.model.init} is a {source.metadata['architecture']}, not a {recipe.model.architecture}"
         )
-    weights = source.state_dict()
     model.load_state_dict(weights, strict=True)
     for key, value in ema.items():
         value.copy_(weights[key])
@@ -86,14 +91,35 @@ def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tens
     return batch, add_awgn(batch, sigma, torch.zeros(len(images), dtype=torch.bool), generator)
 
 
+def is_tunable(model: nn.Module) -> bool:
+    """Whether ``model`` takes interactive parameters ω (``model(x, sigma, w)``)."""
+    return bool(model.requirements.tune_parameters)
+
+
 @torch.no_grad()
-def validate(model: nn.Module, clean: torch.Tensor, noisy: torch.Tensor, sigma: float, device: torch.device) -> float:
-    """Mean PSNR over the validation crops."""
+def validate(
+    model: nn.Module,
+    clean: torch.Tensor,
+    noisy: torch.Tensor,
+    sigma: float,
+    device: torch.device,
+    w: tuple[float, float] | None = None,
+    nu: float = 0.9,
+) -> float:
+    """Mean PSNR over the validation crops.
+
+    With ``w`` (a recipe with a ``tune`` section) the target is ``y_η = y + ω2·ν·(z − y)`` of that setting
+    (the clean crop at ω = (1, 0)), and a tunable model runs at that ω.
+    """
     scores = []
     for index in range(len(clean)):
         x = noisy[index : index + 1].to(device)
         level = torch.full_like(x[:, :1], sigma / 255)
-        scores.append(psnr(model(x, level).clamp(0, 1).cpu(), clean[index : index + 1]))
+        extra = (torch.tensor([w], device=device),) if w is not None and is_tunable(model) else ()
+        target = clean[index : index + 1]
+        if w is not None:
+            target = noise_target(target, noisy[index : index + 1], torch.tensor([w[1]]), nu)
+        scores.append(psnr(model(x, level, *extra).clamp(0, 1).cpu(), target.clamp(0, 1)))
     return float(np.mean(scores))
 
 
@@ -152,8 +178,14 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
         noisy = add_awgn(clean, sigma, as_file, generator)
         level = (sigma / 255).view(-1, 1, 1, 1).expand(-1, 1, *clean.shape[-2:])
         clean, noisy, level = (t.to(device, memory_format=memory_format) for t in (clean, noisy, level))
-        with autocast:
-            loss = loss_fn(model(noisy, level).float(), clean)
+        if recipe.tune is None:
+            with autocast:
+                loss = loss_fn(model(noisy, level).float(), clean)
+        else:
+            w = draw_omega(data.batch, recipe.tune.endpoints, recipe.tune.fixed_w1, generator).to(device)
+            with autocast:
+                prediction = model(noisy, level, w) if is_tunable(model) else model(noisy, level)
+                loss = multi_loss(loss_fn, prediction.float(), clean, noisy, w, recipe.tune.nu)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
@@ -168,8 +200,9 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
             running_loss = []
         last = state["step"] == recipe.optim.iterations
         if state["step"] % run.validate_every == 0 or last:
-            state["val_psnr"] = validate(ema_model, val_clean, val_noisy, data.val_sigma, device)
-            record["val_psnr"] = state["val_psnr"]
+            for key, w in _validation_settings(recipe, model).items():
+                record[key] = validate(ema_model, val_clean, val_noisy, data.val_sigma, device, w, _nu(recipe))
+            state["val_psnr"] = record["val_psnr"]
             _export(ema_model, weights_path, recipe, state, device, len(train_images))
         if state["step"] % run.checkpoint_every == 0 or last:
             state["data_rng"] = data_rng.bit_generator.state
@@ -181,6 +214,24 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
         if progress is not None:
             progress(state["step"], recipe.optim.iterations, record)
     return weights_path
+
+
+def _validation_settings(recipe: Recipe, model: nn.Module) -> dict[str, tuple[float, float] | None]:
+    """What to validate: log key → ω (``None`` for a plain denoiser); the first entry is ``val_psnr``.
+
+    A tunable model is validated at both ends, PSNR at ω = (1, 0) and PSNRη at (0, 1); a model trained at
+    one fixed setting, at that setting.
+    """
+    if recipe.tune is None:
+        return {"val_psnr": None}
+    if is_tunable(model):
+        return {"val_psnr": (1.0, 0.0), "val_psnr_eta": (0.0, 1.0)}
+    w1 = recipe.tune.fixed_w1 if recipe.tune.fixed_w1 is not None else 1.0
+    return {"val_psnr": (w1, 1.0 - w1)}
+
+
+def _nu(recipe: Recipe) -> float:
+    return recipe.tune.nu if recipe.tune is not None else 0.0
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -215,6 +266,26 @@ def _export(
         "restorekit": restorekit.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    extra = {"omega": omega_metadata(ema_model, recipe)} if is_tunable(ema_model) else {}
     save_model(
-        ema_model, path, recipe.model.name, recipe=recipe_to_yaml(recipe), training=training, license=WEIGHTS_LICENSE
+        ema_model,
+        path,
+        recipe.model.name,
+        recipe=recipe_to_yaml(recipe),
+        training=training,
+        license=WEIGHTS_LICENSE,
+        **extra,
     )
+
+
+def omega_metadata(model: nn.Module, recipe: Recipe) -> dict[str, Any]:
+    """What ω means for a model trained with the recipe's multi-loss (the ``omega`` metadata of its weights)."""
+    req = model.requirements
+    nu = recipe.tune.nu if recipe.tune is not None else None
+    return {
+        "parameters": list(req.tune_parameters),
+        "domain": req.tune_domain,
+        "nu": nu,
+        "objective": f"ω1·L(ŷ, y) + ω2·L(ŷ, y_η), y_η = y + ω2·{nu}·(z − y): ω = (1, 0) removes the noise, "
+        f"ω = (0, 1) keeps {nu:.0%} of it",
+    }

@@ -1,6 +1,7 @@
 """Publish trained weights: record their measured quality in the metadata and copy them into ``weights/``.
 
-Usage (the quality file comes from ``restorekit bench quality … --save results/quality.json``)::
+Usage (the quality file comes from ``restorekit bench quality … --save results/quality.json``, or for a
+tunable model from ``restorekit bench tune … --save results/tune.json``)::
 
     python -m restorekit.train.publish runs/mallenet_s.awgn_color/mallenet_s.awgn_color.safetensors \\
         results/quality.json weights/
@@ -13,7 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from restorekit.models._weights import load_model, read_metadata, save_model
+from restorekit.train.config import recipe_from_dict
+from restorekit.train.loop import is_tunable, omega_metadata
 
 
 def quality_from_results(results: dict[str, Any], model_name: str) -> dict[str, Any]:
@@ -32,14 +37,44 @@ def quality_from_results(results: dict[str, Any], model_name: str) -> dict[str, 
     return quality
 
 
+def quality_from_tune_results(results: dict[str, Any], model_name: str) -> dict[str, Any]:
+    """A tunable model's quality from a ``bench tune`` file: PSNR at ω = (1, 0) per dataset, protocol and σ
+    (the layout of :func:`quality_from_results`), and under ``_settings_table`` the mean PSNR / PSNRη per ω1."""
+    quality: dict[str, Any] = {}
+    table: dict[str, Any] = {}
+    for row in results["summary"]:
+        if row["method"] != model_name:
+            continue
+        if row["sigma"] == "mean":
+            entry = {"psnr": round(row["psnr"], 2), "psnr_eta": round(row["psnr_eta"], 2)}
+            table.setdefault(row["dataset"], {}).setdefault(row["protocol"], {})[f"{row['w1']:g}"] = entry
+        elif row["w1"] == 1.0:
+            entry = quality.setdefault(row["dataset"], {}).setdefault(row["protocol"], {})
+            entry[f"{row['sigma']:g}"] = {"psnr": round(row["psnr"], 2)}
+    if not quality:
+        raise SystemExit(f"no summary rows at ω1 = 1 for {model_name} in the results")
+    quality["_settings_table"] = table
+    quality["_measured_by"] = results.get("argv")
+    quality["_settings"] = {k: results["config"].get(k) for k in ("device", "dtype", "tile", "nu")}
+    return quality
+
+
 def publish(weights: Path, results_path: Path, destination: Path) -> Path:
-    """Write ``weights`` with its measured quality into ``destination`` and return the new path."""
+    """Write ``weights`` with its measured quality into ``destination`` and return the new path.
+
+    ``results_path`` is a ``bench quality`` file, or for a tunable model a ``bench tune`` file.
+    """
     model = load_model(weights)
     meta = read_metadata(weights)
     results = json.loads(results_path.read_text())
-    quality = quality_from_results(results, meta["name"])
+    if results.get("command") == "tune":
+        quality = quality_from_tune_results(results, meta["name"])
+    else:
+        quality = quality_from_results(results, meta["name"])
     target = destination / weights.name
-    extra = {k: meta[k] for k in ("recipe", "training", "license") if k in meta}
+    extra = {k: meta[k] for k in ("recipe", "training", "license", "omega") if k in meta}
+    if is_tunable(model) and "omega" not in extra:
+        extra["omega"] = omega_metadata(model, recipe_from_dict(yaml.safe_load(meta["recipe"])))
     save_model(model, target, meta["name"], quality=quality, **extra)
     return target
 

@@ -22,7 +22,7 @@ runner = CliRunner()
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 SUMMARY_KEYS = {"command", "ok", "exists", "failed", "exit_code", "files"}
 FILE_KEYS = {"input", "output", "status", "error", "sigma", "sigma_source", "model", "device", "dtype", "tile"}
-FILE_KEYS |= {"ms", "notes", "ensemble"}
+FILE_KEYS |= {"ms", "notes", "ensemble", "w"}
 
 
 def invoke(*args: object):
@@ -368,8 +368,8 @@ def test_stale_temp_files_of_a_hard_kill_are_removed(tmp_path, write_png, tiny_w
     assert not stale.exists() and unrelated.exists() and (out / "a.png").is_file()
 
 
-@pytest.mark.parametrize("command, words", [("sr", "super-resolution"), ("tune", "tunable")])
-def test_sr_and_tune_exist_but_no_model_ships(tmp_path, write_png, command, words):
+@pytest.mark.parametrize("command, words", [("sr", "super-resolution")])
+def test_sr_exists_but_no_model_ships(tmp_path, write_png, command, words):
     result = invoke(command, write_png(tmp_path / "a.png"))
     assert result.exit_code == ExitCode.WEIGHTS
     (line,) = error_lines(result)

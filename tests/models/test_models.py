@@ -22,6 +22,16 @@ def sample_input(requirements: Requirements, size=32, sigma=25.0):
     return x, torch.full((1, 1, size, size), sigma / 255)
 
 
+def setting(requirements: Requirements, first: float = 1.0) -> tuple[torch.Tensor, ...]:
+    """The extra ``w`` argument of a tunable model (all weight on parameter 1 by default), else nothing."""
+    count = len(requirements.tune_parameters)
+    if not count:
+        return ()
+    w = torch.full((1, count), (1 - first) / max(count - 1, 1))
+    w[0, 0] = first
+    return (w,)
+
+
 LARGE = {"mallenet_l", "mallenet_xl"}
 
 
@@ -35,7 +45,7 @@ def test_architectures_build_and_run(name):
     size = max(req.min_size, 2 * req.size_multiple)
     x, sigma = sample_input(req, size)
     with torch.no_grad():
-        y = model(x, sigma)
+        y = model(x, sigma, *setting(req))
     assert y.shape == (1, req.out_channels, size, size)
     assert torch.isfinite(y).all()
 
@@ -52,13 +62,19 @@ def test_shipped_models_denoise(name):
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
     clean = (0.5 + 0.3 * torch.sin(6 * xx) * torch.cos(4 * yy)).expand(1, req.in_channels, 64, 64)
     noisy = clean + torch.randn(clean.shape, generator=generator) * 25 / 255
+    level = torch.full((1, 1, 64, 64), 25 / 255)
     with torch.no_grad():
-        out = model(noisy, torch.full((1, 1, 64, 64), 25 / 255))
+        out = model(noisy, level, *setting(req))
 
-    def psnr(a):
-        return -10 * math.log10((a - clean).square().mean().item())
+    def psnr(a, target=clean):
+        return -10 * math.log10((a - target).square().mean().item())
 
     assert psnr(out) > psnr(noisy) + 5
+    if req.tune_parameters:  # the other end keeps most of the noise: close to its target y + 0.9·(z − y)
+        with torch.no_grad():
+            kept = model(noisy, level, *setting(req, first=0.0))
+        assert psnr(kept) < psnr(out) - 5
+        assert psnr(kept, clean + 0.9 * (noisy - clean)) > psnr(out, clean) + 5
 
 
 def test_noise_level_map_conditions_the_output():

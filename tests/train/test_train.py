@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors import safe_open
 
 from restorekit.errors import UsageError
@@ -15,39 +14,7 @@ from restorekit.train.config import load_recipe, recipe_from_dict, recipe_to_dic
 from restorekit.train.data import add_awgn, draw_degradation, load_clean_images, sample_patches
 from restorekit.train.loop import learning_rate, train
 from restorekit.train.publish import publish
-
-
-def tiny_builder(in_channels: int = 3) -> MalleNet:
-    return MalleNet(in_channels=in_channels, width=4, blocks=(1, 1, 1, 1), predictor_width=4)
-
-
-@pytest.fixture
-def tiny_arch(monkeypatch):
-    arch = _registry.Architecture("mallenet_tiny", MalleNet, tiny_builder)
-    monkeypatch.setitem(_registry._ARCHITECTURES, "mallenet_tiny", arch)
-    return arch
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    folder = tmp_path / "clean"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(8):
-        base = rng.integers(0, 255, size=(6, 8, 3), dtype=np.uint8)
-        Image.fromarray(base).resize((40, 32), Image.BILINEAR).save(folder / f"{index}.png")
-    return folder
-
-
-def recipe_for(folder, out, iterations=4):
-    return recipe_from_dict(
-        {
-            "model": {"architecture": "mallenet_tiny", "name": "mallenet_tiny.test", "options": {"in_channels": 3}},
-            "data": {"train": [str(folder)], "patch": 16, "batch": 2, "holdout": 2, "val_crop": 16},
-            "optim": {"iterations": iterations, "warmup": 1},
-            "run": {"out": str(out), "checkpoint_every": 2, "validate_every": 2, "log_every": 1, "threads": 1},
-        }
-    )
+from tests.train.conftest import recipe_for, tiny_builder
 
 
 def test_recipe_round_trip_and_overrides(tmp_path):

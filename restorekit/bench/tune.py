@@ -1,0 +1,161 @@
+"""Tunable models against network interpolation (DNI) and the fixed model: the tunable-convolution protocol.
+
+Maggioni et al. (CVPR 2023), Table 1: for each clean image and σ, one noisy input (the benchmark's seeded
+AWGN, :mod:`restorekit.bench.noise`); each method restores it at ω = (ω1, 1 − ω1) for every ω1 asked, and is
+scored by
+
+* PSNR against the clean image ``y`` (noise removal), and
+* PSNRη against the noise-retention target ``y_η = y + ω2·ν·(z − y)`` of that setting (``z`` the noisy
+  input, clipped to [0, 1] like the outputs): how well the setting keeps the fraction of noise it promises.
+
+Methods, all on identical inputs:
+
+* the tunable model at each ω (through :func:`restorekit.inference.api.tune`, as users run it);
+* DNI (Wang et al., "Deep Network Interpolation", CVPR 2019; Real-ESRGAN's ``-dn``): the weights of the
+  fixed denoiser and of the same network fine-tuned for noise retention alone, mixed
+  ``θ = ω1·θ_fixed + ω2·θ_retain``;
+* the fixed denoiser, whose output does not depend on ω (its PSNRη still does, through the target).
+
+Summary rows average over images (``image`` = ``mean``) per σ, and over σ too (``sigma`` = ``mean``), which
+is how the paper's Table 1 reports PSNR and PSNRη.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from restorekit.bench.noise import add_noise
+from restorekit.bench.quality import psnr
+from restorekit.inference.api import denoise, tune
+from restorekit.inference.io import load_image
+from restorekit.models import create_model
+
+# run(noisy (H, W, C) in [0, 1], σ on the 0–255 scale, ω) → restored (H, W, C)
+TuneFn = Callable[[np.ndarray, float, tuple[float, float]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A method under the tunable protocol: ``name``, ``kind`` (tunable, dni, fixed), and how it runs."""
+
+    name: str
+    kind: str
+    run: TuneFn
+    uses_w: bool = True
+
+
+def interpolate(fixed: nn.Module, retain: nn.Module, w1: float) -> nn.Module:
+    """DNI: a copy of ``fixed`` with weights ``w1·θ_fixed + (1 − w1)·θ_retain`` (same architecture)."""
+    state = {k: w1 * v + (1 - w1) * retain.state_dict()[k] for k, v in fixed.state_dict().items()}
+    model = type(fixed)(**fixed.hyperparameters)
+    model.load_state_dict(state)
+    model.name = f"dni({getattr(fixed, 'name', 'fixed')}, {getattr(retain, 'name', 'retain')})"
+    return model.eval()
+
+
+def contenders(
+    tunable: str | Path,
+    fixed: str | Path,
+    retain: str | Path | None,
+    device: str = "auto",
+    dtype: str | None = None,
+    tile: int | None = None,
+) -> list[Contender]:
+    """The tunable model, DNI between ``fixed`` and ``retain`` (when given) and the fixed model."""
+    tunable_model, fixed_model = create_model(str(tunable)), create_model(str(fixed))
+    options = {"device": device, "dtype": dtype, "tile": tile}
+    methods = [
+        Contender(
+            getattr(tunable_model, "name", str(tunable)),
+            "tunable",
+            lambda noisy, sigma, w: tune(noisy, w, sigma=sigma, model=tunable_model, **options),
+        )
+    ]
+    if retain is not None:
+        retain_model = create_model(str(retain))
+        mixed: dict[float, nn.Module] = {}
+
+        def run_dni(noisy: np.ndarray, sigma: float, w: tuple[float, float]) -> np.ndarray:
+            if w[0] not in mixed:
+                mixed[w[0]] = interpolate(fixed_model, retain_model, w[0])
+            return denoise(noisy, sigma=sigma, model=mixed[w[0]], **options)
+
+        methods.append(Contender(interpolate(fixed_model, retain_model, 1.0).name, "dni", run_dni))
+    methods.append(
+        Contender(
+            getattr(fixed_model, "name", str(fixed)),
+            "fixed",
+            lambda noisy, sigma, w: denoise(noisy, sigma=sigma, model=fixed_model, **options),
+            uses_w=False,
+        )
+    )
+    return methods
+
+
+def evaluate(
+    images: Sequence[tuple[str, Path]],
+    methods: Sequence[Contender],
+    sigmas: Sequence[float],
+    w1s: Sequence[float],
+    nu: float,
+    protocol: str = "float",
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """PSNR and PSNRη of every method at every ω1, per image and σ (rows as the module docstring says)."""
+    rows = []
+    for dataset, path in images:
+        clean = load_image(path).pixels
+        for sigma in sigmas:
+            noisy = add_noise(clean, path.name, sigma, protocol)
+            for method in methods:
+                fixed_output = method.run(noisy, sigma, (1.0, 0.0)) if not method.uses_w else None
+                for w1 in w1s:
+                    w = (float(w1), 1.0 - float(w1))
+                    out = fixed_output if fixed_output is not None else method.run(noisy, sigma, w)
+                    target = np.clip(clean + w[1] * nu * (noisy - clean), 0, 1)
+                    rows.append(
+                        {
+                            "dataset": dataset,
+                            "image": path.name,
+                            "sigma": sigma,
+                            "protocol": protocol,
+                            "method": method.name,
+                            "kind": method.kind,
+                            "w1": w[0],
+                            "w2": w[1],
+                            "psnr": psnr(clean, np.clip(out, 0, 1)),
+                            "psnr_eta": psnr(target, np.clip(out, 0, 1)),
+                        }
+                    )
+            if progress is not None:
+                progress(f"{path.name} σ={sigma:g}")
+    return rows
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Means over images per (dataset, protocol, method, ω1, σ), then over σ as well (``sigma`` = ``mean``)."""
+    keys = ("dataset", "protocol", "method", "kind", "w1", "w2")
+    out = []
+    for by_sigma in (True, False):
+        groups: dict[tuple, list[dict[str, Any]]] = {}
+        for row in rows:
+            key = tuple(row[k] for k in keys) + ((row["sigma"],) if by_sigma else ("mean",))
+            groups.setdefault(key, []).append(row)
+        for key, group in groups.items():
+            out.append(
+                dict(zip((*keys, "sigma"), key, strict=True))
+                | {
+                    "image": "mean",
+                    "images": len({r["image"] for r in group}),
+                    "psnr": statistics.fmean(r["psnr"] for r in group),
+                    "psnr_eta": statistics.fmean(r["psnr_eta"] for r in group),
+                }
+            )
+    return out

@@ -1,0 +1,116 @@
+"""Training tunable models: the parametric multi-loss, ω sampling, init from a plain model, metadata, publish."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from restorekit.models import _registry
+from restorekit.models._weights import load_model
+from restorekit.models.mallenet import MalleNet
+from restorekit.models.tunable_mallenet import TunableMalleNet
+from restorekit.train.config import recipe_from_dict, recipe_to_dict
+from restorekit.train.data import draw_omega
+from restorekit.train.loop import train
+from restorekit.train.losses import l1, multi_loss
+from restorekit.train.publish import publish
+from tests.train.conftest import recipe_for
+
+
+def tiny_tunable_builder(in_channels: int = 3) -> TunableMalleNet:
+    return TunableMalleNet(in_channels=in_channels, width=4, blocks=(1, 1, 1, 1), predictor_width=4)
+
+
+@pytest.fixture
+def tiny_tunable_arch(monkeypatch, tiny_arch):
+    arch = _registry.Architecture("tunable_mallenet_tiny", TunableMalleNet, tiny_tunable_builder)
+    monkeypatch.setitem(_registry._ARCHITECTURES, "tunable_mallenet_tiny", arch)
+    return arch
+
+
+def test_multi_loss_ends_are_removal_and_retention():
+    clean, noisy = torch.zeros(2, 1, 4, 4), torch.full((2, 1, 4, 4), 0.5)
+    prediction = torch.full((2, 1, 4, 4), 0.45)
+    removal = multi_loss(l1, prediction, clean, noisy, torch.tensor([[1.0, 0.0]] * 2), nu=0.9)
+    assert removal.item() == pytest.approx(0.45)
+    retention = multi_loss(l1, prediction, clean, noisy, torch.tensor([[0.0, 1.0]] * 2), nu=0.9)
+    assert retention.item() == pytest.approx(0.0, abs=1e-7)  # target y + 0.9·(z − y) = 0.45
+    half = multi_loss(l1, prediction, clean, noisy, torch.tensor([[0.5, 0.5]] * 2), nu=0.9)
+    # ω2 = 0.5: target y + 0.45·(z − y) = 0.225, so 0.5·0.45 + 0.5·0.225
+    assert half.item() == pytest.approx(0.3375)
+
+
+def test_omega_is_on_the_simplex_with_the_asked_share_at_the_ends():
+    generator = torch.Generator().manual_seed(0)
+    w = draw_omega(20000, 0.2, None, generator)
+    assert torch.allclose(w.sum(1), torch.ones(20000))
+    ends = ((w[:, 0] == 0) | (w[:, 0] == 1)).float().mean().item()
+    assert ends == pytest.approx(0.2, abs=0.02)
+    assert torch.equal(draw_omega(3, 0.2, 0.0, generator), torch.tensor([[0.0, 1.0]] * 3))
+
+
+def tunable_recipe(folder, out, init, iterations=2, lr=1e-3):
+    raw = recipe_to_dict(recipe_for(folder, out, iterations))
+    raw["model"] = {
+        "architecture": "tunable_mallenet_tiny",
+        "name": "tunable_mallenet_tiny.test",
+        "options": {"in_channels": 3},
+        "init": str(init),
+    }
+    raw["optim"] |= {"lr": lr, "min_lr": 0.0}
+    raw["tune"] = {"nu": 0.9, "endpoints": 0.5}
+    return recipe_from_dict(raw)
+
+
+def test_tunable_model_starts_as_the_plain_one_and_records_what_omega_means(
+    tiny_tunable_arch,
+    image_folder,
+    tmp_path,
+):
+    plain = train(recipe_for(image_folder, tmp_path / "plain", iterations=1))
+    weights = train(tunable_recipe(image_folder, tmp_path / "tunable", plain, iterations=1, lr=0.0))
+    tunable, reference = load_model(weights), load_model(plain)
+    x, sigma = torch.rand(1, 3, 16, 16), torch.full((1, 1, 16, 16), 0.1)
+    with torch.no_grad():
+        for w in ((1.0, 0.0), (0.0, 1.0), (0.4, 0.6)):
+            assert torch.allclose(tunable.fold(w)(x, sigma), reference(x, sigma), atol=1e-5)
+    omega = tunable.metadata["omega"]
+    assert omega["parameters"] == ["remove noise", "keep grain and fine detail"]
+    assert omega["domain"] == "simplex" and omega["nu"] == 0.9
+    assert tunable.metadata["training"]["initialized_from"]["weights"] == "mallenet_tiny.test"
+    log = [json.loads(line) for line in (tmp_path / "tunable" / "log.jsonl").read_text().splitlines()]
+    assert {"val_psnr", "val_psnr_eta"} <= set(log[-1])
+
+
+def test_training_moves_the_two_experts_apart(tiny_tunable_arch, image_folder, tmp_path):
+    plain = train(recipe_for(image_folder, tmp_path / "plain", iterations=1))
+    tunable = load_model(train(tunable_recipe(image_folder, tmp_path / "tunable", plain, iterations=3)))
+    assert not torch.allclose(tunable.tail.weight[0], tunable.tail.weight[1])
+
+
+def test_a_plain_model_trains_at_one_fixed_setting(tiny_arch, image_folder, tmp_path):
+    raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "retain", iterations=2))
+    raw["tune"] = {"nu": 0.9, "fixed_w1": 0.0}
+    model = load_model(train(recipe_from_dict(raw)))
+    assert type(model) is MalleNet and "omega" not in model.metadata
+    log = [json.loads(line) for line in (tmp_path / "retain" / "log.jsonl").read_text().splitlines()]
+    assert "val_psnr" in log[-1] and "val_psnr_eta" not in log[-1]
+
+
+def test_publish_takes_a_tune_benchmark(tiny_tunable_arch, image_folder, tmp_path):
+    plain = train(recipe_for(image_folder, tmp_path / "plain", iterations=1))
+    weights = train(tunable_recipe(image_folder, tmp_path / "tunable", plain, iterations=1))
+    row = {"method": "tunable_mallenet_tiny.test", "dataset": "kodak24", "protocol": "float", "kind": "tunable"}
+    summary = [
+        row | {"sigma": 15, "w1": 1.0, "w2": 0.0, "psnr": 33.333, "psnr_eta": 33.333},
+        row | {"sigma": 15, "w1": 0.0, "w2": 1.0, "psnr": 25.0, "psnr_eta": 50.123},
+        row | {"sigma": "mean", "w1": 0.0, "w2": 1.0, "psnr": 25.0, "psnr_eta": 50.123},
+    ]
+    results = {"command": "tune", "argv": "restorekit bench tune …", "summary": summary, "config": {"nu": 0.9}}
+    (tmp_path / "tune.json").write_text(json.dumps(results))
+    (tmp_path / "shipped").mkdir()
+    quality = load_model(publish(weights, tmp_path / "tune.json", tmp_path / "shipped")).metadata["quality"]
+    assert quality["kodak24"] == {"float": {"15": {"psnr": 33.33}}}
+    assert quality["_settings_table"]["kodak24"]["float"]["0"] == {"psnr": 25.0, "psnr_eta": 50.12}
