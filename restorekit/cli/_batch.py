@@ -5,6 +5,9 @@ Inputs are files, folders or glob patterns. A folder contributes its image files
 ``Thumbs.db``, ``desktop.ini``, anything under ``__MACOSX``) are ignored; a file named explicitly is always
 taken, so a bad file gets its own error line instead of silence.
 
+Inputs that are not regular files (symlink loops, named pipes, sockets, devices) are never opened: each gets
+its one-line error while the batch plans, and the rest of the batch runs.
+
 Safety: an existing output is never replaced without ``--overwrite`` (the file is skipped with status
 ``exists``); an output that resolves to an input is refused even with ``--overwrite``. Outputs are written
 through a hidden temp file and renamed (:func:`restorekit.inference.io.save_image`), so an interrupted run
@@ -33,9 +36,11 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from restorekit.cli._console import ExitCode, console, error_line, exit_code, print_json, progress
+from restorekit._checks import fail
+from restorekit.cli._console import ExitCode, console, describe, error_line, exit_code, print_json, progress
 from restorekit.errors import InputError, OutputError, RestoreKitError, UsageError
-from restorekit.inference.io import SUPPORTED_SUFFIXES
+from restorekit.inference import tiling
+from restorekit.inference.io import SUPPORTED_SUFFIXES, check_input_file
 
 SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 SYSTEM_FOLDERS = frozenset({"__macosx", "$recycle.bin", "system volume information"})
@@ -70,6 +75,14 @@ class Result:
             "status": self.status,
             "error": self.message if self.status == "failed" else None,
         }
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` made absolute with its symlinks resolved; a symlink loop or an unreadable link stays as it is."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return Path(os.path.abspath(path))
 
 
 def _ignored(path: Path) -> bool:
@@ -119,7 +132,7 @@ def expand_inputs(inputs: Sequence[Path], recursive: bool) -> list[tuple[Path, P
     seen: set[Path] = set()
     unique = []
     for path, relative in pairs:
-        key = path.resolve()
+        key = _resolved(path)
         if key not in seen:
             seen.add(key)
             unique.append((path, relative))
@@ -141,12 +154,14 @@ def plan_jobs(
     """
     pairs = expand_inputs(inputs, recursive)
     single_file = len(inputs) == 1 and len(pairs) == 1 and not inputs[0].is_dir() and inputs[0] == pairs[0][0]
-    to_file = output is not None and single_file and not output.is_dir() and output.suffix.lower() in SUPPORTED_SUFFIXES
+    to_file = output is not None and single_file and not output.is_dir() and bool(output.suffix)
+    if to_file and output.suffix.lower() not in SUPPORTED_SUFFIXES:
+        fail("-o", "an output image file with a supported suffix, or a folder", str(output), valid=SUPPORTED_SUFFIXES)
     if output is not None and not to_file and output.is_file():
         raise UsageError(f"-o {output}: expected a folder for several inputs (or one image file), got a file")
     if suffix is None:
         suffix = "" if output is not None and not to_file else default_suffix
-    sources = {path.resolve() for path, _ in pairs}
+    sources = {_resolved(path) for path, _ in pairs}
     jobs: list[Job] = []
     claimed: dict[Path, Path] = {}
     for path, relative in pairs:
@@ -155,17 +170,25 @@ def plan_jobs(
         else:
             folder = path.parent if output is None else output / relative.parent
             target = folder / f"{relative.stem}{suffix}{path.suffix}"
-        resolved = target.resolve()
-        error: RestoreKitError | None = None
-        if not path.exists():
-            error = InputError(f"{path}: no such file")
-        elif resolved in sources:
-            error = OutputError(f"{target}: is an input; refusing to write over it (choose -o or --suffix)")
-        elif resolved in claimed:
-            error = OutputError(f"{target}: also the output of {claimed[resolved]}; use -r or rename")
+        resolved = _resolved(target)
+        jobs.append(Job(path, target, _job_error(path, target, resolved, sources, claimed)))
         claimed.setdefault(resolved, path)
-        jobs.append(Job(path, target, error))
     return jobs
+
+
+def _job_error(
+    path: Path, target: Path, resolved: Path, sources: set[Path], claimed: dict[Path, Path]
+) -> RestoreKitError | None:
+    """Why a job must not run: its input is not a regular file, or its output is an input or another's output."""
+    try:
+        check_input_file(path)  # only looks: opening a named pipe would wait for a writer
+    except InputError as exc:
+        return exc
+    if resolved in sources:
+        return OutputError(f"{target}: is an input; refusing to write over it (choose -o or --suffix)")
+    if resolved in claimed:
+        return OutputError(f"{target}: also the output of {claimed[resolved]}; use -r or rename")
+    return None
 
 
 def _remove_stale_parts(target: Path) -> None:
@@ -196,8 +219,9 @@ def run_batch(
     """
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     results: list[Result] = []
-    with progress(progress_mode, total=len(jobs), label=command) as report:
+    with progress(progress_mode, total=len(jobs), label=command) as report, tiling.report_tiles(report.tiles):
         for job in jobs:
+            report.start(str(job.source))
             result = _run_one(job, process, overwrite)
             results.append(result)
             if result.status == "failed":
@@ -219,7 +243,7 @@ def run_batch(
 
 def _run_one(job: Job, process: Callable[[Path, Path], dict[str, Any]], overwrite: bool) -> Result:
     if job.error is not None:
-        return Result(job, "failed", str(job.error), exit_code(job.error))
+        return Result(job, "failed", describe(job.error), exit_code(job.error))
     if job.target.exists() and not overwrite:
         return Result(job, "exists", f"{job.target}: already exists (use --overwrite)")
     try:
@@ -231,7 +255,7 @@ def _run_one(job: Job, process: Callable[[Path, Path], dict[str, Any]], overwrit
     try:
         return Result(job, "ok", fields=process(job.source, job.target))
     except RestoreKitError as exc:
-        return Result(job, "failed", str(exc), exit_code(exc))
+        return Result(job, "failed", describe(exc), exit_code(exc))
     except MemoryError:
         return Result(job, "failed", f"{job.source}: out of memory", ExitCode.DEVICE)
 
@@ -255,7 +279,7 @@ def _print_result(result: Result) -> None:
     detail = " · ".join(
         part
         for part in (
-            f"σ {fields['sigma']:.1f} ({fields['sigma_source']})" if "sigma" in fields else "",
+            f"σ {fields['sigma']:.1f} ({fields['sigma_source']})" if fields.get("sigma") is not None else "",
             str(fields.get("model", "")),
             f"{fields.get('device', '')} {fields.get('dtype', '')}".strip(),
             f"tile {fields['tile']}" if fields.get("tile") else "",

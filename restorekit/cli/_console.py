@@ -5,6 +5,9 @@ decorated with :func:`handle_errors` turns them into one red line and an exit co
 ``--verbose``; with ``--json`` also ``{"error": …, "exit_code": …}`` on stdout). Results go to stdout
 (:func:`print_json`, :data:`results`), everything else to stderr (:data:`console`).
 
+The library's messages name its Python arguments (``overwrite=True``); :func:`describe` shows the command
+line's options in their place (``--overwrite``), so that each side speaks its own words.
+
 Exit codes: 0 all done; 1 some files failed (or an unexpected error); 2 usage error; 3 model or weights
 error; 4 device unavailable or out of memory even at the smallest tile; 130 interrupted.
 """
@@ -51,6 +54,27 @@ def exit_code(error: BaseException) -> int:
     return int(getattr(error, "exit_code", ExitCode.FAILED))
 
 
+# Phrases of library messages that name a Python argument → the same phrase with the command line's option.
+CLI_WORDS = (
+    ("pass overwrite=True", "pass --overwrite"),
+    ("set bit_depth", "set --bit-depth"),
+    ("raise max_pixels", "raise --max-pixels"),
+)
+
+
+def describe(error: BaseException) -> str:
+    """The message of ``error`` in the command line's words (see :data:`CLI_WORDS`).
+
+    Example:
+        >>> describe(ValueError("a.png: already exists (pass overwrite=True to replace it)"))
+        'a.png: already exists (pass --overwrite to replace it)'
+    """
+    message = str(error)
+    for library, cli in CLI_WORDS:
+        message = message.replace(library, cli)
+    return message
+
+
 def error_line(message: str) -> None:
     """Print one red ``error: …`` line on stderr."""
     console.print(f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True)
@@ -93,7 +117,7 @@ def handle_errors(command: F) -> F:
             if verbose:
                 console.print_exception()
             if isinstance(exc, RestoreKitError):
-                message, code = str(exc), exit_code(exc)
+                message, code = describe(exc), exit_code(exc)
             else:
                 hint = "" if verbose else " (rerun with --verbose for the traceback)"
                 message, code = f"unexpected {type(exc).__name__}: {exc}{hint}", int(ExitCode.FAILED)
@@ -108,13 +132,16 @@ def handle_errors(command: F) -> F:
 class Reporter:
     """Reports the progress of a batch: a rich bar, JSON lines on stderr, or nothing.
 
-    Call :meth:`done` once per finished item, with any JSON-able fields worth reporting.
+    Call :meth:`start` when an item begins (the bar names it), :meth:`tiles` as its tiles finish, and
+    :meth:`done` once it has finished, with any JSON-able fields worth reporting. In JSON lines: ``start``,
+    ``tile`` (only for items of more than one tile) and ``progress`` events, each with the ``item``.
     """
 
     def __init__(self, mode: str, total: int, label: str):
         self.mode = mode
         self.total = total
         self.count = 0
+        self.item = ""
         self._bar: Any = None
         if mode == "rich":
             from rich.progress import Progress
@@ -131,13 +158,32 @@ class Reporter:
             )
             self._task = self._bar.add_task(label, total=total, item="")
 
+    def start(self, item: str) -> None:
+        """Record that ``item`` is now being worked on."""
+        self.item = item
+        if self._bar is not None:
+            self._bar.update(self._task, item=escape(item))
+        self._emit("start", index=self.count + 1)
+
+    def tiles(self, done: int, total: int) -> None:
+        """Record that ``done`` of the ``total`` tiles of the current pass over the current item are finished."""
+        if total <= 1:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, item=f"{escape(self.item)} [dim]· tile {done}/{total}[/]")
+        self._emit("tile", tile=done, tiles=total)
+
     def done(self, item: str, **fields: Any) -> None:
         """Record that ``item`` finished (``fields`` e.g. ``status="ok", ms=12.3``)."""
         self.count += 1
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, item=item)
-        elif self.mode == "jsonl":
-            record = {"event": "progress", "done": self.count, "total": self.total, "item": item, **fields}
+            self._bar.update(self._task, advance=1, item="")
+        self._emit("progress", item=item, **fields)
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        """Write one JSON line on stderr in ``jsonl`` mode: the event, the counts, the current item, ``fields``."""
+        if self.mode == "jsonl":
+            record = {"event": event, "done": self.count, "total": self.total, "item": self.item, **fields}
             sys.stderr.write(json.dumps(record, ensure_ascii=False) + "\n")
             sys.stderr.flush()
 

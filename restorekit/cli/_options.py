@@ -94,6 +94,16 @@ Sigma = Annotated[
     str,
     typer.Option("-s", "--sigma", help="Noise level σ on the 0–255 scale, or 'auto' to estimate it per image."),
 ]
+PhotoSigma = Annotated[
+    str | None,
+    typer.Option(
+        "-s",
+        "--sigma",
+        help="Gaussian noise level σ on the 0–255 scale, or 'auto' to estimate it per image. Omit it for photos: "
+        "the real-camera-noise model runs where one ships (else σ is estimated).",
+        show_default=False,
+    ),
+]
 Progress = Annotated[ProgressMode, typer.Option("--progress", help="Progress display (jsonl goes to stderr).")]
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show tracebacks and more detail.")]

@@ -442,16 +442,23 @@ def crops(
 @handle_errors
 def report_(
     files: Annotated[list[Path], typer.Argument(help="Results files from `restorekit bench … --save x.json`.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Markdown page to write.")] = Path(
-        "docs/benchmarks.md"
-    ),
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="Markdown page to write, e.g. docs/benchmarks.md.", show_default=False),
+    ],
     plot: Annotated[
         Path | None,
         typer.Option("--plot", help="Also draw PSNR against time from the quality files (PNG).", show_default=False),
     ] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Regenerate docs/benchmarks.md (and optionally the quality plot) from saved results files."""
+    """Build the benchmarks page (docs/benchmarks.md) and optionally the quality plot from saved results files.
+
+    Writes only the files named by -o and --plot, each into a folder that must exist.
+    """
+    for path in (output, plot):
+        if path is not None and not path.parent.is_dir():
+            raise OutputError(f"{path}: no such folder {path.parent} (create it first)")
     documents = [(path, report.load(path)) for path in files]
     command = "restorekit bench report " + " ".join(str(p) for p in files) + f" -o {output}"
     if plot is not None:
@@ -461,5 +468,5 @@ def report_(
     try:
         output.write_text(render(documents, command))
     except OSError as exc:
-        raise OutputError(f"cannot write {output}: {exc}") from None
+        raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
     console.print(f"wrote {output}")

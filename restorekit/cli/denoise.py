@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from restorekit._checks import check_choice, fail
 from restorekit.cli._batch import plan_jobs, run_batch
@@ -20,16 +21,20 @@ from restorekit.cli._options import (
     Model,
     Output,
     Overwrite,
+    PhotoSigma,
     Progress,
     ProgressMode,
     Recursive,
-    Sigma,
     Suffix,
     Tile,
     Verbose,
 )
+from restorekit.errors import WeightsError
 from restorekit.inference import api
 from restorekit.inference.io import _max_pixels_from_env, load_image, save_image
+
+if TYPE_CHECKING:
+    import torch
 
 BIT_DEPTHS = (8, 16, 32)
 
@@ -49,10 +54,39 @@ def parse_sigma(text: str) -> float | str:
         fail("--sigma", "a number on the 0–255 scale or 'auto'", text)
 
 
+def _check_sigma_range(level: float | str, model: str | None, target: torch.device) -> None:
+    """Refuse a σ outside the model's range once, before the batch, rather than once per file.
+
+    Without ``--model`` each shipped default (colour, gray) is checked when σ is given, since either may serve
+    a file; a named model is loaded in any case, so that a bad name or weights file stops the command at once.
+    """
+    if model is None and not isinstance(level, float):
+        return
+    for channels in (3, 1) if model is None else (3,):
+        try:
+            net = api.get_model(model, channels, target)
+        except WeightsError:
+            if model is not None:
+                raise
+            continue  # no default for these channels ships: such files fail on their own
+        low, high = net.requirements.sigma_range or (0.0, float("inf"))
+        if isinstance(level, float) and not low <= level <= high:
+            name = model or getattr(net, "name", "the default model")
+            fail("--sigma", f"a noise level in [{low:g}, {high:g}] for {name}", level)
+
+
+def _photo_model(channels: int, target: torch.device) -> str | None:
+    """The shipped real-camera-noise model for ``channels``-channel images, if one ships."""
+    try:
+        return getattr(api.get_model(None, channels, target, kind="real"), "name", None)
+    except WeightsError:
+        return None
+
+
 @handle_errors
 def denoise(
     inputs: Inputs,
-    sigma: Sigma = "auto",
+    sigma: PhotoSigma = None,
     output: Output = None,
     recursive: Recursive = False,
     suffix: Suffix = None,
@@ -68,27 +102,30 @@ def denoise(
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
-    """Denoise images (additive white Gaussian noise); reports the σ used for each file.
+    """Denoise images: real camera noise (no --sigma), or Gaussian noise of level --sigma (a number or auto).
 
-    Without --model, the best shipped model for each image's channels (colour or gray) is used.
+    Without --model: with no --sigma, the shipped real-noise model for the image's channels where one ships
+    (otherwise the Gaussian model with σ estimated); with --sigma, the best shipped Gaussian denoiser.
     """
-    level = parse_sigma(sigma)
+    level = parse_sigma(sigma) if sigma is not None else "auto"
+    photo = sigma is None and model is None
     if bit_depth is not None:
         check_choice(bit_depth, BIT_DEPTHS, "--bit-depth")
     target = api.resolve_device(device)
-    if model is not None:
-        requirements = api.get_model(model, 3, target).requirements
-        if isinstance(level, float):
-            low, high = requirements.sigma_range or (0.0, float("inf"))
-            if not low <= level <= high:
-                fail("--sigma", f"a noise level in [{low:g}, {high:g}] for {model}", level)
+    _check_sigma_range(level, model, target)
     jobs = plan_jobs(inputs, output, recursive, suffix, default_suffix="_denoised")
     limit = _max_pixels_from_env() if max_pixels is None else max_pixels
     precision = dtype.value
 
     def process(source: Path, destination: Path) -> dict:
         image = load_image(source, max_pixels=limit)
-        pixels, info = api.denoise_image(image.pixels, level, model, target, tile, precision, ensemble)
+        chosen = _photo_model(image.pixels.shape[2], target) if photo else None
+        pixels, info = api.denoise_image(image.pixels, level, chosen or model, target, tile, precision, ensemble)
+        if chosen is not None:
+            info = dataclasses.replace(info, notes=(*info.notes, "no --sigma: the real-camera-noise model ran"))
+        elif photo:
+            note = "no --sigma and no real-noise model ships for these channels: Gaussian model, σ estimated"
+            info = dataclasses.replace(info, notes=(*info.notes, note))
         save_image(dataclasses.replace(image, pixels=pixels), destination, bit_depth=bit_depth, overwrite=overwrite)
         return info.as_dict()
 

@@ -36,4 +36,6 @@ def sample(
     noisy = np.clip(clean + noise, 0, 1)
     mode = "L" if clean.shape[2] == 1 else "RGB"
     save_image(Image(noisy, None, 8, mode, "PNG", None, None), output, overwrite=overwrite)
-    console.print(f"wrote {output}: scikit-image '{name}' + AWGN σ={sigma:g} (seed {seed}), clipped to 8 bits")
+    console.print(
+        f"wrote {output}: scikit-image '{name}' + AWGN σ={sigma:g} (seed {seed}), clipped to 8 bits", soft_wrap=True
+    )

@@ -43,8 +43,8 @@ class RunInfo:
     """How an image was processed (the CLI's ``--json`` summary carries these fields).
 
     Attributes:
-        sigma: σ used on the 0–255 scale (the mean of a noise map).
-        sigma_source: ``given``, ``estimated`` or ``map``.
+        sigma: σ used on the 0–255 scale (the mean of a noise map); ``None`` for a blind model.
+        sigma_source: ``given``, ``estimated``, ``map``, or ``blind`` (the model takes no σ).
         model: Model name (``arch_variant.tag``, or the class name of an unnamed module).
         device: Device it ran on, e.g. ``cpu`` or ``cuda:0``.
         dtype: Precision that produced the output (``fp32`` after a NaN/Inf retry).
@@ -55,7 +55,7 @@ class RunInfo:
         w: The interactive parameters ω a tunable model ran at (``None`` for a plain model).
     """
 
-    sigma: float
+    sigma: float | None
     sigma_source: str
     model: str
     device: str
@@ -124,7 +124,7 @@ def get_model(
             ``.safetensors`` file, or an ``nn.Module`` that carries ``requirements`` (moved to ``device``).
         channels: Channels of the image (1 or 3), used to pick the default.
         device: Where the model runs.
-        kind: ``denoise`` or ``tune``: which default to pick when ``model`` is ``None``.
+        kind: ``denoise``, ``tune`` or ``real``: which default to pick when ``model`` is ``None``.
 
     Raises:
         WeightsError: Unknown name, or a missing, corrupted or mismatched weights file.
@@ -297,7 +297,12 @@ def denoise_image(
         precision = "fp32"
     if channels != req.in_channels:
         notes.append(f"{name} is a gray model; denoised each colour channel separately")
-    sigma_value, sigma_used, source = _settle_sigma(sigma, pixels, req, name, notes)
+    if req.sigma_range is None:  # a blind model: no σ to settle (and none to estimate)
+        if sigma not in (None, "auto"):
+            notes.append(f"{name} is blind (it estimates the noise itself); the given σ was not used")
+        sigma_value, sigma_used, source = 0.0, None, "blind"
+    else:
+        sigma_value, sigma_used, source = _settle_sigma(sigma, pixels, req, name, notes)
     if tile is None:
         if net not in _bytes_per_pixel:
             _bytes_per_pixel[net] = tiling.bytes_per_pixel(net, req, target)

@@ -2,7 +2,8 @@
 
 Decoders, chosen per file by its content (never by its suffix):
 
-* PNG, JPEG, WebP, BMP and 8-bit TIFF: Pillow.
+* PNG, JPEG, WebP, BMP and 8-bit TIFF: Pillow, after the checks of the decode budget below (truncated files and
+  headers that declare more than the data can hold are refused before anything is decoded).
 * 16-bit PNG: OpenCV (libpng); Pillow would reduce 16-bit colour PNGs to 8 bits.
 * 16-bit and float32 TIFF: tifffile, or OpenCV (libtiff) where tifffile lacks the codec (LZW, JPEG and the
   floating-point predictor need the optional ``imagecodecs`` package).
@@ -17,9 +18,13 @@ Encoders:
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
+import math
 import os
+import re
 import secrets
+import stat
 import struct
 import zlib
 from collections.abc import Iterator
@@ -32,7 +37,7 @@ import numpy as np
 import tifffile
 import torch
 from PIL import Image as PILImage
-from PIL import ImageCms, TiffImagePlugin, UnidentifiedImageError
+from PIL import ImageCms, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
 from restorekit._checks import check, check_choice, check_shape, fail
 from restorekit.errors import InputError, OutputError, UsageError
@@ -76,9 +81,16 @@ _PIL_MODES = {
     "YCbCr": "RGB",
 }
 _ORIENTATION = 0x0112
+_DESCRIPTION = 0x010E
 _EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
+_XMP_TAG = 700  # TIFF tag holding the XMP packet
+_PNG_XMP_KEY = "XML:com.adobe.xmp"  # the iTXt keyword of XMP in PNG
+_JPEG_MAX_XMP = 65502  # one APP1 segment; longer XMP ("extended XMP") is not written to JPEG
+# Which output formats hold which metadata (PNG text chunks go to PNG only).
+_DPI_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
+_XMP_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
 # The descriptive IFD0 tags and sub-IFDs that make up "the EXIF" of a TIFF, whose IFD0 also holds its layout.
-_TIFF_EXIF_TAGS = (270, 271, 272, _ORIENTATION, 305, 306, 315, 316, 33432, _EXIF_IFD, _GPS_IFD)
+_TIFF_EXIF_TAGS = (_DESCRIPTION, 271, 272, _ORIENTATION, 305, 306, 315, 316, 33432, _EXIF_IFD, _GPS_IFD)
 # tifffile refuses to write the EXIF and GPS pointer tags; these stand in for them, sorting into the same place.
 _PLACEHOLDER_TAGS = {_EXIF_IFD: _EXIF_IFD - 1, _GPS_IFD: _GPS_IFD - 1}
 # Pillow's exif_transpose: orientation → what makes the image upright, on (H, W, ...) arrays.
@@ -145,6 +157,9 @@ class Image:
         exif: EXIF as an APP1 payload (``b"Exif\\0\\0"`` + TIFF header + IFDs) with the orientation reset to 1,
             or ``None``.
         lossy: The source was lossily compressed (JPEG, lossy WebP); WebP output follows it (lossy or lossless).
+        dpi: Resolution ``(horizontal, vertical)`` in dots per inch, upright, or ``None`` when the source gives none.
+        xmp: XMP packet (XML bytes), or ``None``.
+        text: PNG text chunks (tEXt, zTXt, iTXt) other than XMP, keyword → text, or ``None``.
     """
 
     pixels: np.ndarray
@@ -155,6 +170,9 @@ class Image:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     lossy: bool = False
+    dpi: tuple[float, float] | None = None
+    xmp: bytes | None = None
+    text: dict[str, str] | None = None
 
 
 class _Decoded(NamedTuple):
@@ -166,6 +184,9 @@ class _Decoded(NamedTuple):
     orientation: int  # EXIF orientation the decoder left unapplied
     icc_profile: bytes | None
     exif: bytes | None  # already reset to orientation 1
+    dpi: tuple[float, float] | None = None  # upright: swapped when the file's orientation turns the image
+    xmp: bytes | None = None
+    text: dict[str, str] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -197,7 +218,7 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         ((480, 640, 3), 8)
     """
     path = Path(path)
-    with _input_errors(path), open(path, "rb") as fh:
+    with _input_errors(path), _open_input(path) as fh:
         image_format = _sniff_format(fh.read(16), path)
         fh.seek(0)
         if image_format == "TIFF":
@@ -221,6 +242,9 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         icc_profile=decoded.icc_profile,
         exif=decoded.exif,
         lossy=lossy,
+        dpi=decoded.dpi,
+        xmp=decoded.xmp,
+        text=decoded.text,
     )
 
 
@@ -232,17 +256,89 @@ def _check_decoded(path: Path, decoded: _Decoded) -> None:
     _check_input(well_formed, f"{path}: decoded samples", "an (H, W, 1|3) image of at least 1×1", color.shape)
 
 
+# What a path that is not a regular file turns out to be, for the one-line error.
+_FILE_KINDS = (
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISFIFO, "named pipe"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+def check_input_file(path: str | Path) -> None:
+    """Raise :class:`InputError` unless ``path`` names a regular file (symlinks followed); never opens it.
+
+    The command line calls it while planning a batch, so that a symlink loop, a named pipe, a socket or a
+    device gets its one-line error without being opened (opening a named pipe waits for a writer).
+
+    Example:
+        >>> check_input_file("/dev/null")
+        Traceback (most recent call last):
+        ...
+        restorekit.errors.InputError: /dev/null: is a character device, expected an image file
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise _open_error(path, error) from error
+    _check_regular(path, mode)
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    """Refuse a file mode that is not a regular file, naming what it is."""
+    kind = _file_kind(mode)
+    if kind is not None:
+        raise InputError(f"{path}: is a {kind}, expected an image file")
+
+
+def _file_kind(mode: int) -> str | None:
+    """What a file mode names when it is not a regular file (``None`` when it is)."""
+    return next((kind for is_kind, kind in _FILE_KINDS if is_kind(mode)), None)
+
+
+def _open_error(path: Path, error: OSError) -> InputError:
+    """The one-line :class:`InputError` for an ``OSError`` met while opening ``path``."""
+    reasons = {
+        errno.ENOENT: "no such file",
+        errno.ENOTDIR: "no such file",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ELOOP: "symlink loop (following its links leads back to a link already followed)",
+        errno.EISDIR: "is a directory, expected an image file",
+    }
+    reason = reasons.get(error.errno or 0)
+    if error.errno == errno.ENXIO:  # a socket, or a device file without its device
+        with contextlib.suppress(OSError):
+            reason = f"is a {_file_kind(os.stat(path).st_mode) or 'device'}, expected an image file"
+    return InputError(f"{path}: {reason or f'cannot open ({error.strerror or error})'}")
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """``open`` opener: ``O_NONBLOCK``, so that opening a named pipe returns at once instead of waiting."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+@contextlib.contextmanager
+def _open_input(path: Path) -> Iterator[IO[bytes]]:
+    """Open ``path`` read-only without ever blocking, and refuse it unless the open file is a regular file."""
+    try:
+        fh = open(path, "rb", opener=_nonblocking)  # noqa: SIM115 (closed by the `with` below)
+    except OSError as error:
+        raise _open_error(path, error) from error
+    with fh:
+        _check_regular(path, os.fstat(fh.fileno()).st_mode)
+        yield fh
+
+
 @contextlib.contextmanager
 def _input_errors(path: Path) -> Iterator[None]:
     """Turn file-system and decoder exceptions into one :class:`InputError` line naming ``path``."""
     try:
         yield
-    except FileNotFoundError as error:
-        raise InputError(f"{path}: no such file") from error
-    except IsADirectoryError as error:
-        raise InputError(f"{path}: is a directory, expected an image file") from error
-    except PermissionError as error:
-        raise InputError(f"{path}: permission denied") from error
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        raise _open_error(path, error) from error
     except UnidentifiedImageError as error:
         raise InputError(
             f"{path}: cannot read the image header (truncated, corrupt or an unsupported variant)"
@@ -273,9 +369,19 @@ def _check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -
     """Refuse an image larger than ``max_pixels``; called on the header, before any decoding."""
     if max_pixels is not None and width * height > max_pixels:
         raise InputError(
-            f"{path}: {width}×{height} = {width * height / 1e6:.1f} MP exceeds the {max_pixels / 1e6:g} MP limit "
-            f"(set {MAX_PIXELS_ENV} or --max-pixels)"
+            f"{path}: {width}×{height} = {_pixel_count(width * height)} exceeds the limit of "
+            f"{_pixel_count(max_pixels)} (raise max_pixels or {MAX_PIXELS_ENV})"
         )
+
+
+def _pixel_count(pixels: int) -> str:
+    """A pixel count in words: megapixels from one megapixel up, else the count itself.
+
+    Example:
+        >>> _pixel_count(144_000_000), _pixel_count(4096)
+        ('144.0 MP', '4,096 pixels')
+    """
+    return f"{pixels / 1e6:,.1f} MP" if pixels >= 1_000_000 else f"{pixels:,} pixels"
 
 
 def _check_single_frame(path: Path, frames: int) -> None:
@@ -284,11 +390,192 @@ def _check_single_frame(path: Path, frames: int) -> None:
         raise InputError(f"{path}: animated or multi-page ({frames} frames); only single images are supported")
 
 
+# ---------------------------------------------------------------------------------------------- decode budget
+#
+# A header can declare far more pixels than its file holds: a truncated file, or a decompression bomb that stays
+# under the pixel limit. Before decoding, the declared width × height is compared with what the file's bytes can
+# encode at the format's best possible compression. Only bounds that the format guarantees are used, so no valid
+# file is refused:
+#
+# * PNG: Deflate expands at most 1032:1 (a 258-byte match in two bits), so the IDAT bytes bound the raw
+#   scanlines, whose size the IHDR's bit depth and colour type give. Critical chunks must pass their CRC check,
+#   and the IEND chunk must be there.
+# * JPEG (Huffman-coded): each 8×8 block of a full-resolution component costs at least one bit, so at most 512
+#   pixels per byte of file. The entropy-coded data must end in the end-of-image marker, restart markers in order.
+# * TIFF: every strip or tile must lie inside the file; uncompressed, Deflate and PackBits data (at most 1:1,
+#   1032:1 and 64:1) must hold the declared samples.
+# * BMP (uncompressed): the declared rows must fit in the file.
+#
+# Where no such bound exists (arithmetic-coded JPEG, the WebP bitstreams, LZW or JPEG inside TIFF, RLE BMP),
+# the pixel limit and the decoders' own truncation errors are the guard; WebP's demuxer refuses a cut-short
+# container when the file is opened.
+
+_DEFLATE_RATIO = 1032
+_JPEG_PIXELS_PER_BYTE = 8 * 64
+_JPEG_ARITHMETIC_SOF = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_STANDALONE = frozenset({0x00, 0x01, *range(0xD0, 0xD8)})  # markers without a length (0x00: stray FF 00)
+# A marker inside entropy-coded data: 0xFF (after any fill bytes) followed by anything but a stuffed 0x00.
+_JPEG_SCAN_MARKER = re.compile(rb"\xff+[^\x00\xff]")
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Most bytes of samples one byte of TIFF data can decode to, per compression: none, Deflate, Adobe Deflate,
+# PackBits. Other compressions have no bound here.
+_TIFF_RATIOS = {1: 1, 8: _DEFLATE_RATIO, 32946: _DEFLATE_RATIO, 32773: 64}
+# Most IFDs (pages, previews, masks) a TIFF may chain before it is refused as corrupt or hostile.
+MAX_TIFF_IFDS = 1024
+
+
+def _check_budget(path: Path, image_format: str, width: int, height: int, capacity: int | None) -> None:
+    """Refuse a header that declares more pixels than the file's data can hold (``capacity``; ``None``: no bound)."""
+    if capacity is not None and width * height > capacity:
+        raise InputError(
+            f"{path}: truncated or corrupt: the header declares {width}×{height} pixels, more than the "
+            f"{image_format} data in the file can hold (at most {_pixel_count(capacity)}); refused before decoding"
+        )
+
+
+def _file_size(fh: IO[bytes]) -> int:
+    """Size in bytes of an open file."""
+    return os.fstat(fh.fileno()).st_size
+
+
+def _pil_capacity(fh: IO[bytes], path: Path, image_format: str, image: PILImage.Image) -> int | None:
+    """The most pixels a PNG, JPEG, WebP or BMP file's data can hold (``None``: no bound); checks its structure."""
+    if image_format == "PNG":
+        return _png_capacity(fh, path)
+    if image_format == "JPEG":
+        return _jpeg_capacity(fh, path)
+    if image_format == "WEBP":
+        return None  # Pillow's open already ran libwebp's demuxer, which refuses a container cut short
+    (tile,) = image.tile
+    if tile.codec_name != "raw" or not tile.args[1]:
+        return None  # RLE-compressed BMP
+    return max(_file_size(fh) - tile.offset, 0) // tile.args[1] * image.width  # whole rows of args[1] bytes
+
+
+def _png_capacity(fh: IO[bytes], path: Path) -> int:
+    """Walk a PNG's chunks (critical ones' CRCs checked, IEND required) → the most pixels its IDAT data can hold."""
+    fh.seek(24)
+    depth, colour_type = fh.read(2)
+    fh.seek(8)
+    idat = 0
+    while len(header := fh.read(8)) == 8:
+        length, kind = struct.unpack(">I4s", header)
+        crc, left = zlib.crc32(kind), length
+        while left and (block := fh.read(min(left, 1 << 20))):
+            crc, left = zlib.crc32(block, crc), left - len(block)
+        stored = fh.read(4)
+        if left or len(stored) < 4:
+            break
+        if not kind[0] & 0x20 and crc != int.from_bytes(stored, "big"):  # critical chunk: upper-case initial
+            raise InputError(f"{path}: corrupt: the PNG's {kind.decode('latin-1')} chunk fails its CRC check")
+        idat += length if kind == b"IDAT" else 0
+        if kind == b"IEND":
+            return idat * _DEFLATE_RATIO * 8 // max(depth * _PNG_CHANNELS.get(colour_type, 1), 1)
+    raise InputError(f"{path}: truncated: the PNG data ends before its IEND chunk")
+
+
+def _jpeg_capacity(fh: IO[bytes], path: Path) -> int | None:
+    """Walk a JPEG's markers and scans up to its end-of-image → the most pixels it can hold (``None``: arithmetic).
+
+    Bytes between segments are skipped, as libjpeg does; a scan must end in a marker, its restart markers in order.
+    """
+    fh.seek(0)
+    data = fh.read()
+    position, arithmetic = 2, False
+    while (position := data.find(b"\xff", position)) >= 0 and position + 1 < len(data):
+        marker = data[position + 1]
+        if marker == 0xD9:  # end of image
+            return None if arithmetic else _JPEG_PIXELS_PER_BYTE * len(data)
+        if marker == 0xFF or marker in _JPEG_STANDALONE:
+            position += 1 if marker == 0xFF else 2
+            continue
+        arithmetic |= marker in _JPEG_ARITHMETIC_SOF
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker that is not a restart
+            position = _jpeg_scan_end(data, position, path)
+    raise InputError(f"{path}: truncated: the JPEG data ends before its end-of-image marker")
+
+
+def _jpeg_scan_end(data: bytes, start: int, path: Path) -> int:
+    """Where the entropy-coded data that begins at ``start`` ends (its next marker), checking its restart markers."""
+    expected = 0
+    for match in _JPEG_SCAN_MARKER.finditer(data, start):
+        code = data[match.end() - 1]
+        if not 0xD0 <= code <= 0xD7:
+            return match.end() - 2
+        if code - 0xD0 != expected:
+            raise InputError(f"{path}: corrupt: JPEG restart marker {code - 0xD0} where {expected} was due")
+        expected = (expected + 1) % 8
+    return len(data)
+
+
+def _tiff_frames(fh: IO[bytes], path: Path) -> int:
+    """Count a TIFF's full-resolution frames by walking its IFD chain, refusing loops and impossible IFDs.
+
+    tifffile and Pillow follow next-IFD offsets without remembering where they have been, so a chain that points
+    back into itself would be followed forever. Here each IFD is visited once and must lie inside the file, the
+    IFDs together cannot be larger than the file, and there are at most :data:`MAX_TIFF_IFDS` of them.
+    Reduced-resolution previews (NewSubfileType bit 0) are not frames.
+    """
+    size = _file_size(fh)
+    fh.seek(0)
+    head = fh.read(16)
+    order = "<" if head[:2] == b"II" else ">"
+    big = head[2:4] in (b"+\x00", b"\x00+")
+    count_format, offset_format, entry_size = ("Q", "Q", 20) if big else ("H", "I", 12)
+    count_size, offset_size = (8, 8) if big else (2, 4)
+    entry_type = np.dtype([("tag", order + "u2"), ("type", order + "u2"), ("rest", f"V{entry_size - 4}")])
+    offset = struct.unpack_from(order + offset_format, head.ljust(16, b"\0"), 8 if big else 4)[0]
+    seen: set[int] = set()
+    frames = directory_bytes = 0
+    while offset:
+        if offset in seen:
+            raise InputError(f"{path}: corrupt: the TIFF's directory chain loops back to byte {offset:,}")
+        if len(seen) == MAX_TIFF_IFDS:
+            raise InputError(
+                f"{path}: more than {MAX_TIFF_IFDS:,} TIFF directories (pages); only single images are supported"
+            )
+        seen.add(offset)
+        fh.seek(offset)
+        raw = fh.read(count_size)
+        if len(raw) < count_size:
+            raise InputError(f"{path}: corrupt: a TIFF directory at byte {offset:,} lies past the end of the file")
+        count = struct.unpack(order + count_format, raw)[0]
+        length = count_size + count * entry_size + offset_size
+        directory_bytes += length
+        if offset + length > size or directory_bytes > size:
+            raise InputError(
+                f"{path}: corrupt: a TIFF directory of {count:,} entries at byte {offset:,} runs past the end of "
+                f"the {size:,}-byte file"
+            )
+        table = fh.read(length - count_size)
+        entries = np.frombuffer(table, entry_type, count)
+        subfile = np.flatnonzero(entries["tag"] == 254)[:1]  # NewSubfileType, its value inline in the entry
+        for i in subfile.tolist():
+            value_format = order + ("H" if entries["type"][i] == 3 else "I")
+            frames -= struct.unpack_from(value_format, table, i * entry_size + entry_size - offset_size)[0] & 1
+        frames += 1
+        offset = struct.unpack_from(order + offset_format, table, count * entry_size)[0]
+    return frames
+
+
+def _tiff_capacity(page: tifffile.TiffPage, path: Path, size: int) -> int | None:
+    """Check that a TIFF page's strips or tiles lie inside the file → the most pixels they can hold (``None``: no
+    bound for its compression)."""
+    end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)), default=0)
+    if end > size:
+        raise InputError(f"{path}: truncated: the TIFF's image data runs to byte {end:,} of a {size:,}-byte file")
+    ratio = _TIFF_RATIOS.get(int(page.compression))
+    bits_per_pixel = page.bitspersample * page.samplesperpixel
+    return None if ratio is None else sum(page.databytecounts) * ratio * 8 // max(bits_per_pixel, 1)
+
+
 def _read_with_pil(fh: IO[bytes], path: Path, image_format: str, max_pixels: int | None) -> _Decoded:
     """Decode a PNG, JPEG, WebP or BMP file (16-bit PNG samples through OpenCV)."""
     image = PILImage.open(fh, formats=[image_format])
     _check_pixels(path, *image.size, max_pixels)
     _check_single_frame(path, getattr(image, "n_frames", 1))
+    _check_budget(path, image_format, *image.size, _pil_capacity(fh, path, image_format, image))
     image.load()  # decodes fully: truncated data raises here, and PNG metadata after the pixels is read
     exif = image.getexif()
     orientation = exif.get(_ORIENTATION, 1)
@@ -297,7 +584,19 @@ def _read_with_pil(fh: IO[bytes], path: Path, image_format: str, max_pixels: int
         icc_profile = image.info.get("icc_profile")
     else:
         color, alpha, mode, icc_profile = _pil_samples(image, path)
-    return _Decoded(color, alpha, mode, orientation, icc_profile, _carried_exif(exif, image.info))
+    xmp = image.info.get("xmp")
+    text = {key: str(value) for key, value in getattr(image, "text", {}).items() if key != _PNG_XMP_KEY}
+    return _Decoded(
+        color,
+        alpha,
+        mode,
+        orientation,
+        icc_profile,
+        _carried_exif(exif, image.info),
+        _upright_dpi(image.info.get("dpi"), orientation),
+        xmp.encode("utf-8") if isinstance(xmp, str) else xmp or None,
+        text or None,
+    )
 
 
 def _pil_samples(image: PILImage.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None, str, bytes | None]:
@@ -366,18 +665,40 @@ def _webp_is_lossy(fh: IO[bytes]) -> bool:
 
 def _read_tiff(fh: IO[bytes], path: Path, max_pixels: int | None) -> _Decoded:
     """Decode a TIFF: 8-bit through Pillow, 16-bit and float32 through tifffile (OpenCV for missing codecs)."""
+    frames = _tiff_frames(fh, path)  # before tifffile, which would follow a looping chain forever
+    fh.seek(0)
     with tifffile.TiffFile(fh) as tiff:  # leaves ``fh`` open
         page = tiff.pages.first
         _check_pixels(path, page.imagewidth, page.imagelength, max_pixels)
-        _check_single_frame(path, sum(1 for frame in tiff.pages if not frame.subfiletype & 1))  # not previews
+        _check_single_frame(path, frames)
+        _check_budget(path, "TIFF", page.imagewidth, page.imagelength, _tiff_capacity(page, path, _file_size(fh)))
+        orientation = page.tags.valueof(_ORIENTATION, 1)
+        xmp = page.tags.valueof(_XMP_TAG)
+        metadata = (_upright_dpi(_tiff_dpi(page), orientation), xmp if isinstance(xmp, bytes) and xmp else None)
         if page.dtype not in (np.dtype(np.uint8), np.dtype(bool)):
             color, alpha, mode = _tiff_samples(page, fh, path)
-            return _Decoded(color, alpha, mode, page.tags.valueof(_ORIENTATION, 1), page.iccprofile, _tiff_exif(fh))
+            return _Decoded(color, alpha, mode, orientation, page.iccprofile, _tiff_exif(fh), *metadata)
     fh.seek(0)
     image = PILImage.open(fh, formats=["TIFF"])
     image.load()  # Pillow ≥ 13 applies the orientation itself and drops the tag: apply what it left
     color, alpha, mode, icc_profile = _pil_samples(image, path)
-    return _Decoded(color, alpha, mode, image.getexif().get(_ORIENTATION, 1), icc_profile, _tiff_exif(fh))
+    left = image.getexif().get(_ORIENTATION, 1)
+    return _Decoded(color, alpha, mode, left, icc_profile, _tiff_exif(fh), *metadata)
+
+
+def _tiff_dpi(page: tifffile.TiffPage) -> tuple[float, float] | None:
+    """A TIFF page's resolution in dots per inch, or ``None`` when its unit is none (an aspect ratio only)."""
+    per_inch = {tifffile.RESUNIT.INCH: 1.0, tifffile.RESUNIT.CENTIMETER: 2.54}.get(page.resolutionunit)
+    return None if per_inch is None else (page.resolution[0] * per_inch, page.resolution[1] * per_inch)
+
+
+def _upright_dpi(dpi: tuple[float, float] | None, orientation: int) -> tuple[float, float] | None:
+    """Resolution after applying an EXIF orientation: swapped where it turns the image (5–8); ``None`` unless
+    both values are positive and finite."""
+    if dpi is None or len(dpi) != 2 or not all(math.isfinite(v) and v > 0 for v in dpi):
+        return None
+    horizontal, vertical = float(dpi[0]), float(dpi[1])
+    return (vertical, horizontal) if orientation in (5, 6, 7, 8) else (horizontal, vertical)
 
 
 def _tiff_samples(page: tifffile.TiffPage, fh: IO[bytes], path: Path) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -431,7 +752,16 @@ def _tiff_exif(fh: IO[bytes]) -> bytes | None:
     tiff_tags.load_from_fp(fh)
     exif = PILImage.Exif()
     _copy_exif_tags(tiff_tags, exif)
+    if _DESCRIPTION in exif and _describes_layout(exif[_DESCRIPTION]):
+        del exif[_DESCRIPTION]
     return _carried_exif(exif, {}) if len(exif) else None
+
+
+def _describes_layout(description: str | bytes) -> bool:
+    """Whether an ImageDescription is a writer's record of the array layout (tifffile's JSON, ImageJ's header):
+    it would go stale once the image is turned upright or its samples change, so it is not carried."""
+    text = description.decode("latin-1") if isinstance(description, bytes) else str(description)
+    return text.lstrip().startswith(('{"shape":', "ImageJ=", "shape=("))
 
 
 def _copy_exif_tags(source: PILImage.Exif, target: PILImage.Exif) -> None:
@@ -483,14 +813,15 @@ def _to_samples(values: np.ndarray, bit_depth: int) -> np.ndarray:
 def save_image(
     image: Image, path: str | Path, bit_depth: int | None = None, quality: int = 95, overwrite: bool = False
 ) -> None:
-    """Write an image atomically, in the format its suffix names, carrying alpha, ICC profile and EXIF.
+    """Write an image atomically, in the format its suffix names, carrying alpha and metadata (ICC, EXIF, DPI, XMP).
 
     The file is encoded in memory, written to ``.<name>.<random>.part`` in the same directory, synced and
     renamed onto ``path``, so a failure or interruption never leaves a partial output. Pixels are quantized as
     ``round(clip(x, 0, 1) · max)``; float32 TIFF is written unclipped. Alpha is written untouched when its
     sample type is the output's, rescaled otherwise. ICC and EXIF go to PNG, JPEG, TIFF and WebP (BMP holds
-    neither). JPEG uses 4:4:4 chroma. WebP has no gray mode (gray is written as RGB) and is written lossless
-    unless the source was lossy.
+    neither); the resolution (DPI) to PNG, JPEG, TIFF and BMP; XMP to PNG, JPEG (up to 65,502 bytes, one
+    segment), TIFF and WebP; PNG text chunks to PNG. JPEG uses 4:4:4 chroma. WebP has no gray mode (gray is
+    written as RGB) and is written lossless unless the source was lossy.
 
     Args:
         image: The image to write.
@@ -555,7 +886,7 @@ def _check_writable(path: Path, image: Image, image_format: str, depth: int, ove
     if depth not in depths:
         fail(
             f"{path}: bit depth",
-            f"one that {image_format} stores (set bit_depth / --bit-depth)",
+            f"one that {image_format} stores (set bit_depth)",
             depth,
             valid=depths,
             error=OutputError,
@@ -565,7 +896,7 @@ def _check_writable(path: Path, image: Image, image_format: str, depth: int, ove
     if path.is_dir():
         raise OutputError(f"{path}: is a directory, expected an image file path")
     if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+        raise OutputError(f"{path}: already exists (pass overwrite=True to replace it)")
 
 
 def _alpha_samples(alpha: np.ndarray, depth: int) -> np.ndarray:
@@ -578,15 +909,21 @@ def _alpha_samples(alpha: np.ndarray, depth: int) -> np.ndarray:
 def _encode(image: Image, image_format: str, color: np.ndarray, alpha: np.ndarray | None, quality: int) -> bytes:
     """Encode ``(H, W, C)`` samples and an optional ``(H, W)`` alpha plane into file bytes."""
     icc_profile, exif = (image.icc_profile, image.exif) if image_format in _METADATA_FORMATS else (None, None)
+    dpi = image.dpi if image_format in _DPI_FORMATS else None
+    xmp = image.xmp if image_format in _XMP_FORMATS else None
     samples = color if alpha is None else np.dstack([color, alpha])
     if image_format == "TIFF":
-        return _encode_tiff(samples, alpha is not None, icc_profile, exif)
-    if color.dtype == np.uint16:
-        return _encode_png16(samples, icc_profile, exif)
+        return _encode_tiff(samples, alpha is not None, icc_profile, exif, dpi, xmp)
+    if image_format == "PNG" and color.dtype == np.uint16:
+        return _encode_png16(samples, icc_profile, exif, _png_metadata_chunks(dpi, xmp, image.text))
     pil_image = PILImage.fromarray(samples[..., 0] if samples.shape[2] == 1 else samples)
-    options: dict = {"icc_profile": icc_profile, "exif": exif}
-    if image_format == "JPEG":
-        options |= {"quality": quality, "subsampling": 0}
+    options: dict = {"icc_profile": icc_profile, "exif": exif, "dpi": dpi, "xmp": xmp}
+    if image_format == "PNG":  # Pillow writes the resolution itself; text and XMP go in as chunks
+        options |= {"pnginfo": PngImagePlugin.PngInfo(), "xmp": None}
+        for kind, payload in _png_metadata_chunks(None, xmp, image.text):
+            options["pnginfo"].add(kind, payload)
+    elif image_format == "JPEG":
+        options |= {"quality": quality, "subsampling": 0, "xmp": xmp if xmp and len(xmp) <= _JPEG_MAX_XMP else None}
     elif image_format == "WEBP":
         options |= {"quality": quality, "exact": True} if image.lossy else {"lossless": True, "exact": True}
     buffer = io.BytesIO()
@@ -594,7 +931,14 @@ def _encode(image: Image, image_format: str, color: np.ndarray, alpha: np.ndarra
     return buffer.getvalue()
 
 
-def _encode_tiff(samples: np.ndarray, has_alpha: bool, icc_profile: bytes | None, exif: bytes | None) -> bytes:
+def _encode_tiff(
+    samples: np.ndarray,
+    has_alpha: bool,
+    icc_profile: bytes | None,
+    exif: bytes | None,
+    dpi: tuple[float, float] | None,
+    xmp: bytes | None,
+) -> bytes:
     """Encode ``(H, W, S)`` uint8 / uint16 / float32 samples as a Deflate-compressed little-endian TIFF.
 
     EXIF goes in as its descriptive IFD0 tags plus EXIF and GPS IFDs, which tifffile cannot write: placeholder
@@ -608,6 +952,7 @@ def _encode_tiff(samples: np.ndarray, has_alpha: bool, icc_profile: bytes | None
     extratags = [(tag, "s", 0, _ascii(tags[tag]), True) for tag in ascii_tags]
     extratags += [(_ORIENTATION, "H", 1, 1, True)] if _ORIENTATION in tags else []
     extratags += [(_PLACEHOLDER_TAGS[tag], "I", 1, 0, True) for tag in sub_ifds]
+    extratags += [(_XMP_TAG, "B", len(xmp), xmp, True)] if xmp else []
     buffer = io.BytesIO()
     tifffile.imwrite(
         buffer,
@@ -617,6 +962,8 @@ def _encode_tiff(samples: np.ndarray, has_alpha: bool, icc_profile: bytes | None
         compression="zlib",
         predictor=samples.dtype != np.float32,  # the float predictor needs imagecodecs
         iccprofile=icc_profile,
+        resolution=dpi,
+        resolutionunit="INCH" if dpi else None,
         metadata=None,
         software=False,
         extratags=extratags,
@@ -650,21 +997,42 @@ def _append_ifds(tiff: bytes, sub_ifds: dict[int, dict]) -> bytes:
     return bytes(out)
 
 
-def _encode_png16(samples: np.ndarray, icc_profile: bytes | None, exif: bytes | None) -> bytes:
-    """Encode ``(H, W, S)`` uint16 samples (gray, gray+alpha, RGB, RGBA) as a 16-bit PNG with iCCP and eXIf."""
+def _encode_png16(
+    samples: np.ndarray, icc_profile: bytes | None, exif: bytes | None, chunks: list[tuple[bytes, bytes]]
+) -> bytes:
+    """Encode ``(H, W, S)`` uint16 samples (gray, gray+alpha, RGB, RGBA) as a 16-bit PNG with iCCP, eXIf and the
+    ancillary ``chunks`` (type, payload) before the image data."""
     height, width, channels = samples.shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
     rows = samples.astype(">u2").view(np.uint8).reshape(height, width * channels * 2)
     compressor = zlib.compressobj(6)
     idat = b"".join(compressor.compress(block) for block in _paeth_filtered(rows, bytes_per_pixel=2 * channels))
     idat += compressor.flush()
-    chunks = [_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))]
+    encoded = [_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))]
     if icc_profile:
-        chunks.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
+        encoded.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
     if exif:
-        chunks.append(_png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00")))
-    chunks += [_png_chunk(b"IDAT", idat[i : i + (1 << 20)]) for i in range(0, len(idat), 1 << 20)]
-    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks) + _png_chunk(b"IEND", b"")
+        encoded.append(_png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00")))
+    encoded += [_png_chunk(kind, payload) for kind, payload in chunks]
+    encoded += [_png_chunk(b"IDAT", idat[i : i + (1 << 20)]) for i in range(0, len(idat), 1 << 20)]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(encoded) + _png_chunk(b"IEND", b"")
+
+
+def _png_metadata_chunks(
+    dpi: tuple[float, float] | None, xmp: bytes | None, text: dict[str, str] | None
+) -> list[tuple[bytes, bytes]]:
+    """PNG chunks (type, payload) for a resolution (pHYs), text (tEXt, or iTXt beyond Latin-1) and XMP (iTXt)."""
+    chunks = []
+    if dpi:
+        chunks.append((b"pHYs", struct.pack(">IIB", *(round(value / 0.0254) for value in dpi), 1)))  # per metre
+    for keyword, value in (text or {}).items():
+        try:
+            chunks.append((b"tEXt", keyword.encode("latin-1") + b"\0" + value.encode("latin-1")))
+        except UnicodeEncodeError:
+            chunks.append((b"iTXt", keyword.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")))
+    if xmp:
+        chunks.append((b"iTXt", _PNG_XMP_KEY.encode("latin-1") + b"\0\0\0\0\0" + xmp))
+    return chunks
 
 
 def _paeth_filtered(rows: np.ndarray, bytes_per_pixel: int, block: int = 256) -> Iterator[bytes]:

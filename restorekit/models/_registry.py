@@ -95,16 +95,20 @@ _DEFAULTS = {
         1: ("mallenet_m.awgn_gray", "mallenet_s.awgn_gray"),
     },
     "tune": {3: ("tunable_mallenet_s.awgn_color",), 1: ("tunable_mallenet_s.awgn_gray",)},
+    "real": {3: ("acdanet_s.real_color",)},
 }
 
 
 def default_model(channels: int, kind: str = "denoise") -> str:
-    """The best shipped model of ``kind`` (``denoise``, ``tune``) for ``channels``-channel images (1 or 3)."""
+    """The best shipped model of ``kind`` for ``channels``-channel images (1 or 3).
+
+    Kinds: ``denoise`` (Gaussian, σ-conditioned), ``tune`` (tunable) and ``real`` (blind, real camera noise).
+    """
     from restorekit.models import _weights
 
     shipped = _weights.shipped()
     for name in _DEFAULTS[kind].get(channels, ()):
         if name in shipped:
             return name
-    what = "denoiser" if kind == "denoise" else "tunable model"
+    what = {"denoise": "denoiser", "tune": "tunable model", "real": "real-noise denoiser"}[kind]
     raise WeightsError(f"no trained {what} for {channels}-channel images ships with this install")

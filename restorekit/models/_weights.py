@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from restorekit._checks import fail
@@ -71,7 +71,7 @@ def save_model(model: nn.Module, path: str | Path, name: str, **metadata: Any) -
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
     tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=header)
+    tmp.write_bytes(save(tensors, metadata=header))  # a plain write, so the umask sets the mode (save_file: 0600)
     tmp.replace(path)
 
 

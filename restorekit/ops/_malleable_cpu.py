@@ -64,6 +64,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -882,6 +883,7 @@ def _build() -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"restorekit: compiling the CPU kernel, once (cached in {target.parent})", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         source, library = Path(tmp) / "malleable_conv_cpu.cpp", Path(tmp) / "library.so"
         source.write_text(_SOURCE)

@@ -30,6 +30,9 @@ class DataConfig:
     ``file_fraction`` of each batch is clipped to [0, 1] and rounded to 8 bits after the noise is added,
     the way noisy files on disk are; the rest keeps unclipped float noise (the papers' protocol).
     ``rescale`` and ``channel_shuffle`` augment the crops (see :func:`restorekit.train.data.sample_patches`).
+    ``degradation: camera`` (for blind real-noise models) degrades ``camera_fraction`` of each batch with the
+    camera-noise synthesis (:mod:`restorekit.train.camera_noise`), leaves ``clean_fraction`` clean (8-bit),
+    and gives the rest AWGN with σ in ``sigma``; ``awgn`` gives every image AWGN.
     """
 
     train: tuple[str, ...]
@@ -43,6 +46,9 @@ class DataConfig:
     val_crop: int = 128
     rescale: tuple[float, float] = (1.0, 1.0)
     channel_shuffle: bool = False
+    degradation: str = "awgn"
+    camera_fraction: float = 0.0
+    clean_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
                 values[key] = tuple(value)
         sections[section] = cls(**values)
     check_choice(sections["optim"].loss, ("charbonnier", "l1"), f"{source} optim.loss")
+    check_choice(sections["data"].degradation, ("awgn", "camera"), f"{source} data.degradation")
     return Recipe(**sections)
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from restorekit.errors import UsageError
+from restorekit.train.camera_noise import synthesize
 
 TRAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -116,3 +117,42 @@ def draw_omega(batch: int, endpoints: float, fixed_w1: float | None, generator: 
         pick = torch.rand(batch, generator=generator)
         w1 = torch.where(pick < endpoints / 2, 0.0, torch.where(pick < endpoints, 1.0, w1))
     return torch.stack([w1, 1 - w1], dim=1)
+
+
+def degrade_mixture(
+    clean: torch.Tensor,
+    camera_fraction: float,
+    clean_fraction: float,
+    sigma_range: tuple[float, float],
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Degrade a batch for a blind real-noise denoiser: camera noise, AWGN and clean images mixed.
+
+    The first ``round(B·camera_fraction)`` images get the camera-noise synthesis (their targets are the clean
+    images rendered by the same synthetic camera), the last ``round(B·clean_fraction)`` stay clean, rounded to
+    8 bits like a file (so the model learns to leave clean images alone), and the rest get AWGN with σ uniform
+    in ``sigma_range``, clipped and rounded to 8 bits.
+
+    Args:
+        clean: ``(B, 3, H, W)`` in [0, 1], H and W even.
+        camera_fraction, clean_fraction: Shares of the batch.
+        sigma_range: σ range of the AWGN share (0–255 scale).
+        generator: Source of every random choice.
+
+    Returns:
+        ``(noisy, target)``, both ``(B, 3, H, W)``.
+    """
+    batch = clean.shape[0]
+    cameras = round(batch * camera_fraction)
+    untouched = min(round(batch * clean_fraction), batch - cameras)
+    gaussian = batch - cameras - untouched
+    noisy, target = clean.clone(), clean.clone()
+    if cameras:
+        noisy[:cameras], target[:cameras] = synthesize(clean[:cameras], generator)
+    if gaussian:
+        part = slice(cameras, cameras + gaussian)
+        sigma, _ = draw_degradation(gaussian, sigma_range, 0.0, generator)
+        noisy[part] = add_awgn(clean[part], sigma, torch.ones(gaussian, dtype=torch.bool), generator)
+    if untouched:
+        noisy[batch - untouched :] = target[batch - untouched :] = clean[batch - untouched :].mul(255).round().div(255)
+    return noisy, target

@@ -24,7 +24,14 @@ from restorekit.models._registry import architecture
 from restorekit.models._weights import load_model, save_model
 from restorekit.train.checkpoint import load_checkpoint, save_checkpoint
 from restorekit.train.config import Recipe, recipe_to_yaml
-from restorekit.train.data import add_awgn, draw_degradation, draw_omega, load_clean_images, sample_patches
+from restorekit.train.data import (
+    add_awgn,
+    degrade_mixture,
+    draw_degradation,
+    draw_omega,
+    load_clean_images,
+    sample_patches,
+)
 from restorekit.train.losses import LOSSES, multi_loss, noise_target
 from restorekit.train.metrics import psnr
 
@@ -79,7 +86,11 @@ def pick_device(name: str) -> torch.device:
 
 
 def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre crops of the held-out images and their noisy versions (σ = ``val_sigma``, fixed seed, float)."""
+    """Centre crops of the held-out images and their noisy versions (σ = ``val_sigma``, fixed seed, float).
+
+    For ``degradation: camera`` the crops go through the camera-noise synthesis instead (fixed seed), and the
+    returned clean crops are the synthesis targets.
+    """
     crop = recipe.data.val_crop
     clean = []
     for image in images:
@@ -87,6 +98,9 @@ def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tens
         clean.append(image[top : top + crop, left : left + crop])
     batch = torch.from_numpy(np.stack(clean)).permute(0, 3, 1, 2).float().div(255)
     generator = torch.Generator().manual_seed(12345)
+    if recipe.data.degradation == "camera":  # the synthetic validation split: every crop through the synthesis
+        noisy, target = degrade_mixture(batch, 1.0, 0.0, recipe.data.sigma, generator)
+        return target, noisy
     sigma = torch.full((len(images),), recipe.data.val_sigma)
     return batch, add_awgn(batch, sigma, torch.zeros(len(images), dtype=torch.bool), generator)
 
@@ -174,8 +188,12 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
         clean = sample_patches(
             train_images, data.batch, data.patch, data_rng, rescale=data.rescale, channel_shuffle=data.channel_shuffle
         )
-        sigma, as_file = draw_degradation(data.batch, data.sigma, data.file_fraction, generator)
-        noisy = add_awgn(clean, sigma, as_file, generator)
+        if data.degradation == "camera":
+            noisy, clean = degrade_mixture(clean, data.camera_fraction, data.clean_fraction, data.sigma, generator)
+            sigma = torch.zeros(data.batch)  # blind models take no noise level
+        else:
+            sigma, as_file = draw_degradation(data.batch, data.sigma, data.file_fraction, generator)
+            noisy = add_awgn(clean, sigma, as_file, generator)
         level = (sigma / 255).view(-1, 1, 1, 1).expand(-1, 1, *clean.shape[-2:])
         clean, noisy, level = (t.to(device, memory_format=memory_format) for t in (clean, noisy, level))
         if recipe.tune is None:

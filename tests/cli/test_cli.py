@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -12,13 +14,16 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from restorekit.cli._console import ExitCode
+from restorekit.cli._console import ExitCode, Reporter
 from restorekit.cli.app import app
 from restorekit.inference import tiling
 from restorekit.inference.io import load_image
-from restorekit.models._weights import shipped
+from restorekit.models._weights import load_model, shipped
 
 runner = CliRunner()
+_spec = importlib.util.spec_from_file_location("hostile_corpus", Path(__file__).parents[1] / "hostile_corpus.py")
+corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(corpus)
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 SUMMARY_KEYS = {"command", "ok", "exists", "failed", "exit_code", "files"}
 FILE_KEYS = {"input", "output", "status", "error", "sigma", "sigma_source", "model", "device", "dtype", "tile"}
@@ -337,8 +342,9 @@ def test_progress_jsonl_on_stderr(batch, tmp_path, tiny_weights):
     result = invoke(*args, "--progress", "jsonl")
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    assert [(e["done"], e["total"], e["status"]) for e in events] == [(1, 2, "ok"), (2, 2, "ok")]
-    assert events[0]["sigma"] == 10 and result.stdout == ""
+    done = [e for e in events if e["event"] == "progress"]
+    assert [(e["done"], e["total"], e["status"]) for e in done] == [(1, 2, "ok"), (2, 2, "ok")]
+    assert done[0]["sigma"] == 10 and result.stdout == ""
 
 
 def test_bit_depth_16(tmp_path, write_png, tiny_weights):
@@ -402,3 +408,133 @@ def test_models_table_counts_every_training_stage():
     assert _iterations_text(stage1) == "8000"
     assert _iterations_text({"iterations": 5000, "initialized_from": {"training": stage1}}) == "8000 + 5000"
     assert _iterations_text({"iterations": 5, "initialized_from": None}) == "5"
+
+
+# ------------------------------------------------------------------------------------ hostile inputs, rough edges
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow and tifffile warn about damaged tags
+def test_hostile_corpus_never_stops_the_batch(tmp_path, write_png, tiny_weights, tree_hash):
+    folder = tmp_path / "in"
+    expected = corpus.build(folder)
+    write_png(folder / "good1.png")
+    write_png(folder / "good2.png", seed=3)
+    before = tree_hash(folder)
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    with corpus.time_limit(120):
+        result = invoke("denoise", folder, "-o", out, "--sigma", "10", "--model", tiny_weights, "--json")
+    assert result.exit_code == ExitCode.FAILED, result.output
+    payload = summary(result)
+    records = {Path(r["input"]).name: r for r in payload["files"]}
+    assert set(records) == {*expected, "good1.png", "good2.png"}
+    lines = error_lines(result)
+    assert len(lines) == payload["failed"] and all("unexpected" not in line for line in lines)
+    for name, words in expected.items():
+        record = records[name]
+        if words is not None:
+            assert record["status"] == "failed" and words in record["error"], record
+        if record["status"] == "failed":
+            assert sum(f"/{name}:" in line for line in lines) == 1
+    assert records["good1.png"]["status"] == records["good2.png"]["status"] == "ok"
+    assert {p.name for p in out.iterdir()} == {n for n, r in records.items() if r["status"] == "ok"}
+    assert tree_hash(folder) == before
+    print(f"hostile corpus: {len(records)} files in {time.perf_counter() - started:.1f} s")
+
+
+def test_symlink_loop_and_named_pipe_named_directly(tmp_path, write_png, tiny_weights):
+    good = write_png(tmp_path / "good.png")
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    with corpus.time_limit(60):
+        result = invoke(
+            "denoise", tmp_path / "loop.png", tmp_path / "pipe.png", good, "--sigma", "10", "--model", tiny_weights
+        )
+    assert result.exit_code == ExitCode.FAILED
+    loop, pipe = error_lines(result)
+    assert "loop.png: symlink loop" in loop and "unexpected" not in loop
+    assert "pipe.png: is a named pipe" in pipe
+    assert (tmp_path / "good_denoised.png").is_file()
+
+
+def test_unsupported_output_suffix_is_a_usage_error(tmp_path, write_png, tiny_weights):
+    source = write_png(tmp_path / "a.png")
+    result = invoke("denoise", source, "-o", tmp_path / "out.gif", "--sigma", "10", "--model", tiny_weights)
+    assert result.exit_code == ExitCode.USAGE
+    (line,) = error_lines(result)
+    assert "out.gif" in line and ".png" in line and ".tiff" in line
+    assert not (tmp_path / "out.gif").exists()
+
+
+@pytest.mark.skipif("mallenet_s.awgn_color" not in shipped(), reason="needs the default colour model")
+def test_sigma_out_of_range_with_the_default_model_is_one_usage_error(tmp_path, write_png):
+    for name in ("a.png", "b.png", "c.png"):
+        write_png(tmp_path / "in" / name)
+    result = invoke("denoise", tmp_path / "in", "-o", tmp_path / "out", "--sigma", "80")
+    assert result.exit_code == ExitCode.USAGE
+    (line,) = error_lines(result)
+    assert "--sigma" in line and "[0, 75]" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_library_messages_show_the_cli_options(tmp_path, write_png, tiny_weights):
+    source = write_png(tmp_path / "a.png")
+    result = invoke("denoise", source, "-o", tmp_path / "a.jpg", "--bit-depth", "16", "--model", tiny_weights)
+    (line,) = error_lines(result)
+    assert "(set --bit-depth)" in line and "bit_depth" not in line
+    result = invoke("denoise", source, "--max-pixels", "100", "--model", tiny_weights)
+    (line,) = error_lines(result)
+    assert "40×24 = 960 pixels exceeds the limit of 100 pixels (raise --max-pixels" in line
+    existing = write_png(tmp_path / "sample.png")
+    result = invoke("sample", existing)
+    assert result.exit_code == ExitCode.FAILED
+    (line,) = error_lines(result)
+    assert "already exists (pass --overwrite to replace it)" in line and "=True" not in line
+
+
+def test_progress_jsonl_reports_tiles_of_the_current_file(tmp_path, write_png, tiny_weights):
+    first = write_png(tmp_path / "in" / "a.png", height=240, width=300)
+    second = write_png(tmp_path / "in" / "b.png", height=240, width=300)
+    args = ["denoise", tmp_path / "in", "-o", tmp_path / "out", "--sigma", "10", "--model", tiny_weights]
+    result = invoke(*args, "--tile", str(tiling.min_tile(load_model(tiny_weights).requirements)), "--progress", "jsonl")
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events if e["event"] != "tile"] == ["start", "progress"] * 2
+    tiles = [e for e in events if e["event"] == "tile"]
+    assert {e["item"] for e in tiles} == {str(first), str(second)}
+    (total,) = {e["tiles"] for e in tiles}
+    assert total > 1 and [e["tile"] for e in tiles if e["item"] == str(first)] == list(range(1, total + 1))
+    assert all(e["done"] == (0 if e["item"] == str(first) else 1) for e in tiles)
+
+
+def test_the_bar_names_the_current_file_and_its_tiles():
+    reporter = Reporter("rich", total=2, label="denoise")
+    fields = reporter._bar.tasks[0].fields
+    reporter.start("a.png")
+    assert fields["item"] == "a.png"
+    reporter.tiles(3, 8)
+    assert "a.png" in fields["item"] and "tile 3/8" in fields["item"]
+    reporter.done("a.png", status="ok")
+    reporter.start("b.png")
+    assert fields["item"] == "b.png"
+
+
+def test_bench_report_writes_only_where_told(tmp_path):
+    results = tmp_path / "latency.json"
+    results.write_text("{}")
+    result = invoke("bench", "report", results)
+    assert result.exit_code == ExitCode.USAGE and "--output" in result.output
+    result = invoke("bench", "report", results, "-o", tmp_path / "missing" / "benchmarks.md")
+    assert result.exit_code == ExitCode.FAILED
+    (line,) = error_lines(result)
+    assert "no such folder" in line and "Errno" not in line
+    assert not (tmp_path / "missing").exists()
+
+
+def test_sample_message_stays_on_one_line_when_piped(tmp_path):
+    output = tmp_path / ("a_rather_long_folder_name_" * 3) / "noisy.png"
+    output.parent.mkdir()
+    result = invoke("sample", output, "--name", "camera")
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("wrote")]
+    assert str(output) in line and line.endswith("clipped to 8 bits")

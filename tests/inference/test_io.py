@@ -20,7 +20,7 @@ import pytest
 import tifffile
 import torch
 from PIL import Image as PILImage
-from PIL import ImageCms, ImageOps, JpegImagePlugin
+from PIL import ImageCms, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from restorekit.errors import InputError, OutputError, UsageError
 from restorekit.inference import io as rio
@@ -408,6 +408,90 @@ def test_tiff_exif_leaves_out_layout_tags(tmp_path):
     assert not {256, 257, 273, 279} & set(exif)  # width, height, strip offsets / byte counts belong to the source
 
 
+# ----------------------------------------------------------------------------------- DPI, XMP and PNG text
+
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+TEXT = {"Title": "a noisy photo", "Author": "Zoë Ünïcode 写真"}
+EXTRAS_OUTPUTS = [(".png", 8), (".png", 16), (".jpg", 8), (".tif", 8), (".tif", 16), (".webp", 8), (".bmp", 8)]
+
+
+def with_extras(depth: int = 8) -> Image:
+    pixels = smooth_samples(3) / np.float32(255)
+    return Image(pixels, None, depth, "RGB", "PNG", dpi=(300.0, 150.0), xmp=XMP, text=TEXT)
+
+
+@pytest.mark.parametrize(("suffix", "depth"), EXTRAS_OUTPUTS, ids=[f"{s[1:]}-{d}" for s, d in EXTRAS_OUTPUTS])
+def test_dpi_xmp_and_text_round_trip_where_the_format_holds_them(tmp_path, suffix, depth):
+    path = tmp_path / f"out{suffix}"
+    save_image(with_extras(depth), path)
+    image = load_unchanged(path)
+    fmt = image.format
+    if fmt in ("PNG", "JPEG", "TIFF", "BMP"):
+        assert image.dpi == pytest.approx((300, 150), abs=0.03)
+        with tifffile.TiffFile(path) if fmt == "TIFF" else PILImage.open(path) as written:  # independent readers
+            dpi = written.pages.first.resolution if fmt == "TIFF" else written.info["dpi"]
+        assert dpi == pytest.approx((300, 150), abs=0.03)
+    else:
+        assert image.dpi is None
+    assert image.xmp == (None if fmt == "BMP" else XMP)
+    assert image.text == (TEXT if fmt == "PNG" else None)
+    if fmt == "PNG":
+        written = PILImage.open(path)
+        written.load()
+        assert {k: v for k, v in written.text.items() if k != "XML:com.adobe.xmp"} == TEXT
+
+
+def test_metadata_is_read_from_third_party_pngs_and_tiffs(tmp_path):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "zipped " * 20, zip=True)
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    PILImage.fromarray(smooth_samples(3)).save(tmp_path / "in.png", pnginfo=info, dpi=(72, 72))
+    image = load_unchanged(tmp_path / "in.png")
+    assert image.text == {"Comment": "zipped " * 20} and image.xmp == XMP
+    assert image.dpi == pytest.approx((72, 72), abs=0.01)
+    samples = random_samples(3, 16)
+    tags = [(700, "B", len(XMP), XMP, True)]
+    tifffile.imwrite(
+        tmp_path / "in.tif",
+        samples,
+        photometric="rgb",
+        resolution=(40, 20),
+        resolutionunit="CENTIMETER",
+        extratags=tags,
+    )
+    image = load_unchanged(tmp_path / "in.tif")
+    assert image.dpi == pytest.approx((101.6, 50.8)) and image.xmp == XMP
+    tifffile.imwrite(tmp_path / "plain.tif", samples, photometric="rgb")  # tifffile: unit none, (1, 1)
+    assert load_unchanged(tmp_path / "plain.tif").dpi is None
+
+
+@pytest.mark.parametrize("kind", ["jpg", "tif8", "tif16"])
+def test_dpi_turns_with_the_orientation(tmp_path, kind):
+    samples = random_samples(3, 16 if kind == "tif16" else 8)
+    path = tmp_path / f"in.{kind[:3]}"
+    if kind == "jpg":
+        PILImage.fromarray(samples).save(path, dpi=(300, 150), exif=make_exif(orientation=6))
+    else:
+        extratags = [(274, "H", 1, 6, True)]
+        tifffile.imwrite(
+            path, samples, photometric="rgb", resolution=(300, 150), resolutionunit="INCH", extratags=extratags
+        )
+    image = load_image(path)
+    assert image.pixels.shape[:2] == (W, H) and image.dpi == pytest.approx((150, 300))
+
+
+def test_a_stale_layout_description_is_not_carried(tmp_path):
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, random_samples(3, 16), photometric="rgb", extratags=[(274, "H", 1, 6, True)])
+    with tifffile.TiffFile(source) as tif:
+        assert tif.pages.first.description.startswith('{"shape": [16, 24')  # tifffile's own record of the layout
+    image = load_image(source)
+    assert image.pixels.shape[:2] == (W, H)
+    save_image(image, tmp_path / "out.tif")
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        assert "shape" not in tif.pages.first.description and tif.pages.first.shape[:2] == (W, H)
+
+
 # ----------------------------------------------------------------------------------------------- orientation
 
 
@@ -611,8 +695,8 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     with pytest.raises(InputError) as excinfo:
         load_unchanged(path)
     message = one_line_error(excinfo, path)
-    assert f"30000×30000 = 900.0 MP exceeds the {DEFAULT_MAX_PIXELS / 1e6:g} MP limit" in message
-    assert "RESTOREKIT_MAX_PIXELS" in message and "--max-pixels" in message
+    assert f"30000×30000 = 900.0 MP exceeds the limit of {DEFAULT_MAX_PIXELS / 1e6:.1f} MP" in message
+    assert "max_pixels" in message and "RESTOREKIT_MAX_PIXELS" in message and "--" not in message
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".webp", ".bmp"])

@@ -1,0 +1,100 @@
+"""ACDA layers: a per-pixel atom generator over Fourier–Bessel bases, and the two-layer ACDA convolution."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from restorekit.ops.atom_conv import atom_conv
+from restorekit.ops.fourier_bessel import fourier_bessel_bases
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of each pixel, with a learned per-channel scale and shift.
+
+    The atom generator's normalisation. The release uses BatchNorm, whose batch statistics with CPU-sized
+    batches differ from the running averages inference uses; GroupNorm or a LayerNorm over (C, H, W) would
+    make a pixel depend on the whole tile, so that tiled and untiled outputs differ. Per-pixel statistics
+    depend on neither the batch nor the tiling.
+
+    Shape:
+        ``(B, C, H, W) → (B, C, H, W)``
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.movedim(1, -1), x.shape[1:2], self.weight, self.bias, self.eps).movedim(-1, 1)
+
+
+class AtomGenerator(nn.Module):
+    """Predicts, at every pixel, M atoms as combinations of L fixed Fourier–Bessel bases.
+
+    conv3×3 → norm → tanh → conv3×3 → norm → tanh (the release's ``bases_net``) gives M·L coefficients per
+    pixel; the atoms are their products with the bases.
+
+    Shape:
+        ``(B, C, H, W) → atoms (B, M, K², H, W)``
+    """
+
+    def __init__(self, channels: int, width: int, atoms: int, kernel_size: int, bases_per_scale: int):
+        super().__init__()
+        bases = fourier_bessel_bases(kernel_size, bases_per_scale)
+        self.register_buffer("bases", bases.flatten(1), persistent=False)  # (L, K²), rebuilt, never loaded
+        self.atoms = atoms
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1),
+            ChannelNorm(width),
+            nn.Tanh(),
+            nn.Conv2d(width, atoms * len(bases), 3, padding=1),
+            ChannelNorm(atoms * len(bases)),
+            nn.Tanh(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        coefficients = self.body(x).view(batch, self.atoms, len(self.bases), height, width)
+        return torch.einsum("bmlhw,lt->bmthw", coefficients, self.bases.to(coefficients.dtype))
+
+
+class ACDAConv(nn.Module):
+    """Adaptive convolution with per-pixel dynamic filter atoms (Wang et al., ICCV 2021), two-layer form.
+
+    Atoms from :class:`AtomGenerator` filter every channel's neighbourhood (``ops.atom_conv``), then a 1×1
+    convolution of the C·M responses with learned coefficients gives the output; the per-pixel
+    C_out × C_in × K × K filters are never formed.
+
+    Args:
+        in_channels: C_in.
+        out_channels: C_out.
+        kernel_size: K, the largest basis scale (odd, ≥ 3).
+        atoms: M, atoms per pixel.
+        bases_per_scale: b, Fourier–Bessel bases kept per scale (L = b·(K // 2) in all).
+        generator_width: Hidden channels of the atom generator.
+
+    Shape:
+        ``(B, C_in, H, W) → (B, C_out, H, W)``
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        atoms: int = 6,
+        bases_per_scale: int = 6,
+        generator_width: int = 16,
+    ):
+        super().__init__()
+        self.generator = AtomGenerator(in_channels, generator_width, atoms, kernel_size, bases_per_scale)
+        self.coefficients = nn.Conv2d(in_channels * atoms, out_channels, 1)
+        nn.init.kaiming_normal_(self.coefficients.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.coefficients.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.coefficients(atom_conv(x, self.generator(x)))
