@@ -135,24 +135,32 @@ def _grad_atoms(grad_out: torch.Tensor, x: torch.Tensor, atoms: torch.Tensor) ->
 if triton is not None:
 
     @triton.jit
+    def _pixel_block(height, width, BLOCK_P: tl.constexpr):
+        """The image ``b`` and the rows, columns and validity of this program's block of pixels."""
+        blocks = tl.cdiv(height * width, BLOCK_P)
+        pixels = (tl.program_id(0) % blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
+        return tl.program_id(0) // blocks, pixels // width, pixels % width, pixels < height * width
+
+    @triton.jit
+    def _tap(row, col, inside, t, K: tl.constexpr, SIGN: tl.constexpr, height, width):
+        """The pixel ``SIGN`` × tap ``t``'s offset away from (row, col), and whether it lies in the image."""
+        r = row + SIGN * (t // K - K // 2)
+        c = col + SIGN * (t % K - K // 2)
+        return r, c, inside & (r >= 0) & (r < height) & (c >= 0) & (c < width)
+
+    @triton.jit
     def _forward_kernel(
         x_ptr, atoms_ptr, out_ptr, channels, height, width,
         sxb, sxc, sxh, sxw, sab, sam, sat, sah, saw, sob, soc, soh, sow,
         M: tl.constexpr, K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr,
     ):  # fmt: skip
-        blocks = tl.cdiv(height * width, BLOCK_P)
-        b = tl.program_id(0) // blocks
-        pixels = (tl.program_id(0) % blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
-        row, col = pixels // width, pixels % width
-        inside = pixels < height * width
+        b, row, col, inside = _pixel_block(height, width, BLOCK_P)
         c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         c_ok = c < channels
         for m in tl.static_range(M):
             acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
             for t in tl.static_range(K * K):
-                r2 = row + (t // K - K // 2)
-                c2 = col + (t % K - K // 2)
-                ok = inside & (r2 >= 0) & (r2 < height) & (c2 >= 0) & (c2 < width)
+                r2, c2, ok = _tap(row, col, inside, t, K, 1, height, width)
                 atom = tl.load(atoms_ptr + b * sab + m * sam + t * sat + row * sah + col * saw, mask=inside, other=0.0)
                 xs = tl.load(
                     x_ptr + b * sxb + c[:, None] * sxc + (r2 * sxh + c2 * sxw)[None, :],
@@ -169,18 +177,12 @@ if triton is not None:
         sgb, sgc, sgh, sgw, sab, sam, sat, sah, saw, sxb, sxc, sxh, sxw,
         M: tl.constexpr, K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr,
     ):  # fmt: skip
-        blocks = tl.cdiv(height * width, BLOCK_P)
-        b = tl.program_id(0) // blocks
-        pixels = (tl.program_id(0) % blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
-        row, col = pixels // width, pixels % width
-        inside = pixels < height * width
+        b, row, col, inside = _pixel_block(height, width, BLOCK_P)
         c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         c_ok = c < channels
         acc = tl.zeros((BLOCK_C, BLOCK_P), dtype=ACC)
         for t in tl.static_range(K * K):
-            r1 = row - (t // K - K // 2)  # the source pixel p = q − t whose tap t reads q
-            c1 = col - (t % K - K // 2)
-            ok = inside & (r1 >= 0) & (r1 < height) & (c1 >= 0) & (c1 < width)
+            r1, c1, ok = _tap(row, col, inside, t, K, -1, height, width)  # the pixel p = q − t whose tap t reads q
             for m in tl.static_range(M):
                 atom = tl.load(atoms_ptr + b * sab + m * sam + t * sat + r1 * sah + c1 * saw, mask=ok, other=0.0)
                 g = tl.load(
@@ -198,16 +200,10 @@ if triton is not None:
         sgb, sgc, sgh, sgw, sxb, sxc, sxh, sxw, sab, sam, sat, sah, saw,
         M: tl.constexpr, K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ACC: tl.constexpr,
     ):  # fmt: skip
-        blocks = tl.cdiv(height * width, BLOCK_P)
-        b = tl.program_id(0) // blocks
-        pixels = (tl.program_id(0) % blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
-        row, col = pixels // width, pixels % width
-        inside = pixels < height * width
+        b, row, col, inside = _pixel_block(height, width, BLOCK_P)
         m = tl.program_id(1) // (K * K)
         t = tl.program_id(1) % (K * K)
-        r2 = row + (t // K - K // 2)
-        c2 = col + (t % K - K // 2)
-        ok = inside & (r2 >= 0) & (r2 < height) & (c2 >= 0) & (c2 < width)
+        r2, c2, ok = _tap(row, col, inside, t, K, 1, height, width)
         acc = tl.zeros((BLOCK_P,), dtype=ACC)
         for start in range(0, channels, BLOCK_C):
             c = start + tl.arange(0, BLOCK_C)

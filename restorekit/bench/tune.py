@@ -35,6 +35,7 @@ from restorekit.bench.noise import add_noise
 from restorekit.bench.quality import psnr
 from restorekit.inference.api import denoise, tune
 from restorekit.inference.io import load_image
+from restorekit.inference.sweep import contact_sheet, labelled
 from restorekit.models import create_model
 
 # run(noisy (H, W, C) in [0, 1], σ on the 0–255 scale, ω) → restored (H, W, C)
@@ -159,3 +160,35 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def sweep_strip(
+    clean_path: Path,
+    methods: Sequence[Contender],
+    sigma: float,
+    w1s: Sequence[float],
+    nu: float,
+    box: tuple[int, int, int],
+    protocol: str = "float",
+) -> np.ndarray:
+    """A figure: one row per method that depends on ω (tunable, DNI), one column per ω1, over a crop.
+
+    Every tile is the same ``box`` = (top, left, size) of the method's output for the benchmark's noisy input
+    of ``clean_path`` at ``sigma``, labelled with the setting and the whole image's PSNR / PSNRη.
+
+    Returns:
+        uint8 RGB ``(H, W, 3)``.
+    """
+    clean = load_image(clean_path).pixels
+    noisy = add_noise(clean, clean_path.name, sigma, protocol)
+    top, left, size = box
+    tiles = []
+    rows = [m for m in methods if m.uses_w]
+    for method in rows:
+        for w1 in w1s:
+            w = (float(w1), 1.0 - float(w1))
+            out = np.clip(method.run(noisy, sigma, w), 0, 1)
+            target = np.clip(clean + w[1] * nu * (noisy - clean), 0, 1)
+            label = f"{method.kind} w1={w[0]:g}: {psnr(clean, out):.2f} / {psnr(target, out):.2f} dB"
+            tiles.append(labelled(out[top : top + size, left : left + size], label))
+    return contact_sheet(tiles, columns=len(w1s))

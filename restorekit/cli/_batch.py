@@ -14,6 +14,9 @@ through a hidden temp file and renamed (:func:`restorekit.inference.io.save_imag
 leaves no partial outputs. A hard kill can leave a hidden ``.<name>.<hex>.part`` beside an output; the next
 run removes the ones belonging to the outputs it writes.
 
+Notes the tiling engine leaves while a file runs (:func:`restorekit.inference.tiling.collect_notes`: a tile
+that makes the run several times slower) join that file's ``notes``.
+
 The batch carries on past a failed file. Exit code: 0 when nothing failed (skipped files are not failures);
 when some failed, 1 — or, when every file failed with the same kind of error, that error's code (so a
 single-file run with a bad model exits 3, as documented).
@@ -253,11 +256,20 @@ def _run_one(job: Job, process: Callable[[Path, Path], dict[str, Any]], overwrit
         error = OutputError(f"{job.target.parent}: cannot create the output folder ({exc.strerror or exc})")
         return Result(job, "failed", str(error), exit_code(error))
     try:
-        return Result(job, "ok", fields=process(job.source, job.target))
+        with tiling.collect_notes([]) as notes:
+            fields = process(job.source, job.target)
+        return Result(job, "ok", fields=_with_notes(fields, notes))
     except RestoreKitError as exc:
         return Result(job, "failed", describe(exc), exit_code(exc))
     except MemoryError:
         return Result(job, "failed", f"{job.source}: out of memory", ExitCode.DEVICE)
+
+
+def _with_notes(fields: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """``fields`` with the engine's tiling notes added to its ``notes`` (those not already there)."""
+    known = list(fields.get("notes") or ())
+    extra = [note for note in notes if note not in known]
+    return {**fields, "notes": known + extra} if extra else fields
 
 
 def _batch_exit_code(results: Sequence[Result]) -> int:

@@ -60,6 +60,10 @@ Save = Annotated[
     list[Path] | None,
     typer.Option("--save", help="Write results to a file: .json, .csv, .md or .png (quality plot); repeatable."),
 ]
+Data = Annotated[list[Path], typer.Option("--data", help="Folder of clean images; repeatable (one dataset each).")]
+Limit = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Use the first N images of each folder.", show_default=False)
+]
 Machine = Annotated[
     str | None, typer.Option("--machine", help="A name for this machine, recorded in the results.", show_default=False)
 ]
@@ -219,7 +223,7 @@ def latency(
 @handle_errors
 def quality(
     ctx: typer.Context,
-    data: Annotated[list[Path], typer.Option("--data", help="Folder of clean images; repeatable (one dataset each).")],
+    data: Data,
     model: Models = None,
     peers: Peers = "all",
     sigma: Annotated[str, typer.Option("--sigma", help="Noise levels (0–255), comma-separated.")] = "15,25,50",
@@ -229,9 +233,7 @@ def quality(
     sigma_mode: Annotated[
         SigmaMode, typer.Option("--sigma-mode", help="Tell methods the true σ, or one shared estimate.")
     ] = SigmaMode.true,
-    limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Use the first N images of each folder.", show_default=False)
-    ] = None,
+    limit: Limit = None,
     per_image: Annotated[bool, typer.Option("--per-image", help="Show per-image rows in the table too.")] = False,
     ensemble: Annotated[
         bool, typer.Option("--ensemble", help="Also measure each model with --ensemble (named <model>+x8).")
@@ -290,7 +292,7 @@ def quality(
 @handle_errors
 def tune_(
     ctx: typer.Context,
-    data: Annotated[list[Path], typer.Option("--data", help="Folder of clean images; repeatable (one dataset each).")],
+    data: Data,
     model: Annotated[str, typer.Option("-m", "--model", help="The tunable model (name or .safetensors path).")] = (
         "tunable_mallenet_s.awgn_color"
     ),
@@ -309,9 +311,18 @@ def tune_(
     protocol: Annotated[
         ProtocolChoice, typer.Option("--protocol", help="float (unclipped, as the paper) or file (8-bit).")
     ] = ProtocolChoice.float,
-    limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Use the first N images of each folder.", show_default=False)
+    limit: Limit = None,
+    strip: Annotated[
+        Path | None,
+        typer.Option(
+            "--strip",
+            help="Also save a PNG of the first image at the largest σ: tunable and DNI rows, one column per ω1.",
+            show_default=False,
+        ),
     ] = None,
+    strip_box: Annotated[
+        str, typer.Option("--strip-box", help="Crop of the strip: top,left,size in pixels.")
+    ] = "100,250,160",
     device: Device = "auto",
     dtype: Dtype = DtypeChoice.auto,
     tile: Tile = None,
@@ -346,6 +357,14 @@ def tune_(
         "dtype": dtype.value,
         "tile": tile,
     }
+    if strip is not None:
+        from PIL import Image as PILImage
+
+        box = tuple(int(v) for v in _numbers(strip_box, "--strip-box"))
+        check(len(box) == 3, "--strip-box", "top,left,size", strip_box)
+        figure = bench_tune.sweep_strip(images[0][1], methods, max(sigmas), settings, nu, box, protocol.value)
+        PILImage.fromarray(figure).save(strip)
+        console.print(f"wrote {strip}")
     described = [{"name": m.name, "kind": m.kind} for m in methods]
     document = report.payload(
         "tune", rows, environment(machine), config, _command_line(ctx), methods=described, summary=summary

@@ -21,6 +21,13 @@ the CPU, ``torch.cuda.mem_get_info`` on CUDA), given the model's activation byte
 on a small probe. On an out-of-memory error the run restarts with tiles half as large, down to
 :func:`min_tile`; below that it raises :class:`~restorekit.errors.DeviceError`.
 
+Work. Each tile recomputes its overlap, so small tiles cost more than the pixels they produce:
+:func:`work_ratio` is the pixels the tiles run over those of the one padded piece (MalleNet-S at 1260×806:
+tile 192 with its 160-px overlap keeps 32 px of each step, ~27× the work). The out-of-memory restart
+halves the tile but stops at :func:`efficient_tile` (asymptotically at most twice the work) before it goes
+below it, and :func:`run_with_retry` reports a tile that does at least ``WORK_NOTE_RATIO`` times the work
+as a note to the caller's :func:`collect_notes`.
+
 Progress. Within :func:`report_tiles`, :func:`run_tiled` calls the given function after each tile with the
 tiles done and the tiles in the pass, so a caller far above (the command line's progress display) sees
 progress inside one large image without every function in between taking a callback.
@@ -52,10 +59,16 @@ MEMORY_SHARE = {"supported": 0.25, "discouraged": 0.5}
 # largest activation 320 B/px, measured peak 1.8 kB/px (ru_maxrss), so 6× (1.9 kB/px) covers it.
 ACTIVATION_FACTOR = 6
 PROBE_SIZE = 64
+# Asymptotic work of the smallest tile the out-of-memory restart reaches before it has to go lower.
+EFFICIENT_WORK = 2.0
+# A run whose tiles do at least this many times the work of one piece gets a note.
+WORK_NOTE_RATIO = 3.0
 
 # Called after each tile with (tiles done, tiles in this pass); set by report_tiles.
 TileProgress = Callable[[int, int], None]
 _tile_progress: ContextVar[TileProgress | None] = ContextVar("restorekit_tile_progress", default=None)
+# Where run_with_retry puts its notes; set by collect_notes.
+_tile_notes: ContextVar[list[str] | None] = ContextVar("restorekit_tile_notes", default=None)
 
 
 @contextmanager
@@ -78,6 +91,25 @@ def report_tiles(callback: TileProgress) -> Iterator[None]:
         yield
     finally:
         _tile_progress.reset(token)
+
+
+@contextmanager
+def collect_notes(notes: list[str]) -> Iterator[list[str]]:
+    """Within this context, :func:`run_with_retry` appends to ``notes`` what the caller should know (a tile
+    that does several times the work of one piece), each note once.
+
+    Example:
+        >>> req = Requirements(task="denoise", in_channels=1, out_channels=1, receptive_field=8)
+        >>> with collect_notes([]) as notes:
+        ...     _ = run_with_retry(lambda x, s: x, torch.rand(1, 1, 90, 90), 0.1, req, 32, torch.device("cpu"))
+        >>> notes
+        ['tile 32 with 20-px overlap: ~5× the work of untiled; a larger tile runs faster']
+    """
+    token = _tile_notes.set(notes)
+    try:
+        yield notes
+    finally:
+        _tile_notes.reset(token)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -116,6 +148,62 @@ def min_tile(requirements: Requirements) -> int:
     m = requirements.size_multiple
     step = max(m, requirements.receptive_field // 2)
     return max(_align_up(overlap(requirements) + step, m), padded_size(1, requirements))
+
+
+def efficient_tile(requirements: Requirements) -> int:
+    """The smallest tile that does at most ``EFFICIENT_WORK`` times the work of one piece on a large image.
+
+    A tile of side ``t`` keeps ``t - overlap`` of each step, so its work per useful pixel tends to
+    ``(t / (t - overlap))²``.
+
+    Example:
+        >>> req = Requirements(task="denoise", in_channels=3, out_channels=3, size_multiple=8, receptive_field=64)
+        >>> overlap(req), min_tile(req), efficient_tile(req)
+        (160, 192, 552)
+    """
+    over = overlap(requirements)
+    side = math.ceil(over * math.sqrt(EFFICIENT_WORK) / (math.sqrt(EFFICIENT_WORK) - 1))
+    return max(_align_up(side, requirements.size_multiple), min_tile(requirements))
+
+
+def _grid(
+    height: int, width: int, tile: int | None, requirements: Requirements
+) -> tuple[int, int, list[int], list[int]]:
+    """Tile height and width and the row and column origins :func:`run_tiled` uses on the padded image."""
+    full_h, full_w = padded_size(height, requirements), padded_size(width, requirements)
+    if tile is None or (tile >= full_h and tile >= full_w):
+        return full_h, full_w, [0], [0]
+    tile = max(_align_up(tile, requirements.size_multiple), min_tile(requirements))
+    tile_h, tile_w = min(tile, full_h), min(tile, full_w)
+    over = overlap(requirements)
+    return tile_h, tile_w, _origins(full_h, tile_h, tile_h - over), _origins(full_w, tile_w, tile_w - over)
+
+
+def work_ratio(height: int, width: int, tile: int | None, requirements: Requirements) -> float:
+    """Pixels the tiles of a ``height×width`` image run over, as a multiple of the one padded piece's.
+
+    Example:
+        >>> req = Requirements(task="denoise", in_channels=3, out_channels=3, size_multiple=8, receptive_field=64)
+        >>> round(work_ratio(806, 1260, 192, req), 1), round(work_ratio(806, 1260, 552, req), 1)
+        (26.5, 1.8)
+    """
+    tile_h, tile_w, rows, cols = _grid(height, width, tile, requirements)
+    return (
+        len(rows) * tile_h * len(cols) * tile_w / (padded_size(height, requirements) * padded_size(width, requirements))
+    )
+
+
+def tile_note(height: int, width: int, tile: int | None, requirements: Requirements) -> str | None:
+    """A note when the tiles of a ``height×width`` image do at least ``WORK_NOTE_RATIO`` times the work of one
+    piece, else ``None``."""
+    ratio = work_ratio(height, width, tile, requirements)
+    if tile is None or ratio < WORK_NOTE_RATIO:
+        return None
+    side = max(_align_up(tile, requirements.size_multiple), min_tile(requirements))
+    return (
+        f"tile {side} with {overlap(requirements)}-px overlap: ~{ratio:.0f}× the work of untiled; "
+        "a larger tile runs faster"
+    )
 
 
 def _reflect(start: int, size: int, length: int) -> torch.Tensor:
@@ -222,12 +310,9 @@ def run_tiled(
         progress(1, 1)
         return out[..., : height * s, : width * s].float().cpu()
 
-    m = requirements.size_multiple
-    tile = max(_align_up(tile, m), min_tile(requirements))
-    tile_h, tile_w = min(tile, full_h), min(tile, full_w)
+    tile_h, tile_w, rows, cols = _grid(height, width, tile, requirements)
     over, margin = overlap(requirements), requirements.receptive_field
     ramp = over - 2 * margin
-    rows, cols = _origins(full_h, tile_h, tile_h - over), _origins(full_w, tile_w, tile_w - over)
     row_w = _axis_weights(full_h * s, tile_h * s, [r * s for r in rows], margin * s, ramp * s)
     col_w = _axis_weights(full_w * s, tile_w * s, [c * s for c in cols], margin * s, ramp * s)
 
@@ -313,6 +398,10 @@ def run_with_retry(
 ) -> tuple[torch.Tensor, int | None]:
     """:func:`run_tiled`, restarting with half-size tiles after an out-of-memory error.
 
+    The restart halves the tile down to :func:`min_tile`, but tries :func:`efficient_tile` before it goes
+    below it. Within :func:`collect_notes`, a tile that does at least ``WORK_NOTE_RATIO`` times the work of
+    one piece (:func:`tile_note`) is noted.
+
     Args:
         fn, x, sigma, requirements: As for :func:`run_tiled`.
         tile: First tile side to try; ``None`` tries the whole image first; ``0`` forbids tiling.
@@ -330,14 +419,12 @@ def run_with_retry(
         >>> used is None
         True
     """
-    smallest = min_tile(requirements)
+    smallest, efficient = min_tile(requirements), efficient_tile(requirements)
     full = max(padded_size(n, requirements) for n in x.shape[-2:])
     attempt = None if tile == 0 else tile
     while True:
         try:
-            return run_tiled(fn, x, sigma, requirements, attempt), (
-                attempt if attempt is not None and attempt < full else None
-            )
+            out = run_tiled(fn, x, sigma, requirements, attempt)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -349,4 +436,10 @@ def run_with_retry(
                 raise DeviceError(
                     f"out of memory on {device} {detail} for a {x.shape[-2]}×{x.shape[-1]} image"
                 ) from None
-            attempt = max(_align_down(current // 2, requirements.size_multiple), smallest)
+            half = _align_down(current // 2, requirements.size_multiple)
+            attempt = max(half, efficient if current > efficient else smallest)
+            continue
+        note, notes = tile_note(*x.shape[-2:], attempt, requirements), _tile_notes.get()
+        if note is not None and notes is not None and note not in notes:
+            notes.append(note)
+        return out, (attempt if attempt is not None and attempt < full else None)

@@ -84,3 +84,10 @@ def test_cli_refuses_settings_outside_the_unit_interval(colour_dir: Path, weight
         app, ["bench", "tune", "--data", str(colour_dir), "-m", str(weights["tunable"]), "--w1", "0,1.5"]
     )
     assert result.exit_code == 2
+
+
+def test_strip_has_a_row_per_tunable_method_and_a_column_per_setting(colour_dir: Path, weights):
+    methods = bench_tune.contenders(weights["tunable"], weights["fixed"], weights["retain"], "cpu", "fp32")
+    image = sorted(colour_dir.iterdir())[0]
+    figure = bench_tune.sweep_strip(image, methods, 30, [0.0, 0.5, 1.0], 0.9, (4, 8, 16))
+    assert figure.dtype == "uint8" and figure.shape == (2 * (16 + 18) + 4, 3 * 16 + 2 * 4, 3)

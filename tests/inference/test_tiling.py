@@ -213,3 +213,51 @@ def test_twelve_megapixels_run_in_bounded_memory_on_cpu():
     assert result["shape"] == [3000, 4000, 3] and result["tile"] is not None
     # Input tensor, accumulator, output array (3 images) plus tiles well under the 1 GiB view.
     assert result["extra"] < 3 * image + 1024**3, result
+
+
+# MalleNet-S: receptive field 64, size multiple 8 → overlap 160, smallest tile 192.
+MALLENET_S = Requirements(
+    task="denoise", in_channels=1, out_channels=1, size_multiple=8, min_size=16, receptive_field=64
+)
+
+
+def test_work_ratio_follows_the_tile_geometry():
+    assert (tiling.overlap(MALLENET_S), tiling.min_tile(MALLENET_S)) == (160, 192)
+    assert tiling.work_ratio(806, 1260, None, MALLENET_S) == 1.0
+    assert tiling.work_ratio(806, 1260, 4096, MALLENET_S) == 1.0
+    # 192-px tiles keep 32 px of each step: 21 × 35 tiles of 192² over the padded 808 × 1264.
+    assert tiling.work_ratio(806, 1260, 192, MALLENET_S) == pytest.approx(21 * 35 * 192**2 / (808 * 1264))
+    efficient = tiling.efficient_tile(MALLENET_S)
+    assert tiling.min_tile(MALLENET_S) < efficient and tiling.work_ratio(3000, 4000, efficient, MALLENET_S) < 2.1
+    assert tiling.tile_note(806, 1260, efficient, MALLENET_S) is None
+    assert tiling.tile_note(806, 1260, 192, MALLENET_S) == (
+        "tile 192 with 160-px overlap: ~27× the work of untiled; a larger tile runs faster"
+    )
+
+
+def test_a_costly_tile_is_noted_once():
+    x = torch.rand(1, 1, 400, 400)
+    with tiling.collect_notes([]) as notes:
+        for _ in range(2):  # two passes (ensemble views, colour planes) over one image
+            tiling.run_with_retry(lambda x, s: x, x, 0.1, MALLENET_S, 192, CPU)
+    (note,) = notes
+    assert note.startswith("tile 192 with 160-px overlap: ~15×")
+    with tiling.collect_notes([]) as notes:
+        tiling.run_with_retry(lambda x, s: x, x, 0.1, MALLENET_S, None, CPU)
+        tiling.run_with_retry(lambda x, s: x, torch.rand(1, 1, 1000, 1000), 0.1, MALLENET_S, 552, CPU)
+    assert notes == []
+
+
+def test_out_of_memory_restart_stops_at_the_efficient_tile_before_the_smallest():
+    calls = []
+
+    def identity_oom_above(x, sigma):
+        calls.append(max(x.shape[-2:]))
+        if max(x.shape[-2:]) > 600:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return x
+
+    with tiling.collect_notes([]) as notes:
+        _, used = tiling.run_with_retry(identity_oom_above, torch.rand(1, 1, 806, 1260), 0.1, MALLENET_S, None, CPU)
+    assert used == tiling.efficient_tile(MALLENET_S) == 552 and sorted(set(calls), reverse=True) == [1264, 632, 552]
+    assert notes == []
