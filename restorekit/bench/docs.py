@@ -58,12 +58,17 @@ def provenance(document: dict[str, Any], source: str | Path) -> str:
     )
 
 
+def _sigma_label(sigma: float | str) -> str:
+    """A quality table's column name: ``σ=25``, or ``real noise`` for noisy/clean pairs."""
+    return "real noise" if isinstance(sigma, str) else f"σ={sigma:g}"
+
+
 def _quality_tables(document: dict[str, Any]) -> list[str]:
     summary = document["summary"]
     out = []
     for dataset, protocol, mode in sorted({(r["dataset"], r["protocol"], r["sigma_mode"]) for r in summary}):
         group = [r for r in summary if (r["dataset"], r["protocol"], r["sigma_mode"]) == (dataset, protocol, mode)]
-        sigmas = sorted({r["sigma"] for r in group})
+        sigmas = sorted({r["sigma"] for r in group}, key=lambda s: (isinstance(s, str), 0 if isinstance(s, str) else s))
         methods = sorted({(KIND_ORDER.get(r["kind"], 3), r["method"]) for r in group})
         rows = []
         for _, method in methods:
@@ -72,7 +77,7 @@ def _quality_tables(document: dict[str, Any]) -> list[str]:
             row: dict[str, Any] = {"method": method, "kind": first["kind"]}
             for sigma in sigmas:
                 r = cells.get(sigma)
-                row[f"σ={sigma:g}"] = f"{format_value(r['psnr'])} / {r['ssim']:.4f}" if r else ""
+                row[_sigma_label(sigma)] = f"{format_value(r['psnr'])} / {r['ssim']:.4f}" if r else ""
             times = [r["seconds"] for r in cells.values() if r["seconds"] is not None]
             row["s/image"] = statistics.fmean(times) if times else None
             rows.append(row)
@@ -86,8 +91,13 @@ def _quality_tables(document: dict[str, Any]) -> list[str]:
                 )
             rows += _gap_rows(group, sigmas, published)
         images = max(r["images"] for r in group)
+        title = (
+            f"#### {dataset}, real noise: noisy/clean pairs, σ estimated for methods that take one ({images} images)"
+            if protocol == "real"
+            else f"#### {dataset}, {protocol} protocol, σ {mode} ({images} images)"
+        )
         out += [
-            f"#### {dataset}, {protocol} protocol, σ {mode} ({images} images)",
+            title,
             "",
             "PSNR (dB) / SSIM; s/image is the median time per image, averaged over σ.",
             "",
@@ -192,6 +202,95 @@ def _tune_tables(document: dict[str, Any]) -> list[str]:
     return out
 
 
+def section_title(document: dict[str, Any]) -> str:
+    """A heading that says what a results file holds, e.g. ``Quality: kodak24, mcmaster (float, file)``."""
+    config = document.get("config") or {}
+    command = document["command"]
+    if command == "quality":
+        sets = [Path(f).name for f in [*config.get("data", []), *config.get("pairs", [])]]
+        extra = [f"limit {config['limit']}" for _ in [0] if config.get("limit")]
+        extra += ["self-ensemble"] if config.get("ensemble") else []
+        extra += [f"dtype {config['dtype']}"] if config.get("dtype") not in (None, "auto") else []
+        protocols = "/".join(config.get("protocols", []))
+        return f"Quality: {', '.join(sets)} ({', '.join([protocols, *extra])})"
+    if command == "latency":
+        sizes = ", ".join(config.get("sizes", []))
+        dtypes = ", ".join(config.get("dtypes", []))
+        environment = document.get("environment") or {}
+        settings = "".join(f", {k}={v}" for k, v in (environment.get("settings") or {}).items())
+        return f"Latency: {sizes}, dtype {dtypes}{settings} ({environment.get('machine') or 'this machine'})"
+    if command == "tune":
+        sets = ", ".join(Path(f).name for f in config.get("data", []))
+        return f"Tunable denoising: PSNR / PSNRη per setting on {sets} (tunable vs DNI vs fixed)"
+    if command == "kernels":
+        sizes = ", ".join(str(v) for v in config.get("sizes", []) or [])
+        return f"Kernels: {sizes}" if sizes else "Kernels"
+    return command.capitalize()
+
+
+def _summary(documents: Sequence[tuple[str | Path, dict[str, Any]]]) -> list[str]:
+    """The page's opening screen: restorekit against the published floor and the best peer (float protocol,
+    whole sets), and each model's speed against CBM3D and the other methods, per machine."""
+    quality_rows = []
+    for _, document in documents:
+        if document["command"] != "quality" or (document.get("config") or {}).get("limit"):
+            continue
+        summary = [r for r in document["summary"] if r["protocol"] in ("float", "real")]
+        for dataset in sorted({r["dataset"] for r in summary}):
+            group = [r for r in summary if r["dataset"] == dataset]
+            for sigma in sorted({r["sigma"] for r in group}, key=lambda v: (isinstance(v, str), str(v).zfill(6))):
+                cells = [r for r in group if r["sigma"] == sigma]
+                single = [r for r in cells if r["kind"] == "restorekit" and not r["method"].endswith("+x8")]
+                ours = max(single, key=lambda r: r["psnr"], default=None)
+                peer = max((r for r in cells if r["kind"] == "peer"), key=lambda r: r["psnr"], default=None)
+                floor = PUBLISHED.get(dataset.lower(), {}).get(FLOOR, {}).get(sigma)
+                if ours is None or (dataset, sigma, ours["method"]) in {(q[0], q[1], q[2]) for q in quality_rows}:
+                    continue
+                quality_rows.append(
+                    (dataset, sigma, ours["method"], ours["psnr"], floor, peer["method"] if peer else None,
+                     peer["psnr"] if peer else None)
+                )  # fmt: skip
+    lines = ["## Summary", ""]
+    if quality_rows:
+        table = [
+            {
+                "set": dataset,
+                "noise": _sigma_label(sigma),
+                "best restorekit model": method,
+                "PSNR": psnr,
+                "− CBM3D published": "" if floor is None else f"{psnr - floor:+.2f}",
+                "best peer measured": peer,
+                "peer PSNR": peer_psnr,
+            }
+            for dataset, sigma, method, psnr, floor, peer, peer_psnr in quality_rows
+        ]
+        lines += ["Quality (dB; float protocol or real noise, whole sets, single pass):", "", to_markdown(table), ""]
+    speed = []
+    for _, document in documents:
+        if document["command"] != "latency":
+            continue
+        machine = (document.get("environment") or {}).get("machine") or document["environment"].get("cpu")
+        rows = [r for r in document["rows"] if r.get("median_ms")]
+        cbm3d = {r["size"]: r["median_ms"] for r in rows if r["method"] == "cbm3d"}
+        for r in rows:
+            if r.get("kind") == "restorekit" and r["size"] in cbm3d:
+                others = {p["method"]: p["median_ms"] for p in rows if p["size"] == r["size"] and p is not r}
+                speed.append(
+                    {
+                        "machine": machine,
+                        "model": Path(r["method"]).name,
+                        "size": r["size"],
+                        "dtype": r["dtype"],
+                        "ms": r["median_ms"],
+                        "× faster than CBM3D": cbm3d[r["size"]] / r["median_ms"],
+                        "others (ms)": ", ".join(f"{k} {v:.0f}" for k, v in others.items() if k != "cbm3d"),
+                    }
+                )
+    if speed:
+        lines += ["Speed (median wall time per image, runs with CBM3D in the same run):", "", to_markdown(speed), ""]
+    return lines if len(lines) > 2 else []
+
+
 def render(documents: Sequence[tuple[str | Path, dict[str, Any]]], command: str) -> str:
     """The Markdown of ``docs/benchmarks.md``.
 
@@ -207,8 +306,9 @@ def render(documents: Sequence[tuple[str | Path, dict[str, Any]]], command: str)
         "`restorekit/bench/quality.py`, `noise.py`, `latency.py` and `baselines.py` (peer settings).",
         "",
     ]
+    lines += _summary(documents)
     for source, document in documents:
-        lines += [f"## {document['command'].capitalize()}", "", provenance(document, source), ""]
+        lines += [f"## {section_title(document)}", "", provenance(document, source), ""]
         if document["command"] == "quality":
             lines += _quality_tables(document)
         elif document["command"] == "latency":

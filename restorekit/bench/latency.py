@@ -163,10 +163,14 @@ def measure(case: Case) -> dict[str, Any]:
         torch.set_num_threads(case.threads)
         cv2.setNumThreads(case.threads)
     peer = case.kind == "peer"
-    method = PEERS[case.method] if peer else model_method(case.method, case.device, case.dtype, case.tile)
+    method = (
+        PEERS[case.method]
+        if peer
+        else model_method(case.method, case.device, case.dtype, case.tile, channels=case.channels)
+    )
     noisy = synthetic_image(case.height, case.width, case.channels, case.sigma)
     rss_baseline = _rss_mb()
-    row = _row(case) | {"method": method.name}
+    row = _row(case) | {"method": method.name, "kind": method.kind}
     for _ in range(case.warmup):
         method.run(noisy, case.sigma)
     if not peer:
@@ -275,7 +279,8 @@ def plan(
     """The cases of a latency run: models × sizes × devices × dtypes, and each peer × size on the CPU.
 
     Args:
-        models: Model names or ``.safetensors`` paths (loaded here once, to check them).
+        models: Model names, ``.safetensors`` paths or speed references (``ffdnet_shape``, ``dncnn_shape``;
+            loaded here once, to check them).
         peer_names: Peers (see :data:`restorekit.bench.baselines.PEERS`); missing packages are skipped.
         sizes: ``(height, width)`` pairs (see :func:`parse_size`).
         devices: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (models only).
@@ -300,7 +305,7 @@ def plan(
     measured: dict[str, Method] = {}
     skipped = []
     for model in models:
-        method = model_method(model)
+        method = model_method(model, channels=channels)
         if channels in method.channels:
             measured[str(model)] = method
         else:

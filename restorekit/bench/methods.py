@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from restorekit.bench import speed_refs
 from restorekit.inference.api import DTYPES, auto_precision, check_omega, denoise, fold_tunable, resolve_device, tune
 from restorekit.models import create_model
 
@@ -79,6 +80,7 @@ def model_method(
     ensemble: bool = False,
     module: nn.Module | None = None,
     w: tuple[float, ...] | None = None,
+    channels: int = 3,
 ) -> Method:
     """A restorekit model as a :class:`Method`, loaded once.
 
@@ -87,14 +89,19 @@ def model_method(
     plain model it folds into (what runs, and what FLOP counting sees).
 
     Args:
-        model: A model name (``arch_variant.tag``) or a ``.safetensors`` path.
+        model: A model name (``arch_variant.tag``), a ``.safetensors`` path, or a speed reference's name
+            (:mod:`restorekit.bench.speed_refs`, random weights: for timing only).
         device: Where it runs (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
         dtype: Inference precision (``None``/``auto``, ``fp32``, ``fp16``, ``bf16``).
         tile: Tile size, ``0`` for none, ``None`` to size tiles from the available memory.
         ensemble: Average over the 8 flips and rotations of the input; the method is named ``<model>+x8``.
         module: The model already loaded (e.g. shared with its non-ensemble method); loaded from ``model``
             when ``None``.
+        w: The setting of a tunable model.
+        channels: Image channels a speed reference is built for.
     """
+    if module is None:
+        module = speed_refs.build(str(model), channels) if str(model) in speed_refs.SPEED_REFERENCES else None
     module = create_model(str(model)) if module is None else module
     requirements = module.requirements
     runs = module
@@ -119,7 +126,7 @@ def model_method(
     views += setting
     return Method(
         name=getattr(module, "name", str(model)) + ("+x8" if ensemble else ""),
-        kind="restorekit",
+        kind="reference" if str(model) in speed_refs.SPEED_REFERENCES else "restorekit",
         channels=(requirements.in_channels,),
         needs_sigma=requirements.sigma_range is not None,
         input="float32",

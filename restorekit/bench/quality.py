@@ -131,6 +131,74 @@ def evaluate(
     return rows, list(skipped.values())
 
 
+REAL = "real"  # the σ and protocol of rows measured on real noisy/clean pairs
+
+
+def list_pairs(folder: str | Path, noisy_tag: str = "_real", clean_tag: str = "_mean") -> list[tuple[Path, Path]]:
+    """``(noisy, clean)`` image pairs in ``folder``, matched by name: ``<stem><noisy_tag>.<ext>`` with
+    ``<stem><clean_tag>.<ext>`` (e.g. real_cc15's ``…_real.png`` / ``…_mean.png``), sorted by name."""
+    folder = Path(folder)
+    check(folder.is_dir(), "--pairs", "a folder of noisy/clean pairs", str(folder), error=InputError)
+    pairs = []
+    for noisy in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        if noisy.stem.endswith(noisy_tag):
+            clean = noisy.with_name(noisy.stem[: -len(noisy_tag)] + clean_tag + noisy.suffix)
+            if clean.is_file():
+                pairs.append((noisy, clean))
+    check(bool(pairs), f"--pairs {folder}", f"pairs named *{noisy_tag}.* / *{clean_tag}.*", "none", error=InputError)
+    return pairs
+
+
+def evaluate_pairs(
+    pairs: Sequence[tuple[str, Path, Path]],
+    methods: Sequence[Method],
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Measure every method on real noisy images against their clean references.
+
+    Methods that need σ are all told the same estimate, made once per noisy image with
+    :func:`restorekit.inference.noise.estimate_sigma` (what ``--sigma auto`` does); blind models are told
+    nothing. Rows are those of :func:`evaluate` with ``sigma`` and ``protocol`` set to ``"real"`` and
+    ``sigma_mode`` ``"estimate"``; the ``noisy`` row is the noisy image itself.
+
+    Args:
+        pairs: ``(dataset, noisy path, clean path)``.
+        methods: What to run (a method is skipped on images whose channel count it does not take).
+        progress: Called with a label after each pair.
+    """
+    rows: list[dict[str, Any]] = []
+    skipped: dict[tuple[str, int], dict[str, str]] = {}
+    for dataset, noisy_path, clean_path in pairs:
+        noisy, clean = load_image(noisy_path).pixels, load_image(clean_path).pixels
+        check(noisy.shape == clean.shape, f"{noisy_path.name}", f"the shape of {clean_path.name}", noisy.shape)
+        height, width, channels = clean.shape
+        told = float(estimate_sigma(noisy))
+        base = {
+            "dataset": dataset,
+            "image": noisy_path.name,
+            "channels": channels,
+            "height": height,
+            "width": width,
+            "sigma": REAL,
+            "protocol": REAL,
+            "sigma_mode": "estimate",
+        }
+        rows.append(base | _measure(clean, noisy, "noisy", "input", None, None))
+        for method in methods:
+            if channels not in method.channels:
+                reason = f"takes {_channels_text(method.channels)} images, not {_channels_text((channels,))}"
+                skipped[(method.name, channels)] = {"method": method.name, "reason": reason}
+                continue
+            sigma_used = told if method.needs_sigma else None
+            start = time.perf_counter()
+            output = np.clip(method.run(noisy, sigma_used), 0, 1)
+            seconds = time.perf_counter() - start
+            rows.append(base | _measure(clean, output, method.name, method.kind, sigma_used, seconds))
+        if progress is not None:
+            progress(f"{dataset}/{noisy_path.name}")
+    return rows, list(skipped.values())
+
+
 def _sigma_told(noisy: np.ndarray, sigma: float, sigma_mode: str) -> float:
     return float(sigma) if sigma_mode == "true" else float(estimate_sigma(noisy))
 

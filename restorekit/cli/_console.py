@@ -3,7 +3,8 @@
 The library raises :class:`~restorekit.errors.RestoreKitError` subclasses and never exits; a command
 decorated with :func:`handle_errors` turns them into one red line and an exit code (a traceback only with
 ``--verbose``; with ``--json`` also ``{"error": …, "exit_code": …}`` on stdout). Results go to stdout
-(:func:`print_json`, :data:`results`), everything else to stderr (:data:`console`).
+(:func:`print_json`, :data:`results`), everything else to stderr (:data:`console`). Without a terminal both
+lay out for :data:`PIPE_WIDTH` columns, so piped tables keep one line per row.
 
 The library's messages name its Python arguments (``overwrite=True``); :func:`describe` shows the command
 line's options in their place (``--overwrite``), so that each side speaks its own words.
@@ -23,17 +24,38 @@ from enum import IntEnum
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from restorekit.errors import RestoreKitError
 
+# Width of a console that writes to a pipe or a file (no terminal, no COLUMNS): wide enough that a table
+# row or a message is never broken, since nothing there will wrap it back.
+PIPE_WIDTH = 4096
+
+
+class _Console(Console):
+    """A rich console that lays out for its terminal, and for :data:`PIPE_WIDTH` columns without one (rich's
+    default of 80 would hard-wrap table rows and long lines in a file or a pipe)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self._width is None and not self.is_terminal and not self._environ.get("COLUMNS", "").isdigit():
+            return ConsoleDimensions(PIPE_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
 # Messages, warnings and progress; stdout is kept for results. Rich resolves sys.stderr at write time,
 # so test runners that swap the stream see the output.
-console = Console(stderr=True, highlight=False)
+console = _Console(stderr=True, highlight=False)
 # Human-readable results (tables, listings) on stdout.
-results = Console(highlight=False)
+results = _Console(highlight=False)
 
 
 class ExitCode(IntEnum):

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from restorekit._checks import check, fail
+from restorekit._checks import check, check_choice, fail
 from restorekit.bench import latency as bench_latency
 from restorekit.bench import quality as bench_quality
 from restorekit.bench import report
@@ -19,6 +19,7 @@ from restorekit.bench.baselines import peers as peer_methods
 from restorekit.bench.docs import render
 from restorekit.bench.env import environment
 from restorekit.bench.methods import model_method
+from restorekit.bench.speed_refs import SPEED_REFERENCES
 from restorekit.cli._console import console, handle_errors, print_json, progress, results, warning_line
 from restorekit.cli._options import Device, Dtype, DtypeChoice, Json, Progress, ProgressMode, Tile, Verbose
 from restorekit.errors import OutputError
@@ -163,6 +164,14 @@ def latency(
         int | None, typer.Option("--threads", min=1, help="CPU threads (default: the libraries').", show_default=False)
     ] = None,
     peer_max_mp: Annotated[float, typer.Option("--peer-max-mp", help="Skip peers on larger images.")] = 1.0,
+    references: Annotated[
+        str,
+        typer.Option(
+            "--references",
+            help="Speed references (random-weight networks shaped like FFDNet and DnCNN, run by the same "
+            "engine), comma-separated, or 'none'.",
+        ),
+    ] = "ffdnet_shape,dncnn_shape",
     machine: Machine = None,
     save: Save = None,
     progress_mode: Progress = ProgressMode.auto,
@@ -174,8 +183,11 @@ def latency(
     Each configuration runs in a fresh process (warm-ups, then median and p95 of timed runs).
     """
     sizes = [bench_latency.parse_size(s) for s in _split(size)]
+    shapes = [] if references.strip().lower() == "none" else _split(references)
+    for name in shapes:
+        check_choice(name, list(SPEED_REFERENCES), "--references")
     cases, methods, skipped = bench_latency.plan(
-        _models(model),
+        _models(model) + shapes,
         _peer_names(peers),
         sizes,
         devices=_split(device),
@@ -223,7 +235,19 @@ def latency(
 @handle_errors
 def quality(
     ctx: typer.Context,
-    data: Data,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option("--data", help="Folder of clean images; repeatable (one dataset each).", show_default=False),
+    ] = None,
+    pairs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--pairs",
+            help="Folder of real noisy/clean pairs (*_real.* / *_mean.*); repeatable. Methods that take σ get "
+            "the estimate.",
+            show_default=False,
+        ),
+    ] = None,
     model: Models = None,
     peers: Peers = "all",
     sigma: Annotated[str, typer.Option("--sigma", help="Noise levels (0–255), comma-separated.")] = "15,25,50",
@@ -247,10 +271,13 @@ def quality(
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
-    """PSNR/SSIM of restorekit models and the peers on the same seeded noisy inputs, per image and mean."""
+    """PSNR/SSIM of restorekit models and the peers on the same seeded noisy inputs (--data) or on real noisy
+    images against their clean references (--pairs), per image and mean."""
+    check(bool(data or pairs), "bench quality", "--data or --pairs folders", "neither")
     sigmas = _numbers(sigma, "--sigma")
     protocols = ["float", "file"] if protocol == ProtocolChoice.both else [protocol.value]
-    images = [(folder.name, path) for folder in data for path in bench_quality.list_images(folder)[:limit]]
+    images = [(folder.name, path) for folder in data or [] for path in bench_quality.list_images(folder)[:limit]]
+    real = [(f.name, n, c) for f in pairs or [] for n, c in bench_quality.list_pairs(f)[:limit]]
     precision = dtype.value
     device = str(resolve_device(device))
     methods = [model_method(name, device, precision, tile) for name in _models(model)]
@@ -258,12 +285,15 @@ def quality(
         methods += [model_method(m.name, device, precision, tile, ensemble=True, module=m.model) for m in methods]
     available, skipped = peer_methods(_peer_names(peers))
     methods += available
-    total = len(images) * len(sigmas) * len(protocols)
+    total = len(images) * len(sigmas) * len(protocols) + len(real)
     with progress(progress_mode, total, "quality") as bar:
         rows, unfit = bench_quality.evaluate(images, methods, sigmas, protocols, sigma_mode.value, bar.done)
+        real_rows, real_unfit = bench_quality.evaluate_pairs(real, methods, bar.done)
+    rows, unfit = rows + real_rows, unfit + [u for u in real_unfit if u not in unfit]
     summary = bench_quality.summarize(rows)
     config = {
-        "data": [str(folder) for folder in data],
+        "data": [str(folder) for folder in data or []],
+        "pairs": [str(folder) for folder in pairs or []],
         "sigmas": sigmas,
         "protocols": protocols,
         "sigma_mode": sigma_mode.value,

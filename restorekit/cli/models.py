@@ -66,8 +66,9 @@ def models(
     if not rows:
         results.print("no trained models ship with this install yet")
         return
-    table = Table("channels", "parameters", "quality (PSNR dB)", "iterations")
-    table.columns.insert(0, Column("model", no_wrap=True))
+    # On a narrow terminal the quality figures fold onto more lines rather than end in "…".
+    table = Table(Column("model", no_wrap=True), "channels", "parameters", Column("quality (PSNR dB)", overflow="fold"))
+    table.add_column("iterations")
     for row in rows:
         table.add_row(
             row["name"],

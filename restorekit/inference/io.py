@@ -5,8 +5,12 @@ Decoders, chosen per file by its content (never by its suffix):
 * PNG, JPEG, WebP, BMP and 8-bit TIFF: Pillow, after the checks of the decode budget below (truncated files and
   headers that declare more than the data can hold are refused before anything is decoded).
 * 16-bit PNG: OpenCV (libpng); Pillow would reduce 16-bit colour PNGs to 8 bits.
-* 16-bit and float32 TIFF: tifffile, or OpenCV (libtiff) where tifffile lacks the codec (LZW, JPEG and the
-  floating-point predictor need the optional ``imagecodecs`` package).
+* 16-bit and float32 TIFF, and 8-bit TIFF with an unspecified extra sample (Pillow would drop it): tifffile, or
+  OpenCV (libtiff) where tifffile lacks the codec (LZW, JPEG and the floating-point predictor need the optional
+  ``imagecodecs`` package).
+
+A TIFF may have one extra sample beyond its colour channels, read as alpha; more are refused at every depth,
+with a message naming them, rather than dropped.
 
 Encoders:
 
@@ -675,7 +679,9 @@ def _read_tiff(fh: IO[bytes], path: Path, max_pixels: int | None) -> _Decoded:
         orientation = page.tags.valueof(_ORIENTATION, 1)
         xmp = page.tags.valueof(_XMP_TAG)
         metadata = (_upright_dpi(_tiff_dpi(page), orientation), xmp if isinstance(xmp, bytes) and xmp else None)
-        if page.dtype not in (np.dtype(np.uint8), np.dtype(bool)):
+        extras = _tiff_extras(page, path)
+        # Pillow drops an unspecified extra sample (RGBX, gray + X): tifffile keeps it, as alpha.
+        if page.dtype not in (np.dtype(np.uint8), np.dtype(bool)) or extras == (tifffile.EXTRASAMPLE.UNSPECIFIED,):
             color, alpha, mode = _tiff_samples(page, fh, path)
             return _Decoded(color, alpha, mode, orientation, page.iccprofile, _tiff_exif(fh), *metadata)
     fh.seek(0)
@@ -701,16 +707,30 @@ def _upright_dpi(dpi: tuple[float, float] | None, orientation: int) -> tuple[flo
     return (vertical, horizontal) if orientation in (5, 6, 7, 8) else (horizontal, vertical)
 
 
+# What each kind of TIFF extra sample holds, in an error message.
+_EXTRA_SAMPLE_NAMES = {0: "unspecified", 1: "premultiplied alpha", 2: "alpha"}
+
+
+def _tiff_extras(page: tifffile.TiffPage, path: Path) -> tuple[int, ...]:
+    """A TIFF page's extra samples (beyond its colour channels), refused unless there is at most one: it is kept
+    as alpha, at every bit depth."""
+    extras = tuple(page.extrasamples)
+    names = ", ".join(_EXTRA_SAMPLE_NAMES.get(int(e), f"kind {int(e)}") for e in extras)
+    got = f"{len(extras)} extra samples ({names})"
+    _check_input(len(extras) <= 1, f"{path}: TIFF extra samples", "at most one (alpha)", got)
+    return extras
+
+
 def _tiff_samples(page: tifffile.TiffPage, fh: IO[bytes], path: Path) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Decode a 16-bit or float32 gray / gray+alpha / RGB / RGBA TIFF page exactly."""
+    """Decode a gray / gray+alpha / RGB / RGBA TIFF page exactly: 16-bit, float32, or 8-bit with an unspecified
+    extra sample (kept as alpha)."""
     what = f"{path}: TIFF samples"
-    sample_types = (np.dtype(np.uint16), np.dtype(np.float32))
-    _check_input(page.dtype in sample_types, what, "8/16-bit unsigned or float32 samples", str(page.dtype))
+    gray_modes = {np.dtype(np.uint8): "L", np.dtype(np.uint16): "I;16", np.dtype(np.float32): "F"}
+    _check_input(page.dtype in gray_modes, what, "8/16-bit unsigned or float32 samples", str(page.dtype))
     photometric = tifffile.PHOTOMETRIC(page.photometric)
     check_choice(photometric.name, ["MINISBLACK", "RGB"], f"{path}: TIFF photometric", error=InputError)
     colors = 1 if photometric == tifffile.PHOTOMETRIC.MINISBLACK else 3
-    extras = tuple(page.extrasamples)
-    _check_input(len(extras) <= 1, what, "at most one extra (alpha) sample", f"{len(extras)} extra samples")
+    extras = _tiff_extras(page, path)
     _check_input(extras != (tifffile.EXTRASAMPLE.ASSOCALPHA,), what, "unassociated alpha", "premultiplied alpha")
     _check_input(
         page.samplesperpixel == colors + len(extras),
@@ -725,7 +745,7 @@ def _tiff_samples(page: tifffile.TiffPage, fh: IO[bytes], path: Path) -> tuple[n
     else:
         samples = _read_tiff_cv2(fh, path, page.samplesperpixel, page.compression.name)
     color, alpha = _split_alpha(samples, bool(extras))
-    gray_mode = "F" if page.dtype == np.float32 else "I;16"
+    gray_mode = gray_modes[page.dtype]
     mode = ("LA" if alpha is not None else gray_mode) if colors == 1 else ("RGBA" if alpha is not None else "RGB")
     return color, alpha, mode
 

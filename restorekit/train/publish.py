@@ -28,7 +28,8 @@ def quality_from_results(results: dict[str, Any], model_name: str) -> dict[str, 
         if row["method"] != model_name:
             continue
         entry = quality.setdefault(row["dataset"], {}).setdefault(row["protocol"], {})
-        entry[str(int(row["sigma"]))] = {"psnr": round(row["psnr"], 2), "ssim": round(row["ssim"], 4)}
+        sigma = row["sigma"] if isinstance(row["sigma"], str) else str(int(row["sigma"]))
+        entry[sigma] = {"psnr": round(row["psnr"], 2), "ssim": round(row["ssim"], 4)}
     if not quality:
         raise SystemExit(f"no summary rows for {model_name} in the results")
     quality["_measured_by"] = results.get("argv")

@@ -95,13 +95,17 @@ def test_missing_peer_package_is_reported(colour_dir: Path, monkeypatch: pytest.
 def test_latency_json(tiny_model: Path):
     result = _invoke(
         "latency", "-m", str(tiny_model), "--peers", "none", "--size", "48x32", "--repeats", "2", "--json",
-        "--progress", "none",
+        "--progress", "none", "--references", "ffdnet_shape",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["command"] == "latency" and document["config"]["sizes"] == ["48x32"]
-    (row,) = document["rows"]
+    row, reference = document["rows"]
     assert row["method"] == "mallenet_s.tinytest" and row["error"] is None and row["median_ms"] > 0
+    assert row["kind"] == "restorekit"
+    assert reference["method"] == "ffdnet_shape" and reference["kind"] == "reference" and reference["gflops"] > 0
+    bad = _invoke("latency", "--peers", "none", "--references", "bm4d", "--size", "32")
+    assert bad.exit_code == 2
 
 
 def test_report_rejects_other_files(tmp_path: Path):

@@ -57,7 +57,11 @@ def test_render():
     assert "| noisy | input | 20.15 / 0.8000 | 20.25 / 0.8000 |  |" in page
     assert "| CBM3D, published (floor) | published | 34.28 | 32.15 |  |" in page
     assert "| mallenet_s.x − floor | gap (dB) | -2.13 | +0.10 |  |" in page
-    assert page.index("| noisy |") < page.index("| mallenet_s.x |") < page.index("| cbm3d |")
+    section = page[page.index("#### kodak24, float protocol") :]
+    assert section.index("| noisy |") < section.index("| mallenet_s.x |") < section.index("| cbm3d |")
+    summary = page[page.index("## Summary") : page.index("## Quality: ")]
+    assert "| kodak24 | σ=15 | mallenet_s.x |" in summary and "-2.13" in summary
+    assert "## Latency: " in page
     assert "#### cpu" in page and "| median ms | p95 ms | CPU ms | MP/s | × CBM3D |" in page
     assert "| mallenet_s.x | 512x512 | fp32 | 3 | 170.0 | 170.0 | 170.0 | 1.529 | 100.0 |" in page
     assert "- m: r" in page

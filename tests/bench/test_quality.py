@@ -118,3 +118,46 @@ def test_kodak_image_when_data_present():
     noisy, opencv = rows
     assert noisy["psnr"] == pytest.approx(20.17, abs=0.1)
     assert opencv["psnr"] > noisy["psnr"] + 3
+
+
+def test_pairs_are_matched_by_name_and_measured_against_the_clean_image(tmp_path, tiny_model):
+    from PIL import Image
+
+    from restorekit.bench.docs import render
+    from restorekit.bench.methods import model_method
+    from restorekit.bench.quality import evaluate_pairs, list_pairs, summarize
+
+    rng = np.random.default_rng(0)
+    for name in ("cam_a", "cam_b"):
+        clean = rng.integers(40, 200, size=(32, 48, 3), dtype=np.uint8)
+        noisy = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(clean).save(tmp_path / f"{name}_mean.png")
+        Image.fromarray(noisy).save(tmp_path / f"{name}_real.png")
+    Image.fromarray(clean).save(tmp_path / "lonely_real.png")  # no clean partner: ignored
+    pairs = list_pairs(tmp_path)
+    assert [(n.name, c.name) for n, c in pairs] == [
+        ("cam_a_real.png", "cam_a_mean.png"),
+        ("cam_b_real.png", "cam_b_mean.png"),
+    ]
+    method = model_method(tiny_model, "cpu", "fp32")
+    rows, skipped = evaluate_pairs([("pairs", n, c) for n, c in pairs], [method])
+    assert not skipped and len(rows) == 4
+    assert {r["sigma"] for r in rows} == {"real"} and rows[0]["method"] == "noisy"
+    assert rows[1]["sigma_used"] is not None  # a σ-conditioned model is told the estimate
+    summary = summarize(rows)
+    page = render([("q.json", {**_document(rows, summary)})], "restorekit bench report q.json -o x.md")
+    assert "real noise: noisy/clean pairs" in page and "| real noise |" in page
+
+
+def _document(rows, summary):
+    env = {
+        "machine": None,
+        "cpu": "cpu",
+        "cpu_affinity": 2,
+        "torch_threads": 2,
+        "torch": "x",
+        "restorekit": "x",
+        "os": "x",
+    }
+    return {"command": "quality", "argv": "x", "created": "x", "environment": env, "config": {}, "rows": rows,
+            "summary": summary, "methods": [], "skipped": []}  # fmt: skip

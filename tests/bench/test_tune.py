@@ -75,7 +75,7 @@ def test_cli_saves_results_and_the_docs_table(colour_dir: Path, weights, tmp_pat
     assert document["command"] == "tune" and document["config"]["nu"] == 0.9
     assert [m["kind"] for m in document["methods"]] == ["tunable", "dni", "fixed"]
     page = render([(saved, json.loads(saved.read_text()))], "restorekit bench report x")
-    assert "## Tune" in page and "| tunable_mallenet_s.tinytest | tunable |" in page
+    assert "## Tunable denoising" in page and "| tunable_mallenet_s.tinytest | tunable |" in page
     assert "tunable_mallenet_s.tinytest − DNI | margin (dB)" in page
 
 

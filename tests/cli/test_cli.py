@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -538,3 +541,74 @@ def test_sample_message_stays_on_one_line_when_piped(tmp_path):
     assert result.exit_code == 0, result.output
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("wrote")]
     assert str(output) in line and line.endswith("clipped to 8 bits")
+
+
+def test_a_costly_tile_is_noted(tmp_path, write_png, tiny_weights):
+    image = write_png(tmp_path / "a.png", height=240, width=300)
+    args = ["denoise", image, "-o", tmp_path / "out.png", "--sigma", "10", "--model", tiny_weights]
+    result = invoke(*args, "--tile", "192", "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = summary(result)["files"]
+    assert record["tile"] == 192 and record["notes"] == [
+        "tile 192 with 160-px overlap: ~8× the work of untiled; a larger tile runs faster"
+    ]
+    result = invoke(*args, "--tile", "192", "--overwrite")
+    assert "note: tile 192 with 160-px overlap" in result.stderr
+
+
+def test_piped_models_table_keeps_each_row_on_one_line():
+    from restorekit.cli.models import _omega_text, _quality_text
+
+    rows = json.loads(invoke("models", "--json").stdout)
+    if not rows:
+        pytest.skip("no trained models ship with this install")
+    listing = invoke("models")
+    assert listing.exit_code == 0
+    for row in rows:
+        (line,) = [line for line in listing.stdout.splitlines() if row["name"] in line]
+        assert _quality_text(row["quality"]) + _omega_text(row["omega"]) in line
+
+
+def test_piped_bench_tables_keep_each_row_on_one_line(capsys):
+    from restorekit.cli.bench import _emit
+
+    rows = [{"method": f"method_{'x' * 60}_{i}", "size": 512, "ms": 213.4 * i, "note": "n" * 80} for i in (1, 2)]
+    _emit({"rows": rows, "skipped": []}, rows, title="latency", json=False, save=[])
+    lines = capsys.readouterr().out.splitlines()
+    for row in rows:
+        (line,) = [line for line in lines if row["method"] in line]
+        assert row["note"] in line
+
+
+def test_help_imports_no_command_and_no_torch():
+    from restorekit.cli.app import COMMANDS
+
+    script = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from restorekit.cli.app import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\n"
+        "assert result.exit_code == 0 and 'denoise' in result.stdout, result.output\n"
+        "print(' '.join(sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    commands = {target.split(":")[0] for target, _ in COMMANDS.values()}
+    assert "torch" not in loaded and not loaded & commands
+
+
+def test_command_summaries_match_the_commands():
+    from restorekit.cli.app import COMMANDS, load_command
+
+    for name, (_, summary) in COMMANDS.items():
+        assert inspect.cleandoc(load_command(name).help or "").split("\n\n")[0] == summary, name
+
+
+def test_the_public_api_loads_on_first_use():
+    import restorekit
+
+    assert set(restorekit.__all__) <= set(dir(restorekit))
+    for name in restorekit.__all__:
+        assert callable(getattr(restorekit, name))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        restorekit.nothing  # noqa: B018

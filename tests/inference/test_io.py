@@ -877,6 +877,28 @@ def test_unsupported_layouts_are_refused(tmp_path, name, fragment):
     one_line_error(excinfo, path)
 
 
+@pytest.mark.parametrize("depth", [8, 16])
+def test_tiff_extra_samples_beyond_alpha_are_refused_at_every_depth(tmp_path, depth):
+    path = tmp_path / f"extras{depth}.tif"
+    tifffile.imwrite(path, random_samples(5, depth), photometric="rgb", extrasamples=("unassalpha", "unspecified"))
+    with pytest.raises(InputError, match=r"TIFF extra samples: expected at most one \(alpha\)") as excinfo:
+        load_unchanged(path)
+    assert "2 extra samples (alpha, unspecified)" in one_line_error(excinfo, path)
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_one_unspecified_tiff_extra_sample_is_kept_as_alpha_at_every_depth(tmp_path, depth, channels):
+    path = tmp_path / f"x{channels}_{depth}.tif"
+    samples = random_samples(channels + 1, depth)
+    photometric = "rgb" if channels == 3 else "minisblack"
+    tifffile.imwrite(path, samples, photometric=photometric, planarconfig="contig", extrasamples=("unspecified",))
+    image = load_unchanged(path)
+    assert image.bit_depth == depth and image.pixels.shape[2] == channels and image.mode[-1] == "A"
+    np.testing.assert_array_equal(image.alpha, samples[..., -1])
+    np.testing.assert_array_equal(image.pixels, samples[..., :channels] / np.float32(2**depth - 1))
+
+
 # -------------------------------------------------------------------------------------------- atomic writing
 
 
