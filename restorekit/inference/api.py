@@ -327,12 +327,13 @@ def denoise_image(
             outs.append(total / len(views) if ensemble else total)
         return torch.cat(outs, dim=1), used_tile
 
-    try:
-        out, used_tile = run(precision)
-    except _NonFinite:
-        notes.append(f"{precision} produced NaN/Inf; reran in fp32")
-        precision = "fp32"
-        out, used_tile = run(precision)
+    with tiling.collect_notes(notes):  # a costly tile size is noted once
+        try:
+            out, used_tile = run(precision)
+        except _NonFinite:
+            notes.append(f"{precision} produced NaN/Inf; reran in fp32")
+            precision = "fp32"
+            out, used_tile = run(precision)
     result = tensor_to_pixels(out.clamp_(0.0, 1.0))
     ms = (time.perf_counter() - started) * 1000.0
     info = RunInfo(sigma_used, source, name, str(target), precision, used_tile, round(ms, 1), tuple(notes), ensemble)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 
@@ -33,7 +33,7 @@ def save_checkpoint(
     tensors["rng.generator"] = generator.get_state()
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+    tmp.write_bytes(save(tensors, metadata={"state": json.dumps(state)}))  # the umask sets the mode (save_file: 0600)
     tmp.replace(path)
 
 

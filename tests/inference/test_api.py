@@ -272,3 +272,8 @@ def test_ensemble_of_an_equivariant_model_through_the_tiler(tiny_model, make_pix
     assert np.abs(out - single).mean() < 0.05
     with pytest.raises(UsageError, match="ensemble"):
         restorekit.denoise(pixels, 25, tiny_model, "cpu", ensemble="yes")
+
+
+def test_a_costly_tile_is_noted_in_the_run_info(make_pixels):
+    _, info = api.denoise_image(make_pixels(90, 90), 25, Spy(), "cpu", tile=32)
+    assert any("the work of untiled" in note for note in info.notes)
