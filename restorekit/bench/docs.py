@@ -211,14 +211,21 @@ def section_title(document: dict[str, Any]) -> str:
         extra = [f"limit {config['limit']}" for _ in [0] if config.get("limit")]
         extra += ["self-ensemble"] if config.get("ensemble") else []
         extra += [f"dtype {config['dtype']}"] if config.get("dtype") not in (None, "auto") else []
-        protocols = "/".join(config.get("protocols", []))
+        protocols = "/".join(config.get("protocols", [])) if config.get("data") else ""
+        protocols = "/".join(p for p in (protocols, "real noise" if config.get("pairs") else "") if p)
         return f"Quality: {', '.join(sets)} ({', '.join([protocols, *extra])})"
     if command == "latency":
         sizes = ", ".join(config.get("sizes", []))
         dtypes = ", ".join(config.get("dtypes", []))
         environment = document.get("environment") or {}
         settings = "".join(f", {k}={v}" for k, v in (environment.get("settings") or {}).items())
-        return f"Latency: {sizes}, dtype {dtypes}{settings} ({environment.get('machine') or 'this machine'})"
+        ours = ", ".join(
+            dict.fromkeys(Path(r["method"]).name for r in document["rows"] if r.get("kind") == "restorekit")
+        )
+        others = "peers" if any(r.get("kind") in ("peer", "reference") for r in document["rows"]) else ""
+        who = "; ".join(part for part in (ours, others) if part)
+        machine = environment.get("machine") or "this machine"
+        return f"Latency: {who}, {sizes}, dtype {dtypes}{settings} ({machine})"
     if command == "tune":
         sets = ", ".join(Path(f).name for f in config.get("data", []))
         return f"Tunable denoising: PSNR / PSNRη per setting on {sets} (tunable vs DNI vs fixed)"

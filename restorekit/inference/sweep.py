@@ -114,5 +114,5 @@ def sweep_image(
             label += f"  {record['psnr']:.2f} / {record['psnr_eta']:.2f} dB"
         tiles.append(labelled(out, label))
         records.append(record)
-    sheet = contact_sheet(tiles, columns=min(count, 4 if pixels.shape[1] >= pixels.shape[0] else 6))
+    sheet = contact_sheet(tiles, columns=min(count, 6))
     return sheet.astype(np.float32) / 255, records, info
