@@ -115,17 +115,7 @@ def evaluate(
                     "protocol": protocol,
                     "sigma_mode": sigma_mode,
                 }
-                rows.append(base | _measure(clean, noisy, "noisy", "input", None, None))
-                for method in methods:
-                    if channels not in method.channels:
-                        reason = f"takes {_channels_text(method.channels)} images, not {_channels_text((channels,))}"
-                        skipped[(method.name, channels)] = {"method": method.name, "reason": reason}
-                        continue
-                    sigma_used = told if method.needs_sigma else None
-                    start = time.perf_counter()
-                    output = np.clip(method.run(noisy, sigma_used), 0, 1)
-                    seconds = time.perf_counter() - start
-                    rows.append(base | _measure(clean, output, method.name, method.kind, sigma_used, seconds))
+                rows += _run_methods(base, clean, noisy, told, methods, skipped)
                 if progress is not None:
                     progress(f"{dataset}/{path.name} σ={sigma:g} {protocol}")
     return rows, list(skipped.values())
@@ -183,20 +173,35 @@ def evaluate_pairs(
             "protocol": REAL,
             "sigma_mode": "estimate",
         }
-        rows.append(base | _measure(clean, noisy, "noisy", "input", None, None))
-        for method in methods:
-            if channels not in method.channels:
-                reason = f"takes {_channels_text(method.channels)} images, not {_channels_text((channels,))}"
-                skipped[(method.name, channels)] = {"method": method.name, "reason": reason}
-                continue
-            sigma_used = told if method.needs_sigma else None
-            start = time.perf_counter()
-            output = np.clip(method.run(noisy, sigma_used), 0, 1)
-            seconds = time.perf_counter() - start
-            rows.append(base | _measure(clean, output, method.name, method.kind, sigma_used, seconds))
+        rows += _run_methods(base, clean, noisy, told, methods, skipped)
         if progress is not None:
             progress(f"{dataset}/{noisy_path.name}")
     return rows, list(skipped.values())
+
+
+def _run_methods(
+    base: dict[str, Any],
+    clean: np.ndarray,
+    noisy: np.ndarray,
+    told: float,
+    methods: Sequence[Method],
+    skipped: dict[tuple[str, int], dict[str, str]],
+) -> list[dict[str, Any]]:
+    """The ``noisy`` row and one row per method that takes the image's channels (the others go to ``skipped``);
+    methods that need σ are told ``told``."""
+    channels = base["channels"]
+    rows = [base | _measure(clean, noisy, "noisy", "input", None, None)]
+    for method in methods:
+        if channels not in method.channels:
+            reason = f"takes {_channels_text(method.channels)} images, not {_channels_text((channels,))}"
+            skipped[(method.name, channels)] = {"method": method.name, "reason": reason}
+            continue
+        sigma_used = told if method.needs_sigma else None
+        start = time.perf_counter()
+        output = np.clip(method.run(noisy, sigma_used), 0, 1)
+        seconds = time.perf_counter() - start
+        rows.append(base | _measure(clean, output, method.name, method.kind, sigma_used, seconds))
+    return rows
 
 
 def _sigma_told(noisy: np.ndarray, sigma: float, sigma_mode: str) -> float:
