@@ -565,7 +565,8 @@ def test_piped_models_table_keeps_each_row_on_one_line():
     listing = invoke("models")
     assert listing.exit_code == 0
     for row in rows:
-        (line,) = [line for line in listing.stdout.splitlines() if row["name"] in line]
+        name = re.compile(rf"(?<![\w.]){re.escape(row['name'])}(?![\w.])")  # not inside tunable_<name>
+        (line,) = [line for line in listing.stdout.splitlines() if name.search(line)]
         assert _quality_text(row["quality"]) + _omega_text(row["omega"]) in line
 
 
