@@ -104,13 +104,13 @@ def sweep_image(
     if clean is not None:
         check(clean.shape == pixels.shape, "reference", f"an image of the input's shape {pixels.shape}", clean.shape)
     tiles, records, info = [], [], None
+    nu = retention_nu(api.get_model(model, pixels.shape[2], api.resolve_device(device), kind="tune"))
     for w in sweep_settings(count):
         out, info = api.tune_image(pixels, w, sigma, model, device, tile, dtype)
         record: dict = {"w": list(w), "ms": info.ms}
         label = f"w = ({w[0]:.2f}, {w[1]:.2f})"
         if clean is not None:
-            net = api.get_model(model, pixels.shape[2], api.resolve_device(device), kind="tune")
-            record |= scores(out, pixels, clean, w, retention_nu(net))
+            record |= scores(out, pixels, clean, w, nu)
             label += f"  {record['psnr']:.2f} / {record['psnr_eta']:.2f} dB"
         tiles.append(labelled(out, label))
         records.append(record)
