@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from restorekit.inference.api import denoise, tune
+    from restorekit.inference.api import denoise, super_resolve, tune
     from restorekit.inference.io import load_image, save_image
     from restorekit.models import create_model, list_models
 
@@ -21,10 +21,11 @@ _EXPORTS = {
     "list_models": "restorekit.models",
     "load_image": "restorekit.inference.io",
     "save_image": "restorekit.inference.io",
+    "super_resolve": "restorekit.inference.api",
     "tune": "restorekit.inference.api",
 }
 
-__all__ = ["create_model", "denoise", "list_models", "load_image", "save_image", "tune"]
+__all__ = ["create_model", "denoise", "list_models", "load_image", "save_image", "super_resolve", "tune"]
 __version__ = "0.1.0"
 
 

@@ -35,6 +35,51 @@ def comparison_strip(
         given = np.round(np.clip(noisy, 0, 1) * 255) / 255 if method.input == "uint8" else noisy
         out = np.clip(method.run(given.astype(np.float32), sigma), 0, 1)
         tiles.append((method.name, _psnr(out, clean), out))
+    return render(tiles, box, zoom), [(label, psnr) for label, psnr, _ in tiles]
+
+
+def camera_noise_strip(
+    clean_path: Path, methods: list[Method], seed: int, box: tuple[int, int, int], zoom: int = 2
+) -> tuple[np.ndarray, list[tuple[str, float | None]]]:
+    """As :func:`comparison_strip`, with realistic camera noise instead of AWGN: the clean image through the
+    camera-noise synthesis of the training data (:mod:`restorekit.train.camera_noise`, fixed ``seed``),
+    compared with the synthetic camera's clean rendering. Methods that take σ are told the estimate."""
+    import torch
+
+    from restorekit.inference.noise import estimate_sigma
+    from restorekit.train.camera_noise import synthesize
+
+    pixels = load_image(clean_path).pixels
+    height, width = pixels.shape[0] // 2 * 2, pixels.shape[1] // 2 * 2
+    batch = torch.from_numpy(np.ascontiguousarray(pixels[:height, :width])).permute(2, 0, 1)[None]
+    noisy, clean = synthesize(batch, torch.Generator().manual_seed(seed))
+    noisy, clean = (t[0].permute(1, 2, 0).numpy().astype(np.float32) for t in (noisy, clean))
+    told = float(estimate_sigma(noisy))
+    tiles = [("clean", None, clean), ("noisy", _psnr(noisy, clean), noisy)]
+    for method in methods:
+        out = np.clip(method.run(noisy, told if method.needs_sigma else None), 0, 1)
+        tiles.append((method.name, _psnr(out, clean), out))
+    return render(tiles, box, zoom), [(label, psnr) for label, psnr, _ in tiles]
+
+
+def sr_strip(
+    hr_path: Path, methods: list, scale: int, box: tuple[int, int, int], zoom: int = 2
+) -> tuple[np.ndarray, list[tuple[str, float | None]]]:
+    """Super-resolution crops: the HR image, then each method's upscaling of its ×``scale`` bicubic downscale
+    (:func:`restorekit.bench.sr.load_pair`), labelled with the whole image's Y-channel PSNR; ``box`` is in HR
+    pixels and ``methods`` are :class:`restorekit.bench.sr.SRMethod`."""
+    from restorekit.bench.sr import load_pair, y_psnr_ssim
+
+    hr, lr = load_pair(hr_path, None, scale)
+    tiles = [("HR", None, hr)]
+    for method in methods:
+        out = np.clip(method.run(lr, scale), 0, 1)
+        tiles.append((method.name, y_psnr_ssim(hr, out, scale)[0], out))
+    return render(tiles, box, zoom), [(label, psnr) for label, psnr, _ in tiles]
+
+
+def render(tiles: list[tuple[str, float | None, np.ndarray]], box: tuple[int, int, int], zoom: int) -> np.ndarray:
+    """The labelled tiles side by side: each image cropped to ``box`` = (top, left, size), zoomed ``zoom``×."""
     top, left, size = box
     label_height = 18
     strip = []
@@ -47,4 +92,4 @@ def comparison_strip(
         text = label if psnr is None else f"{label} {psnr:.2f} dB"
         ImageDraw.Draw(tile).text((3, 3), text, fill="black")
         strip.append(np.asarray(tile))
-    return np.concatenate(strip, axis=1), [(label, psnr) for label, psnr, _ in tiles]
+    return np.concatenate(strip, axis=1)

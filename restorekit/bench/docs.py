@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from restorekit.bench.report import format_value, to_markdown
+from restorekit.bench.sr import PUBLISHED as PUBLISHED_SR
 
 # Published PSNR (dB, float protocol) to compare with: dataset → label → {σ: PSNR}.
 FLOOR = "CBM3D, published (floor)"
@@ -125,6 +126,46 @@ def _gap_rows(
     return rows
 
 
+def _sr_tables(document: dict[str, Any]) -> list[str]:
+    """Per dataset: methods × factors, cells ``PSNR / SSIM`` (Y channel), with the published figures beside."""
+    summary = document["summary"]
+    parameters = {m["name"]: m.get("parameters") for m in document.get("methods", [])}
+    whole = not (document.get("config") or {}).get("limit")
+    out = []
+    for dataset in sorted({r["dataset"] for r in summary}):
+        group = [r for r in summary if r["dataset"] == dataset]
+        scales = sorted({r["scale"] for r in group})
+        order = {"restorekit": 0, "baseline": 1}
+        rows = []
+        for _, method in sorted({(order.get(r["kind"], 2), r["method"]) for r in group}):
+            cells = {r["scale"]: r for r in group if r["method"] == method}
+            first = next(iter(cells.values()))
+            row: dict[str, Any] = {"method": method, "kind": first["kind"], "parameters": parameters.get(method)}
+            for scale in scales:
+                r = cells.get(scale)
+                row[f"×{scale}"] = f"{r['psnr']:.2f} / {r['ssim']:.4f}" if r else ""
+            row["s/image"] = statistics.fmean(r["seconds"] for r in cells.values())
+            rows.append(row)
+        key = dataset.lower().removeprefix("sr_")
+        for label in dict.fromkeys(label for s in scales for label in PUBLISHED_SR.get((key, s), {})) if whole else ():
+            row = {"method": label, "kind": "published", "parameters": None}
+            for scale in scales:
+                value = PUBLISHED_SR.get((key, scale), {}).get(label)
+                row[f"×{scale}"] = f"{value[0]:.2f} / {value[1]:.4f}" if value else ""
+            rows.append(row | {"s/image": None})
+        images = max(r["images"] for r in group)
+        out += [
+            f"#### {dataset} ({images} images)",
+            "",
+            "Y-channel PSNR (dB) / SSIM, BT.601, `scale` pixels shaved, outputs rounded to 8 bits; s/image is the "
+            "median time per image, averaged over the factors. Published: Ahn et al. (CARN, ECCV 2018), Table 2.",
+            "",
+            to_markdown(rows),
+            "",
+        ]
+    return out
+
+
 def _latency_tables(document: dict[str, Any]) -> list[str]:
     rows = document["rows"]
     cbm3d = {r["size"]: r["median_ms"] for r in rows if r["method"] == "cbm3d" and r["median_ms"]}
@@ -226,6 +267,11 @@ def section_title(document: dict[str, Any]) -> str:
         who = "; ".join(part for part in (ours, others) if part)
         machine = environment.get("machine") or "this machine"
         return f"Latency: {who}, {sizes}, dtype {dtypes}{settings} ({machine})"
+    if command == "sr_quality":
+        sets = ", ".join(Path(f).name for f in config.get("data", []))
+        scales = ", ".join(f"×{v}" for v in config.get("scales", []))
+        limit = f", limit {config['limit']}" if config.get("limit") else ""
+        return f"Super-resolution quality: {sets} ({scales}{limit})"
     if command == "tune":
         sets = ", ".join(Path(f).name for f in config.get("data", []))
         return f"Tunable denoising: PSNR / PSNRη per setting on {sets} (tunable vs DNI vs fixed)"
@@ -322,6 +368,8 @@ def render(documents: Sequence[tuple[str | Path, dict[str, Any]]], command: str)
             lines += _latency_tables(document)
         elif document["command"] == "tune":
             lines += _tune_tables(document)
+        elif document["command"] == "sr_quality":
+            lines += _sr_tables(document)
         else:
             lines += [to_markdown(document["rows"]), ""] if document["rows"] else ["(no rows)", ""]
         if document.get("methods"):

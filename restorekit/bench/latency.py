@@ -51,7 +51,7 @@ from restorekit.bench.methods import Method, model_method
 from restorekit.bench.noise import add_noise
 from restorekit.errors import RestoreKitError
 from restorekit.inference import runtime
-from restorekit.inference.api import DTYPES, denoise_image, resolve_device
+from restorekit.inference.api import DTYPES, denoise_image, resolve_device, super_resolve_image
 
 try:
     import resource
@@ -175,7 +175,11 @@ def measure(case: Case) -> dict[str, Any]:
         method.run(noisy, case.sigma)
     if not peer:
         with FlopCounterMode(display=False) as counter:
-            _, info = denoise_image(noisy, case.sigma, method.model, case.device, case.tile, case.dtype)
+            if method.model.requirements.task == "sr":
+                scale = method.model.requirements.scale
+                _, info = super_resolve_image(noisy, scale, method.model, case.device, case.tile, case.dtype)
+            else:
+                _, info = denoise_image(noisy, case.sigma, method.model, case.device, case.tile, case.dtype)
         row |= {
             "device": info.device,
             "dtype": info.dtype,

@@ -17,7 +17,16 @@ import numpy as np
 from torch import nn
 
 from restorekit.bench import speed_refs
-from restorekit.inference.api import DTYPES, auto_precision, check_omega, denoise, fold_tunable, resolve_device, tune
+from restorekit.inference.api import (
+    DTYPES,
+    auto_precision,
+    check_omega,
+    denoise,
+    fold_tunable,
+    resolve_device,
+    super_resolve,
+    tune,
+)
 from restorekit.models import create_model
 
 # Signature of a method's work: noisy (H, W, C) float32 in [0, 1], σ (0–255) or None → (H, W, C).
@@ -86,7 +95,8 @@ def model_method(
 
     A tunable model runs through :func:`restorekit.inference.api.tune` at the setting ``w`` (default: the
     centre of its domain, equal weights), as ``restorekit tune --w`` runs it; ``Method.model`` is then the
-    plain model it folds into (what runs, and what FLOP counting sees).
+    plain model it folds into (what runs, and what FLOP counting sees). A super-resolution model runs through
+    :func:`restorekit.inference.api.super_resolve` at its own factor (σ is ignored), for ``bench latency``.
 
     Args:
         model: A model name (``arch_variant.tag``), a ``.safetensors`` path, or a speed reference's name
@@ -114,6 +124,14 @@ def model_method(
 
         def run(noisy: np.ndarray, sigma: float | None) -> np.ndarray:
             return tune(noisy, w, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype)
+
+    elif requirements.task == "sr":
+        setting = f", upscales ×{requirements.scale} (the size is the input's)"
+
+        def run(noisy: np.ndarray, sigma: float | None) -> np.ndarray:
+            del sigma  # an upscaler takes no noise level
+            scale = requirements.scale
+            return super_resolve(noisy, scale, model=module, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
 
     else:
 

@@ -13,6 +13,7 @@ from restorekit._checks import check, check_choice, fail
 from restorekit.bench import latency as bench_latency
 from restorekit.bench import quality as bench_quality
 from restorekit.bench import report
+from restorekit.bench import sr as bench_sr
 from restorekit.bench import tune as bench_tune
 from restorekit.bench.baselines import PEERS
 from restorekit.bench.baselines import peers as peer_methods
@@ -36,6 +37,13 @@ class ProtocolChoice(str, Enum):
     float = "float"
     file = "file"
     both = "both"
+
+
+class Task(str, Enum):
+    """What ``bench quality`` measures: ``denoise`` or ``sr`` (super-resolution)."""
+
+    denoise = "denoise"
+    sr = "sr"
 
 
 class SigmaMode(str, Enum):
@@ -250,6 +258,8 @@ def quality(
     ] = None,
     model: Models = None,
     peers: Peers = "all",
+    task: Annotated[Task, typer.Option("--task", help="denoise, or sr: super-resolution on --data.")] = Task.denoise,
+    scale: Annotated[str, typer.Option("--scale", help="With --task sr: factors, comma-separated.")] = "2,3,4",
     sigma: Annotated[str, typer.Option("--sigma", help="Noise levels (0–255), comma-separated.")] = "15,25,50",
     protocol: Annotated[
         ProtocolChoice, typer.Option("--protocol", help="float (unclipped), file (clipped, 8-bit) or both.")
@@ -272,7 +282,15 @@ def quality(
     verbose: Verbose = False,
 ) -> None:
     """PSNR/SSIM of restorekit models and the peers on the same seeded noisy inputs (--data) or on real noisy
-    images against their clean references (--pairs), per image and mean."""
+    images against their clean references (--pairs), per image and mean; with --task sr, Y-channel PSNR/SSIM
+    of the super-resolution models, bicubic and Lanczos on the LR inputs of --data (SR test-set folders with
+    image_SRF_<s>/ pairs, or plain images downscaled here)."""
+    if task == Task.sr:
+        check(bool(data) and not pairs, "bench quality --task sr", "--data folders (and no --pairs)", "none")
+        _quality_sr(
+            ctx, data, model, scale, limit, per_image, device, dtype.value, tile, machine, save, progress_mode, json
+        )
+        return
     check(bool(data or pairs), "bench quality", "--data or --pairs folders", "neither")
     sigmas = _numbers(sigma, "--sigma")
     protocols = ["float", "file"] if protocol == ProtocolChoice.both else [protocol.value]
@@ -316,6 +334,61 @@ def quality(
     shown = ("dataset", "image", "sigma", "protocol", "method", "sigma_used", "psnr", "ssim", "seconds")
     table_rows = [{k: r[k] for k in shown} for r in (rows + summary if per_image else summary)]
     _emit(document, table_rows, "quality (PSNR dB, SSIM; mean rows are over images)", json, save or [])
+
+
+def _quality_sr(
+    ctx: typer.Context,
+    data: list[Path],
+    model: list[str] | None,
+    scale: str,
+    limit: int | None,
+    per_image: bool,
+    device: str,
+    precision: str,
+    tile: int | None,
+    machine: str | None,
+    save: list[Path] | None,
+    progress_mode: ProgressMode,
+    json: bool,
+) -> None:
+    """``bench quality --task sr``: every SR model at its own factor, bicubic and Lanczos at every factor."""
+    scales = [int(v) for v in _numbers(scale, "--scale")]
+    for value in scales:
+        check_choice(value, (2, 3, 4), "--scale")
+    device = str(resolve_device(device))
+    names = model or [name for name in list_models() if create_model(name).requirements.task == "sr"]
+    if not names:
+        warning_line("no super-resolution model ships with this install and none was given (--model)")
+    models = [bench_sr.sr_model_method(name, device, precision, tile) for name in names]
+    methods = [*models, bench_sr.interpolation_method("cubic"), bench_sr.interpolation_method("lanczos3")]
+    images = {s: [(f.name, hr, lr) for f in data for hr, lr in bench_sr.list_pairs(f, s)[:limit]] for s in scales}
+    rows: list[dict[str, Any]] = []
+    with progress(progress_mode, sum(len(v) for v in images.values()), "sr quality") as bar:
+        for value in scales:
+            rows += bench_sr.evaluate(images[value], methods, value, bar.done)
+    summary = bench_sr.summarize(rows)
+    config = {
+        "data": [str(f) for f in data],
+        "scales": scales,
+        "limit": limit,
+        "device": device,
+        "dtype": precision,
+        "tile": tile,
+    }
+    document = report.payload(
+        "sr_quality",
+        rows,
+        environment(machine),
+        config,
+        _command_line(ctx),
+        methods=[m.describe() for m in methods],
+        summary=summary,
+    )
+    shown = ("dataset", "image", "scale", "method", "psnr", "ssim", "seconds")
+    table_rows = [{k: r[k] for k in shown} for r in (rows + summary if per_image else summary)]
+    _emit(
+        document, table_rows, "super-resolution quality (Y-channel PSNR dB / SSIM, scale px shaved)", json, save or []
+    )
 
 
 @app.command("tune")
@@ -412,12 +485,18 @@ def kernels(
         "256,512"
     ),
     channels: Annotated[str, typer.Option("--channels", help="Channel counts, comma-separated.")] = "16,80",
-    kernel_size: Annotated[int, typer.Option("--kernel-size", help="MalleConv kernel size (1 or 3).")] = 3,
+    kernel_size: Annotated[
+        int, typer.Option("--kernel-size", help="Kernel size K (1 or 3; any odd K with --op atom alone).")
+    ] = 3,
+    op: Annotated[
+        str, typer.Option("--op", help="Convolutions to measure, comma-separated (malleable, atom).")
+    ] = "malleable,atom",
+    atoms: Annotated[int, typer.Option("--atoms", min=1, help="Atoms per pixel M of the atom convolution.")] = 4,
     backend: Annotated[
         str | None,
         typer.Option(
             "--backend",
-            help="Backends, comma-separated (naive, reference, cpu, triton). Default: all for the device.",
+            help="Backends of every op, comma-separated (naive, reference, cpu, triton). Default: all for the device.",
             show_default=False,
         ),
     ] = None,
@@ -430,7 +509,7 @@ def kernels(
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
-    """Malleable-convolution backends against a depthwise convolution (rows as the kernel benchmark gives them)."""
+    """Malleable and atom convolution backends against a depthwise convolution (rows as the benchmark gives them)."""
     from restorekit.bench import kernels as bench_kernels  # imported on use: it loads the Triton kernels
 
     sizes = [bench_latency.parse_size(s) for s in _split(size)]
@@ -439,6 +518,8 @@ def kernels(
         "sizes": [f"{w}x{h}" for h, w in sizes],
         "channels": [int(v) for v in _numbers(channels, "--channels")],
         "kernel_size": kernel_size,
+        "ops": _split(op),
+        "atoms": atoms,
         "backends": _split(backend) if backend else None,
         "device": str(resolve_device(device)),
         "dtype": precision,
@@ -454,6 +535,8 @@ def kernels(
         DTYPES[precision],
         repeats,
         grid_stride,
+        ops=config["ops"],
+        atoms=atoms,
     )
     document = report.payload("kernels", rows, environment(machine), config, _command_line(ctx))
     _emit(document, rows, "kernels", json, save or [])
@@ -462,27 +545,49 @@ def kernels(
 @app.command("crops")
 @handle_errors
 def crops(
-    image: Annotated[Path, typer.Argument(help="A clean image (e.g. one of the evaluation set).")],
+    image: Annotated[Path, typer.Argument(help="A clean image (e.g. a scikit-image sample).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path("crops.png"),
     box: Annotated[str, typer.Option("--box", help="Crop as top,left,size in pixels.")] = "100,100,96",
     sigma: Annotated[float, typer.Option("--sigma", help="Noise level (0–255).")] = 25.0,
     protocol: Annotated[str, typer.Option("--protocol", help="float or file.")] = "float",
+    noise: Annotated[
+        str, typer.Option("--noise", help="awgn (σ, protocol) or camera (the training data's camera synthesis).")
+    ] = "awgn",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the camera-noise synthesis.")] = 0,
+    task: Annotated[Task, typer.Option("--task", help="denoise, or sr: HR | bicubic | Lanczos | models.")] = (
+        Task.denoise
+    ),
+    scale: Annotated[int, typer.Option("--scale", help="With --task sr: the factor.")] = 2,
     model: Annotated[list[str] | None, typer.Option("-m", "--model", help="Model name or path; repeatable.")] = None,
     peers: Annotated[str, typer.Option("--peers", help="Peers, comma-separated, 'all' or 'none'.")] = "all",
     verbose: Verbose = False,
 ) -> None:
-    """Side-by-side crops (clean, noisy, restorekit models, peers) of one image, with whole-image PSNR."""
+    """Side-by-side crops (clean, noisy, restorekit models, peers) of one image, with whole-image PSNR; with
+    --task sr, the HR image, bicubic, Lanczos and the SR models (Y-channel PSNR)."""
     from PIL import Image as PILImage
 
-    from restorekit.bench.crops import comparison_strip
+    from restorekit.bench import crops as bench_crops
     from restorekit.inference.io import load_image
 
     top, left, size = (int(v) for v in box.split(","))
-    channels = 1 if load_image(image).pixels.shape[2] == 1 else 3
-    names = [n for n in _models(model) if create_model(n).requirements.in_channels == channels]
-    available, _ = peer_methods(_peer_names(peers))
-    methods = [model_method(name) for name in names] + available
-    strip, scores = comparison_strip(image, methods, sigma, protocol, (top, left, size))
+    check_choice(noise, ("awgn", "camera"), "--noise")
+    if task == Task.sr:
+        check_choice(scale, (2, 3, 4), "--scale")
+        names = model or [
+            n for n in list_models() if (r := create_model(n).requirements).task == "sr" and r.scale == scale
+        ]
+        methods = [bench_sr.interpolation_method("cubic"), bench_sr.interpolation_method("lanczos3")]
+        methods += [bench_sr.sr_model_method(name) for name in names]
+        strip, scores = bench_crops.sr_strip(image, methods, scale, (top, left, size))
+    else:
+        channels = 1 if load_image(image).pixels.shape[2] == 1 else 3
+        names = [n for n in _models(model) if create_model(n).requirements.in_channels == channels]
+        available, _ = peer_methods(_peer_names(peers))
+        methods = [model_method(name) for name in names] + available
+        if noise == "camera":
+            strip, scores = bench_crops.camera_noise_strip(image, methods, seed, (top, left, size))
+        else:
+            strip, scores = bench_crops.comparison_strip(image, methods, sigma, protocol, (top, left, size))
     PILImage.fromarray(strip).save(output)
     results.print(f"wrote {output}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores if v is not None))
 

@@ -53,6 +53,7 @@ class RunInfo:
         notes: Anything the user should know (fallbacks, clamping, retries).
         ensemble: Whether the output averages the 8 flips and rotations of the image (self-ensemble).
         w: The interactive parameters ω a tunable model ran at (``None`` for a plain model).
+        scale: Output/input size ratio (1 for denoising).
     """
 
     sigma: float | None
@@ -65,6 +66,7 @@ class RunInfo:
     notes: tuple[str, ...] = ()
     ensemble: bool = False
     w: tuple[float, ...] | None = None
+    scale: int = 1
 
     def as_dict(self) -> dict:
         """The fields as a JSON-able dict."""
@@ -124,7 +126,8 @@ def get_model(
             ``.safetensors`` file, or an ``nn.Module`` that carries ``requirements`` (moved to ``device``).
         channels: Channels of the image (1 or 3), used to pick the default.
         device: Where the model runs.
-        kind: ``denoise``, ``tune`` or ``real``: which default to pick when ``model`` is ``None``.
+        kind: ``denoise``, ``tune``, ``real`` or ``sr2``/``sr3``/``sr4``: which default to pick when ``model`` is
+            ``None``.
 
     Raises:
         WeightsError: Unknown name, or a missing, corrupted or mismatched weights file.
@@ -239,6 +242,29 @@ def auto_precision(requirements: Requirements, device: torch.device) -> str:
     return "fp32"
 
 
+def _checked(pixels: np.ndarray, tile: int | None, dtype: str | None, ensemble: bool) -> np.ndarray:
+    """Validate the arguments every restoration takes; the pixels as contiguous float32."""
+    check(
+        isinstance(pixels, np.ndarray) and pixels.ndim == 3 and pixels.shape[2] in (1, 3) and pixels.size > 0,
+        "image",
+        "an H×W×C array with C = 1 or 3",
+        getattr(pixels, "shape", type(pixels).__name__),
+    )
+    check(np.issubdtype(pixels.dtype, np.floating), "image", "float pixels in [0, 1]", str(pixels.dtype))
+    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+    check(bool(np.isfinite(pixels).all()), "image", "finite pixel values", "NaN or Inf")
+    check(tile is None or (isinstance(tile, int) and tile >= 0), "tile", "None, 0 or a positive integer", tile)
+    if dtype not in (None, "auto", *DTYPES):
+        fail("dtype", "a precision", dtype, valid=("auto", *DTYPES))
+    check(isinstance(ensemble, bool), "ensemble", "True or False", ensemble)
+    return pixels
+
+
+def _prepared(net: nn.Module, target: torch.device) -> nn.Module:
+    """The model in the layout its device runs fastest: channels_last on the CPU (see :func:`_tile_fn`)."""
+    return net.to(memory_format=torch.channels_last) if target.type == "cpu" else net
+
+
 def denoise_image(
     pixels: np.ndarray,
     sigma: float | str | np.ndarray | None = None,
@@ -265,24 +291,10 @@ def denoise_image(
         >>> out.shape, info.sigma, info.dtype
         ((24, 40, 3), 25.0, 'fp32')
     """
-    check(
-        isinstance(pixels, np.ndarray) and pixels.ndim == 3 and pixels.shape[2] in (1, 3) and pixels.size > 0,
-        "image",
-        "an H×W×C array with C = 1 or 3",
-        getattr(pixels, "shape", type(pixels).__name__),
-    )
-    check(np.issubdtype(pixels.dtype, np.floating), "image", "float pixels in [0, 1]", str(pixels.dtype))
-    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
-    check(bool(np.isfinite(pixels).all()), "image", "finite pixel values", "NaN or Inf")
-    check(tile is None or (isinstance(tile, int) and tile >= 0), "tile", "None, 0 or a positive integer", tile)
-    if dtype not in (None, "auto", *DTYPES):
-        fail("dtype", "a precision", dtype, valid=("auto", *DTYPES))
-    check(isinstance(ensemble, bool), "ensemble", "True or False", ensemble)
+    pixels = _checked(pixels, tile, dtype, ensemble)
     target = resolve_device(device)
     channels = pixels.shape[2]
-    net = get_model(model, channels, target)
-    if target.type == "cpu":
-        net.to(memory_format=torch.channels_last)
+    net = _prepared(get_model(model, channels, target), target)
     req: Requirements = net.requirements
     precision = dtype if dtype in DTYPES else auto_precision(req, target)
     name = getattr(net, "name", type(net).__name__)
@@ -303,18 +315,45 @@ def denoise_image(
         sigma_value, sigma_used, source = 0.0, None, "blind"
     else:
         sigma_value, sigma_used, source = _settle_sigma(sigma, pixels, req, name, notes)
+    out, precision, used_tile = _run(net, pixels, sigma_value, target, tile, precision, ensemble, notes)
+    result = tensor_to_pixels(out.clamp_(0.0, 1.0))
+    ms = (time.perf_counter() - started) * 1000.0
+    info = RunInfo(sigma_used, source, name, str(target), precision, used_tile, round(ms, 1), tuple(notes), ensemble)
+    return result, info
+
+
+def _run(
+    net: nn.Module,
+    pixels: np.ndarray,
+    sigma_value: float | torch.Tensor,
+    target: torch.device,
+    tile: int | None,
+    precision: str,
+    ensemble: bool,
+    notes: list[str],
+) -> tuple[torch.Tensor, str, int | None]:
+    """Run a model over an image: tiled, per view of the self-ensemble, per plane for a gray model on colour.
+
+    A colour image through a gray model runs one channel at a time; a gray image through a colour model (only
+    allowed for super-resolution) runs as three equal channels, and the channel mean comes back. Half precision
+    that produces NaN/Inf reruns in fp32.
+
+    Returns:
+        The output ``(1, C, H·scale, W·scale)`` on the CPU, the precision that produced it and the tile used.
+    """
+    req: Requirements = net.requirements
+    channels = pixels.shape[2]
     if tile is None:
         if net not in _bytes_per_pixel:
             _bytes_per_pixel[net] = tiling.bytes_per_pixel(net, req, target)
         tile = tiling.auto_tile(_bytes_per_pixel[net], req, target)
+    if channels > req.in_channels:
+        planes = [image_to_tensor(pixels[..., c : c + 1]) for c in range(channels)]
+    else:
+        planes = [image_to_tensor(pixels).expand(-1, req.in_channels, -1, -1).contiguous()]
 
     def run(precision: str) -> tuple[torch.Tensor, int | None]:
         fn = _tile_fn(net, target, DTYPES[precision])
-        planes = (
-            [image_to_tensor(pixels)]
-            if channels == req.in_channels
-            else [image_to_tensor(pixels[..., c : c + 1]) for c in range(channels)]
-        )
         views = DIHEDRAL if ensemble else DIHEDRAL[:1]
         outs, used_tile = [], None
         for plane in planes:
@@ -325,7 +364,8 @@ def denoise_image(
                 out = _unview(out, turns, mirror)
                 total = out if total is None else total + out
             outs.append(total / len(views) if ensemble else total)
-        return torch.cat(outs, dim=1), used_tile
+        out = torch.cat(outs, dim=1)
+        return (out.mean(dim=1, keepdim=True) if channels < req.in_channels else out), used_tile
 
     with tiling.collect_notes(notes):  # a costly tile size is noted once
         try:
@@ -334,10 +374,7 @@ def denoise_image(
             notes.append(f"{precision} produced NaN/Inf; reran in fp32")
             precision = "fp32"
             out, used_tile = run(precision)
-    result = tensor_to_pixels(out.clamp_(0.0, 1.0))
-    ms = (time.perf_counter() - started) * 1000.0
-    info = RunInfo(sigma_used, source, name, str(target), precision, used_tile, round(ms, 1), tuple(notes), ensemble)
-    return result, info
+    return out, precision, used_tile
 
 
 def denoise(
@@ -499,3 +536,93 @@ def tune(
         (24, 40, 1)
     """
     return tune_image(image, w, sigma, model, device, tile, dtype)[0]
+
+
+SCALES = (2, 3, 4)
+
+
+def super_resolve_image(
+    pixels: np.ndarray,
+    scale: int = 2,
+    model: str | Path | nn.Module | None = None,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    dtype: str | None = None,
+    ensemble: bool = False,
+) -> tuple[np.ndarray, RunInfo]:
+    """Upscale an image and say how: :func:`super_resolve` plus a :class:`RunInfo` (what the CLI calls).
+
+    Args and Raises: as for :func:`super_resolve`.
+    """
+    pixels = _checked(pixels, tile, dtype, ensemble)
+    if not isinstance(scale, int | np.integer) or isinstance(scale, bool) or scale not in SCALES:
+        fail("scale", "an upscaling factor", scale, valid=SCALES)
+    scale = int(scale)
+    target = resolve_device(device)
+    channels = pixels.shape[2]
+    net = _prepared(get_model(model, channels, target, kind=f"sr{scale}"), target)
+    req: Requirements = net.requirements
+    name = getattr(net, "name", type(net).__name__)
+    check(req.task == "sr", "model", "a super-resolution model", f"{name} ({req.task})")
+    check(req.scale == scale, "model", f"a ×{scale} model", f"{name} (×{req.scale})")
+    precision = dtype if dtype in DTYPES else auto_precision(req, target)
+
+    started = time.perf_counter()
+    notes: list[str] = []
+    if precision != "fp32" and not req.half_safe:
+        notes.append(f"{name} is not half-precision safe; ran in fp32")
+        precision = "fp32"
+    if channels > req.in_channels:
+        notes.append(f"{name} is a gray model; upscaled each colour channel separately")
+    elif channels < req.in_channels:
+        notes.append(f"{name} is a colour model; upscaled the gray image as three equal channels")
+    out, precision, used_tile = _run(net, pixels, 0.0, target, tile, precision, ensemble, notes)
+    result = tensor_to_pixels(out.clamp_(0.0, 1.0))
+    ms = (time.perf_counter() - started) * 1000.0
+    info = RunInfo(None, "blind", name, str(target), precision, used_tile, round(ms, 1), tuple(notes), ensemble)
+    return result, dataclasses.replace(info, scale=scale)
+
+
+def super_resolve(
+    image: np.ndarray,
+    scale: int = 2,
+    model: str | Path | nn.Module | None = None,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    dtype: str | None = None,
+    ensemble: bool = False,
+) -> np.ndarray:
+    """Upscale an image ×2, ×3 or ×4 with a super-resolution model.
+
+    The image is cut into overlapping tiles when memory asks for it (the overlap is the model's context,
+    scaled by the factor in the output); tiled and untiled outputs agree within 1/255. Alpha is not the
+    network's business: upscale it separately (the CLI uses :func:`restorekit.inference.io.resized`).
+
+    Args:
+        image: Image ``(H, W, C)`` float32 in [0, 1] (C = 1 or 3, no alpha). A gray image runs through a colour
+            model as three equal channels.
+        scale: 2, 3 or 4.
+        model: ``None`` for the shipped model of that factor, a model name (``restorekit models``), a
+            ``.safetensors`` path, or an ``nn.Module`` whose ``requirements`` declare ``task="sr"`` and the
+            scale, called as ``model(x (B, C, H, W), sigma (B, 1, H, W)) → (B, C, H·scale, W·scale)``.
+        device, tile, dtype: As for :func:`denoise`.
+        ensemble: Average the outputs for the 8 flips and rotations of the image (8× the time).
+
+    Returns:
+        The upscaled image ``(H·scale, W·scale, C)`` float32, clipped to [0, 1].
+
+    Raises:
+        UsageError: Bad arguments, or a model that is not a ×``scale`` super-resolution model.
+        WeightsError: Unknown model, no shipped model for that factor, or bad weights file.
+        DeviceError: CUDA unavailable, or out of memory even at the smallest tile.
+
+    Example:
+        >>> import torch.nn.functional as F
+        >>> class Nearest(torch.nn.Module):
+        ...     requirements = Requirements(task="sr", in_channels=3, out_channels=3, scale=2)
+        ...     def forward(self, x, sigma):
+        ...         return F.interpolate(x, scale_factor=2, mode="nearest")
+        >>> super_resolve(np.zeros((24, 40, 3), np.float32), scale=2, model=Nearest(), device="cpu").shape
+        (48, 80, 3)
+    """
+    return super_resolve_image(image, scale, model, device, tile, dtype, ensemble)[0]

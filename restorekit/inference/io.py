@@ -22,6 +22,7 @@ Encoders:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import io
 import math
@@ -45,6 +46,7 @@ from PIL import ImageCms, PngImagePlugin, TiffImagePlugin, UnidentifiedImageErro
 
 from restorekit._checks import check, check_choice, check_shape, fail
 from restorekit.errors import InputError, OutputError, UsageError
+from restorekit.ops.resize import imresize
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 """Lower-case file suffixes that :func:`load_image` and :func:`save_image` handle."""
@@ -1100,6 +1102,60 @@ def _write_atomically(path: Path, data: bytes) -> None:
         if isinstance(error, OSError):
             raise OutputError(f"{path}: cannot write ({error.strerror or error})") from error
         raise
+
+
+# ---------------------------------------------------------------------------------------------------- resizing
+
+_PIXEL_X_DIMENSION, _PIXEL_Y_DIMENSION = 0xA002, 0xA003
+
+
+def resized(image: Image, pixels: np.ndarray) -> Image:
+    """``image`` with new ``pixels`` of another size, and everything that describes the size brought along.
+
+    The alpha plane is resized with MATLAB-style bicubic interpolation (never through a model), clipped to its
+    sample range (a float plane to its own minimum and maximum) and stored at its sample type; the resolution
+    (DPI) scales with the pixels, so the printed size stays the same; EXIF ``PixelXDimension`` /
+    ``PixelYDimension`` are set to the new size (the EXIF is carried byte for byte when it has neither).
+    Everything else is carried as it is.
+
+    Args:
+        image: The source image.
+        pixels: ``(H', W', C)`` float32, the new pixels.
+
+    Example:
+        >>> src = Image(np.zeros((4, 6, 3), np.float32), np.full((4, 6), 255, np.uint8), 8, "RGBA", "PNG", dpi=(72, 72))
+        >>> out = resized(src, np.zeros((8, 12, 3), np.float32))
+        >>> out.alpha.shape, out.alpha.dtype, out.dpi
+        ((8, 12), dtype('uint8'), (144.0, 144.0))
+    """
+    height, width = pixels.shape[:2]
+    ratio_y, ratio_x = height / image.pixels.shape[0], width / image.pixels.shape[1]
+    alpha = image.alpha
+    if alpha is not None:
+        plane = torch.from_numpy(_to_unit(alpha))[None, None].double()
+        values = imresize(plane, size=(height, width))[0, 0].numpy()
+        if alpha.dtype == np.float32:  # float alpha is kept as stored: clip the overshoot to its own range
+            alpha = np.clip(values, alpha.min(), alpha.max()).astype(np.float32)
+        else:
+            alpha = _to_samples(values, alpha.itemsize * 8)
+    dpi = None if image.dpi is None else (image.dpi[0] * ratio_x, image.dpi[1] * ratio_y)
+    return dataclasses.replace(
+        image, pixels=pixels, alpha=alpha, dpi=dpi, exif=_exif_with_size(image.exif, width, height)
+    )
+
+
+def _exif_with_size(exif: bytes | None, width: int, height: int) -> bytes | None:
+    """EXIF with its pixel-dimension tags set to ``width`` × ``height`` (untouched when it has none)."""
+    if not exif:
+        return exif
+    tags = PILImage.Exif()
+    tags.load(exif)
+    sub = tags.get_ifd(_EXIF_IFD)
+    if _PIXEL_X_DIMENSION not in sub and _PIXEL_Y_DIMENSION not in sub:
+        return exif
+    sub[_PIXEL_X_DIMENSION], sub[_PIXEL_Y_DIMENSION] = width, height
+    data = tags.tobytes()
+    return data if data.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + data
 
 
 # ---------------------------------------------------------------------------------------------------- tensors

@@ -98,3 +98,34 @@ class ACDAConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.coefficients(atom_conv(x, self.generator(x)))
+
+
+MIXERS = ("acda", "static")
+
+
+class DynamicBottleneck(nn.Module):
+    """x + expand(PReLU(mixer(PReLU(reduce(x))))): 1×1 to C/2, the spatial mixer at C/2, 1×1 back to C.
+
+    The mixer is an ACDA layer, or a plain K×K convolution for the ablation. Halving the channels around it
+    halves the per-pixel atom responses (C/2·M), the bulk of an ACDA layer's memory traffic.
+
+    Shape:
+        ``(B, C, H, W) → (B, C, H, W)``
+    """
+
+    def __init__(self, channels: int, mixer: str, kernel_size: int, atoms: int, bases_per_scale: int, width: int):
+        super().__init__()
+        inner = channels // 2
+        self.reduce = nn.Conv2d(channels, inner, 1)
+        self.act1 = nn.PReLU(inner, init=0.1)
+        if mixer == "acda":
+            self.mixer = ACDAConv(inner, inner, kernel_size, atoms, bases_per_scale, width)
+        else:
+            self.mixer = nn.Conv2d(inner, inner, kernel_size, padding=kernel_size // 2)
+        self.act2 = nn.PReLU(inner, init=0.1)
+        self.expand = nn.Conv2d(inner, channels, 1)
+        nn.init.zeros_(self.expand.weight)  # each block starts as the identity: a stable start from scratch
+        nn.init.zeros_(self.expand.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.expand(self.act2(self.mixer(self.act1(self.reduce(x)))))

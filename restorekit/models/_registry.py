@@ -96,19 +96,25 @@ _DEFAULTS = {
     },
     "tune": {3: ("tunable_mallenet_s.awgn_color",), 1: ("tunable_mallenet_s.awgn_gray",)},
     "real": {3: ("acdanet_s.real_color",)},
+    "sr2": {3: ("acdasr_s.x2",)},
+    "sr3": {3: ("acdasr_s.x3",)},
+    "sr4": {3: ("acdasr_s.x4",)},
 }
 
 
 def default_model(channels: int, kind: str = "denoise") -> str:
     """The best shipped model of ``kind`` for ``channels``-channel images (1 or 3).
 
-    Kinds: ``denoise`` (Gaussian, σ-conditioned), ``tune`` (tunable) and ``real`` (blind, real camera noise).
+    Kinds: ``denoise`` (Gaussian, σ-conditioned), ``tune`` (tunable), ``real`` (blind, real camera noise) and
+    ``sr2``/``sr3``/``sr4`` (super-resolution by that factor; colour models, which also serve gray images).
     """
     from restorekit.models import _weights
 
     shipped = _weights.shipped()
-    for name in _DEFAULTS[kind].get(channels, ()):
+    for name in _DEFAULTS[kind].get(3 if kind.startswith("sr") else channels, ()):
         if name in shipped:
             return name
+    if kind.startswith("sr"):
+        raise WeightsError(f"no trained ×{kind[2:]} super-resolution model ships with this install")
     what = {"denoise": "denoiser", "tune": "tunable model", "real": "real-noise denoiser"}[kind]
     raise WeightsError(f"no trained {what} for {channels}-channel images ships with this install")

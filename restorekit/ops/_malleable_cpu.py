@@ -44,10 +44,9 @@ strided, bf16, fp16) goes through a converted row buffer per thread, so the extr
 ``O(threads·K·W·C)`` forward. Image rows are split into one contiguous range per
 ``torch.get_num_threads()`` Python threads; ``ctypes`` releases the GIL during each call.
 
-Build. The C++ source, ``kernels/malleable_conv_cpu.cpp`` (no PyTorch headers, a few seconds to compile), is
-built once per source, compiler, flags and PyTorch's CPU capability into ``$RESTOREKIT_CACHE_DIR`` (default
-``$XDG_CACHE_HOME/restorekit`` or ``~/.cache/restorekit``) and loaded with :mod:`ctypes`. Without a working
-compiler :func:`available` is false and ``ops.malleable_conv`` falls back to the reference.
+Build. The C++ source, ``kernels/malleable_conv_cpu.cpp``, is compiled once and cached by
+:mod:`restorekit.ops._cpu_kernels`. Without a working compiler :func:`available` is false and
+``ops.malleable_conv`` falls back to the reference.
 
 Why this formulation (2 cores, C = 32, 1 thread CPU time unless noted): the reference tap loop is 80× a
 channels_last depthwise convolution at 256² and 60× at 512²; ``torch.compile`` of the upsample-and-multiply
@@ -59,31 +58,16 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
 import subprocess
-import sys
-import tempfile
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
-from pathlib import Path
 
 import torch
 
-
-def _source() -> str:
-    """The kernel's C++ source, ``kernels/malleable_conv_cpu.cpp`` (installed with ``restorekit_kernels``)."""
-    return resources.files("restorekit_kernels").joinpath("malleable_conv_cpu.cpp").read_text()
-
+from restorekit.ops._cpu_kernels import build, int64s, parallel
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
 DTYPES = tuple(_DTYPE_CODES)
-_MIN_WORK_PER_THREAD = 1 << 16  # output values; below this a thread costs more than it saves
-_POOL: ThreadPoolExecutor | None = None
 
 
 def available() -> bool:
@@ -135,7 +119,7 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _shape(x: torch.Tensor, bias: torch.Tensor, kernel_size: int) -> ctypes.Array:
-    return _int64s(*x.shape, *bias.shape[-2:], kernel_size)
+    return int64s(*x.shape, *bias.shape[-2:], kernel_size)
 
 
 @functools.lru_cache(maxsize=64)
@@ -175,7 +159,7 @@ def _filter(
     x0, lx, _ = _sampling_table(width, cols, dtype)
     fixed = (_shape(x, bias, kernel_size), *_view(source), *_view(kernels), *_view(bias), *_view(target))
     fixed += (y0.data_ptr(), ly.data_ptr(), x0.data_ptr(), lx.data_ptr())
-    _parallel(_function(kind, dtype), fixed, batch * height, width * channels)
+    parallel(_function(kind, dtype), fixed, batch * height, width * channels, "malleable_conv")
 
 
 def _grad_grid(
@@ -193,10 +177,12 @@ def _grad_grid(
         fixed = (shape, *_view(grad_out), *_view(x), grid.data_ptr())
         fixed += (starts.data_ptr(), ly.data_ptr(), x0.data_ptr(), lx.data_ptr(), phase)
         groups = (rows - phase + 1) // 2
-        _parallel(_function("grad_grid", dtype), fixed, batch * groups, height * width * channels // rows)
+        work = height * width * channels // rows
+        parallel(_function("grad_grid", dtype), fixed, batch * groups, work, "malleable_conv")
     grad_kernels, grad_bias = torch.empty_like(kernels), torch.empty_like(bias)
     fixed = (shape, *_view(grad_kernels), *_view(grad_bias), grid.data_ptr())
-    _parallel(_function("unpack_grid", dtype), fixed, batch * rows, cols * channels * (kernel_size**2 + 1))
+    work = cols * channels * (kernel_size**2 + 1)
+    parallel(_function("unpack_grid", dtype), fixed, batch * rows, work, "malleable_conv")
     return grad_kernels, grad_bias
 
 
@@ -207,46 +193,14 @@ def _function(kind: str, dtype: torch.dtype) -> Callable[..., int]:
     return getattr(_library(), f"mc_{kind}_{_SUFFIX[dtype]}")
 
 
-def _int64s(*values: int) -> ctypes.Array:
-    return (ctypes.c_int64 * len(values))(*values)
-
-
 def _view(tensor: torch.Tensor) -> tuple[int, int, ctypes.Array]:
-    return tensor.data_ptr(), _DTYPE_CODES[tensor.dtype], _int64s(*tensor.stride())
-
-
-def _parallel(function: Callable[..., int], fixed: tuple, items: int, work_per_item: int) -> None:
-    """Call ``function(*fixed, begin, end)`` over ``[0, items)`` split into one contiguous range per thread."""
-    threads = max(1, min(torch.get_num_threads(), items, items * work_per_item // _MIN_WORK_PER_THREAD))
-    bounds = [(items * i // threads, items * (i + 1) // threads) for i in range(threads)]
-    if threads == 1:
-        codes = [function(*fixed, 0, items)]
-    else:
-        codes = list(_pool().map(lambda span: function(*fixed, *span), bounds))
-    if any(codes):
-        raise MemoryError("malleable_conv: the CPU kernel could not allocate its row buffers")
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="malleable_conv")
-    return _POOL
-
-
-def _forget_pool() -> None:
-    """A forked child inherits the pool object but not its threads."""
-    global _POOL
-    _POOL = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+    return tensor.data_ptr(), _DTYPE_CODES[tensor.dtype], int64s(*tensor.stride())
 
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     try:
-        library = ctypes.CDLL(str(_build()))
+        library = ctypes.CDLL(str(build("malleable_conv_cpu")))
     except (OSError, subprocess.SubprocessError) as exc:
         message = f"malleable_conv: the CPU kernel could not be built ({exc}); using the reference"
         warnings.warn(message, RuntimeWarning, stacklevel=2)
@@ -266,46 +220,3 @@ def _library() -> ctypes.CDLL | None:
         function.argtypes = [pointer, *view, *view, pointer, int64, int64]
         function.restype = integer
     return library
-
-
-def _isa_flags() -> list[str]:
-    """Vector ISA flags for what PyTorch detected on this CPU (so a cached build never meets a CPU without it)."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return []
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability.startswith("AVX512"):
-        return ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mprefer-vector-width=512"]
-    if capability == "AVX2":
-        return ["-mavx2", "-mfma"]
-    return []
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("RESTOREKIT_CACHE_DIR")
-    if not root:
-        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restorekit")
-    return Path(root) / "kernels"
-
-
-def _build() -> Path:
-    """Compile the kernel source into the cache (once per source, compiler, flags, CPU capability); its path."""
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    if not compiler:
-        raise OSError("no C++ compiler found (install g++ or set $CXX)")
-    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", *_isa_flags()]
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    text = _source()
-    digest = hashlib.sha256("\0".join([text, compiler, version, *flags]).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"malleable_conv_cpu-{digest}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"restorekit: compiling the CPU kernel, once (cached in {target.parent})", file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        source, library = Path(tmp) / "malleable_conv_cpu.cpp", Path(tmp) / "library.so"
-        source.write_text(text)
-        done = subprocess.run([compiler, *flags, str(source), "-o", str(library)], capture_output=True, text=True)
-        if done.returncode:
-            raise OSError(f"{compiler} failed: {done.stderr.strip()[-2000:]}")
-        os.replace(library, target)  # atomic: concurrent builders race harmlessly
-    return target

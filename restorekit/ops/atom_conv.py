@@ -10,9 +10,10 @@ and the layer's output is a 1×1 convolution of the C·M responses (the coeffici
 ``W(p) = Σ_m a_{·,·,m} d_m(p)`` is never formed, and nothing of size C·K²·H·W is ever built. The responses
 are laid out channel-major, ``r[:, c·M + m]``, as the release's ``reshape(N, C·M, H, W)``.
 
-Backends: ``reference`` (a loop over the K² taps; its extra memory is the output's, ``O(C·M·H·W)``: the
-CPU path), ``triton`` (fused forward and backward, ``restorekit_kernels.atom_conv``) and the naive unfold
-formulation (``O(C·K²·H·W)``), kept as a second oracle for the tests and as a benchmark baseline.
+Backends: ``reference`` (a loop over the K² taps; its extra memory is the output's, ``O(C·M·H·W)``),
+``cpu`` (a compiled C++ kernel, forward and backward, ``restorekit/ops/_atom_cpu.py``: the CPU path),
+``triton`` (fused forward and backward, ``restorekit_kernels.atom_conv``) and the naive unfold formulation
+(``O(C·K²·H·W)``), kept as a second oracle for the tests and as a benchmark baseline.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from restorekit._checks import check, check_choice, check_shape
+from restorekit.ops import _atom_cpu
 
-BACKENDS = ("auto", "reference", "triton")
+BACKENDS = ("auto", "reference", "cpu", "triton")
 BACKEND_ENV = "RESTOREKIT_ATOM_BACKEND"
 
 
@@ -36,8 +38,9 @@ def atom_conv(x: torch.Tensor, atoms: torch.Tensor, backend: str = "auto") -> to
     Args:
         x: Feature map, ``(B, C, H, W)``.
         atoms: Per-pixel atoms, ``(B, M, K², H, W)`` with odd K; tap ``t`` is row-major in the K×K window.
-        backend: ``auto`` (Triton on CUDA when importable, else the reference), ``reference`` or ``triton``;
-            ``RESTOREKIT_ATOM_BACKEND`` overrides ``auto``.
+        backend: ``auto`` (Triton on CUDA when importable, the compiled kernel on the CPU when a compiler is
+            present, else the reference), ``reference``, ``cpu`` or ``triton``; ``RESTOREKIT_ATOM_BACKEND``
+            overrides ``auto``.
 
     Returns:
         Responses ``(B, C·M, H, W)``, channel ``c·M + m`` for channel c and atom m; ``x``'s dtype.
@@ -53,8 +56,17 @@ def atom_conv(x: torch.Tensor, atoms: torch.Tensor, backend: str = "auto") -> to
         backend = os.environ.get(BACKEND_ENV, "auto")
         check_choice(backend, BACKENDS, f"${BACKEND_ENV}")
     if backend == "auto":
-        usable = x.is_cuda and triton_atom.available() and x.dtype in triton_atom.DTYPES
-        backend = "triton" if usable else "reference"
+        if x.is_cuda:
+            usable = triton_atom.available() and x.dtype in triton_atom.DTYPES
+            backend = "triton" if usable else "reference"
+        else:
+            backend = "cpu" if x.dtype in _atom_cpu.DTYPES and _atom_cpu.available() else "reference"
+    if backend == "cpu":
+        what = "atom_conv backend 'cpu'"
+        check(x.device.type == "cpu", what, "CPU tensors", str(x.device))
+        check(x.dtype in _atom_cpu.DTYPES, what, f"a dtype in {_atom_cpu.DTYPES}", x.dtype)
+        check(_atom_cpu.available(), what, "a C++ compiler (g++ or clang++, or $CXX)", "none found")
+        return _atom_cpu.atom_conv_cpu(x, atoms)
     if backend == "triton":
         what = "atom_conv backend 'triton'"
         check(triton_atom.available(), what, "Triton installed (pip install 'restorekit[kernels]')", "no triton")

@@ -32,7 +32,9 @@ class DataConfig:
     ``rescale`` and ``channel_shuffle`` augment the crops (see :func:`restorekit.train.data.sample_patches`).
     ``degradation: camera`` (for blind real-noise models) degrades ``camera_fraction`` of each batch with the
     camera-noise synthesis (:mod:`restorekit.train.camera_noise`), leaves ``clean_fraction`` clean (8-bit),
-    and gives the rest AWGN with σ in ``sigma``; ``awgn`` gives every image AWGN.
+    and gives the rest AWGN with σ in ``sigma``; ``awgn`` gives every image AWGN. ``degradation: bicubic``
+    (for super-resolution models) gives the model each crop downscaled by ``scale`` with MATLAB's antialiased
+    bicubic and rounded to 8 bits, and the crop itself as the target (``patch`` is the high-resolution side).
     """
 
     train: tuple[str, ...]
@@ -49,6 +51,7 @@ class DataConfig:
     degradation: str = "awgn"
     camera_fraction: float = 0.0
     clean_fraction: float = 0.0
+    scale: int = 1
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,15 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
                 values[key] = tuple(value)
         sections[section] = cls(**values)
     check_choice(sections["optim"].loss, ("charbonnier", "l1"), f"{source} optim.loss")
-    check_choice(sections["data"].degradation, ("awgn", "camera"), f"{source} data.degradation")
+    data = sections["data"]
+    check_choice(data.degradation, ("awgn", "camera", "bicubic"), f"{source} data.degradation")
+    sr = data.degradation == "bicubic"
+    scale = data.scale if isinstance(data.scale, int) and not isinstance(data.scale, bool) else str(data.scale)
+    check_choice(scale, (2, 3, 4) if sr else (1,), f"{source} data.scale ({data.degradation})")
+    if sr:
+        for key in ("patch", "val_crop"):
+            size = getattr(data, key)
+            check(size % data.scale == 0, f"{source} data.{key}", f"a multiple of the scale {data.scale}", size)
     return Recipe(**sections)
 
 

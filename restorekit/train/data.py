@@ -1,4 +1,4 @@
-"""Training data: clean images in memory, random patches with flips/rotations, and the AWGN degradation."""
+"""Training data: clean images in memory, random patches with flips/rotations, and the degradations."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from restorekit.errors import UsageError
+from restorekit.ops.resize import imresize
 from restorekit.train.camera_noise import synthesize
 
 TRAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -156,3 +157,15 @@ def degrade_mixture(
     if untouched:
         noisy[batch - untouched :] = target[batch - untouched :] = clean[batch - untouched :].mul(255).round().div(255)
     return noisy, target
+
+
+def downscale(clean: torch.Tensor, scale: int) -> torch.Tensor:
+    """The low-resolution input of a super-resolution pair: MATLAB's antialiased bicubic by ``1/scale``, 8-bit.
+
+    Args:
+        clean: ``(B, C, H, W)`` in [0, 1], H and W multiples of ``scale``.
+
+    Returns:
+        ``(B, C, H/scale, W/scale)``, clipped and rounded to 8 bits as the LR file of a benchmark set is.
+    """
+    return imresize(clean, 1 / scale).clamp_(0, 1).mul_(255).round_().div_(255)

@@ -27,6 +27,7 @@ from restorekit.train.config import Recipe, recipe_to_yaml
 from restorekit.train.data import (
     add_awgn,
     degrade_mixture,
+    downscale,
     draw_degradation,
     draw_omega,
     load_clean_images,
@@ -89,7 +90,8 @@ def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tens
     """Centre crops of the held-out images and their noisy versions (σ = ``val_sigma``, fixed seed, float).
 
     For ``degradation: camera`` the crops go through the camera-noise synthesis instead (fixed seed), and the
-    returned clean crops are the synthesis targets.
+    returned clean crops are the synthesis targets; for ``bicubic`` the "noisy" crops are the low-resolution
+    inputs.
     """
     crop = recipe.data.val_crop
     clean = []
@@ -101,6 +103,8 @@ def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tens
     if recipe.data.degradation == "camera":  # the synthetic validation split: every crop through the synthesis
         noisy, target = degrade_mixture(batch, 1.0, 0.0, recipe.data.sigma, generator)
         return target, noisy
+    if recipe.data.degradation == "bicubic":  # super-resolution: the crop and its bicubic downscale
+        return batch, downscale(batch, recipe.data.scale)
     sigma = torch.full((len(images),), recipe.data.val_sigma)
     return batch, add_awgn(batch, sigma, torch.zeros(len(images), dtype=torch.bool), generator)
 
@@ -191,10 +195,12 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
         if data.degradation == "camera":
             noisy, clean = degrade_mixture(clean, data.camera_fraction, data.clean_fraction, data.sigma, generator)
             sigma = torch.zeros(data.batch)  # blind models take no noise level
+        elif data.degradation == "bicubic":
+            noisy, sigma = downscale(clean, data.scale), torch.zeros(data.batch)
         else:
             sigma, as_file = draw_degradation(data.batch, data.sigma, data.file_fraction, generator)
             noisy = add_awgn(clean, sigma, as_file, generator)
-        level = (sigma / 255).view(-1, 1, 1, 1).expand(-1, 1, *clean.shape[-2:])
+        level = (sigma / 255).view(-1, 1, 1, 1).expand(-1, 1, *noisy.shape[-2:])
         clean, noisy, level = (t.to(device, memory_format=memory_format) for t in (clean, noisy, level))
         if recipe.tune is None:
             with autocast:
@@ -278,7 +284,7 @@ def _export(
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
         "wall_s": round(state["elapsed_s"]),
-        "val_psnr": {"sigma": recipe.data.val_sigma, "psnr": state["val_psnr"], "set": "held-out training images"},
+        "val_psnr": _validation_record(recipe, state["val_psnr"]),
         "initialized_from": state.get("init"),
         "torch": torch.__version__,
         "restorekit": restorekit.__version__,
@@ -294,6 +300,14 @@ def _export(
         license=WEIGHTS_LICENSE,
         **extra,
     )
+
+
+def _validation_record(recipe: Recipe, value: float | None) -> dict[str, Any]:
+    """What the weights' ``training.val_psnr`` says: the PSNR and how the held-out crops were degraded."""
+    data = recipe.data
+    if data.degradation == "bicubic":
+        return {"scale": data.scale, "psnr": value, "set": "held-out training images, RGB PSNR, bicubic ×scale"}
+    return {"sigma": data.val_sigma, "psnr": value, "set": "held-out training images"}
 
 
 def omega_metadata(model: nn.Module, recipe: Recipe) -> dict[str, Any]:

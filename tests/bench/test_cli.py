@@ -118,18 +118,20 @@ def test_report_rejects_other_files(tmp_path: Path):
 def test_kernels_renders_rows(monkeypatch: pytest.MonkeyPatch):
     calls = []
 
-    def run(sizes, channels, kernel_size, backends, device, dtype, repeats, grid_stride):
-        calls.append((sizes, channels, kernel_size, backends, device, dtype, repeats, grid_stride))
+    def run(sizes, channels, kernel_size, backends, device, dtype, repeats, grid_stride, ops, atoms):
+        calls.append((sizes, channels, kernel_size, backends, device, dtype, repeats, grid_stride, ops, atoms))
         return [
             {"op": "malleable_conv", "backend": b, "height": h, "ms_median": 1.5} for b in backends for h, _ in sizes
         ]
 
-    monkeypatch.setitem(sys.modules, "restorekit.bench.kernels", types.SimpleNamespace(run=run))
+    fake = types.SimpleNamespace(run=run)
+    monkeypatch.setitem(sys.modules, "restorekit.bench.kernels", fake)
+    monkeypatch.setattr("restorekit.bench.kernels", fake, raising=False)  # in case another test imported it
     result = _invoke(
         "kernels", "--size", "48x32", "--backend", "reference", "--device", "cpu", "--repeats", "3", "--json"
     )
     assert result.exit_code == 0, result.output
-    assert calls == [([(32, 48)], [16, 80], 3, ["reference"], "cpu", torch.float32, 3, 8)]
+    assert calls == [([(32, 48)], [16, 80], 3, ["reference"], "cpu", torch.float32, 3, 8, ["malleable", "atom"], 4)]
     document = json.loads(result.stdout)
     assert document["rows"] == [{"op": "malleable_conv", "backend": "reference", "height": 32, "ms_median": 1.5}]
     assert document["config"]["sizes"] == ["48x32"] and document["config"]["dtype"] == "fp32"

@@ -221,8 +221,9 @@ def test_explicit_tile_is_used_and_reported(tiny_model, make_pixels):
 def test_run_info_as_dict_is_json_ready(make_pixels):
     _, info = api.denoise_image(make_pixels(24, 40), 25, Spy(), "cpu")
     record = info.as_dict()
-    assert set(record) == {"sigma", "sigma_source", "model", "device", "dtype", "tile", "ms", "notes", "ensemble", "w"}
-    assert record["model"] == "Spy" and record["notes"] == [] and record["w"] is None
+    keys = {"sigma", "sigma_source", "model", "device", "dtype", "tile", "ms", "notes", "ensemble", "w", "scale"}
+    assert set(record) == keys
+    assert record["model"] == "Spy" and record["notes"] == [] and record["w"] is None and record["scale"] == 1
 
 
 class ColumnRamp(Spy):

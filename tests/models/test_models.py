@@ -41,16 +41,43 @@ LARGE = {"mallenet_l", "mallenet_xl"}
 def test_architectures_build_and_run(name):
     model = create_model(name, pretrained=False)
     req = model.requirements
-    assert req.task == "denoise"
+    assert req.task in ("denoise", "sr") and (req.task == "sr") == (req.scale > 1)
     size = max(req.min_size, 2 * req.size_multiple)
     x, sigma = sample_input(req, size)
     with torch.no_grad():
         y = model(x, sigma, *setting(req))
-    assert y.shape == (1, req.out_channels, size, size)
+    assert y.shape == (1, req.out_channels, size * req.scale, size * req.scale)
     assert torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("name", list_models())
+def _task(name: str) -> str:
+    """The task of a shipped model, from its architecture (no weights loaded at collection)."""
+    return create_model(name.split(".")[0], pretrained=False).requirements.task
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if _task(n) == "sr"])
+def test_shipped_sr_models_beat_bicubic(name):
+    from restorekit.ops.resize import imresize
+
+    model = create_model(name)
+    for key in ("recipe", "training", "license", "hyperparameters"):
+        assert model.metadata.get(key), f"{name} lacks {key} metadata"
+    scale = model.requirements.scale
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 96), indexing="ij")
+    hr = (0.5 + 0.3 * torch.sin(40 * xx * (1 + yy)) * torch.cos(25 * yy)).expand(1, 3, 96, 96)
+    lr = imresize(hr, 1 / scale)
+    with torch.no_grad():
+        out = model(lr, torch.zeros(1, 1, *lr.shape[-2:]))
+    bicubic = imresize(lr, scale)
+
+    def psnr(a):
+        return -10 * math.log10((a.clamp(0, 1) - hr)[..., 8:-8, 8:-8].square().mean().item())
+
+    assert out.shape == hr.shape
+    assert psnr(out) > psnr(bicubic) + 0.3
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if _task(n) == "denoise"])
 def test_shipped_models_denoise(name):
     model = create_model(name)
     meta = model.metadata

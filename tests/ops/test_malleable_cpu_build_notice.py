@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from restorekit.ops import _malleable_cpu
+from restorekit.ops import _cpu_kernels
 
 
 def test_the_build_prints_one_line_and_a_cached_build_prints_nothing(tmp_path, monkeypatch, capsys):
@@ -17,8 +17,8 @@ def test_the_build_prints_one_line_and_a_cached_build_prints_nothing(tmp_path, m
             Path(command[command.index("-o") + 1]).write_bytes(b"")
         return subprocess.CompletedProcess(command, 0, stdout="c++ (test) 1.0\n", stderr="")
 
-    monkeypatch.setattr(_malleable_cpu.subprocess, "run", run)
-    built = _malleable_cpu._build()
+    monkeypatch.setattr(_cpu_kernels.subprocess, "run", run)
+    built = _cpu_kernels.build("malleable_conv_cpu")
     (line,) = capsys.readouterr().err.splitlines()
     assert "compiling the CPU kernel" in line and str(tmp_path) in line
-    assert _malleable_cpu._build() == built and capsys.readouterr().err == ""
+    assert _cpu_kernels.build("malleable_conv_cpu") == built and capsys.readouterr().err == ""

@@ -1,5 +1,6 @@
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,9 +10,11 @@ from safetensors import safe_open
 from restorekit.errors import UsageError
 from restorekit.models import _registry
 from restorekit.models._weights import load_model
+from restorekit.models.acdasr import ACDASR
 from restorekit.models.mallenet import MalleNet
+from restorekit.ops.resize import imresize
 from restorekit.train.config import load_recipe, recipe_from_dict, recipe_to_dict
-from restorekit.train.data import add_awgn, draw_degradation, load_clean_images, sample_patches
+from restorekit.train.data import add_awgn, downscale, draw_degradation, load_clean_images, sample_patches
 from restorekit.train.loop import learning_rate, train
 from restorekit.train.publish import publish
 from tests.train.conftest import recipe_for, tiny_builder
@@ -180,3 +183,94 @@ def test_rescale_cuts_a_larger_region_and_shrinks_it():
     assert step(native) == pytest.approx(1.0, abs=0.01)
     assert step(halved) == pytest.approx(2.0, abs=0.1)
     assert halved.shape == (8, 3, 16, 16) and halved.min() >= 0 and halved.max() <= 1
+
+
+# ---------------------------------------------------------------------------------- super-resolution training
+
+SR_RECIPE = Path(__file__).parents[2] / "weights" / "recipes" / "acdasr_s.x2.yaml"
+
+
+def sr_recipe(folder="x", out="runs/x", **data):
+    """A super-resolution recipe dict (bicubic ×2 unless ``data`` says otherwise)."""
+    raw_data = {"train": [str(folder)], "patch": 16, "batch": 2, "holdout": 2, "val_crop": 16}
+    return {
+        "model": {"architecture": "acdasr_tiny", "name": "acdasr_tiny.test", "options": {"scale": 2}},
+        "data": raw_data | {"degradation": "bicubic", "scale": 2} | data,
+        "optim": {"iterations": 2, "warmup": 1},
+        "run": {"out": str(out), "checkpoint_every": 2, "validate_every": 2, "log_every": 1, "threads": 1},
+    }
+
+
+def test_a_bicubic_recipe_loads(tmp_path):
+    recipe = recipe_from_dict(sr_recipe(patch=24, val_crop=48))
+    assert (recipe.data.degradation, recipe.data.scale, recipe.data.patch) == ("bicubic", 2, 24)
+    assert recipe_from_dict(recipe_to_dict(recipe)) == recipe
+    assert recipe_from_dict(sr_recipe(scale=3, patch=24, val_crop=48)).data.scale == 3
+    assert recipe_from_dict(sr_recipe(scale=4, patch=24, val_crop=48)).data.scale == 4
+    path = tmp_path / "sr.yaml"
+    path.write_text(
+        "model: {architecture: acdasr_s, name: acdasr_s.y}\ndata: {train: [a], degradation: bicubic, scale: 2}\n"
+    )
+    assert load_recipe(path).data.scale == 2  # the default patch (64) and val_crop (128) are even
+    assert recipe_from_dict({"model": {"architecture": "a", "name": "a.b"}, "data": {"train": ["x"]}}).data.scale == 1
+
+
+def test_the_shipped_sr_recipe_loads():
+    recipe = load_recipe(SR_RECIPE)
+    assert (recipe.data.degradation, recipe.data.scale, recipe.model.architecture) == ("bicubic", 2, "acdasr_s")
+    assert recipe.data.patch % 2 == 0 and recipe.data.val_crop % 2 == 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"degradation": "awgn"},  # a scale is for bicubic only
+        {"degradation": "camera"},
+        {"scale": 1},  # bicubic needs 2, 3 or 4
+        {"scale": 5},
+        {"scale": "2"},
+        {"patch": 25},  # not a multiple of the scale
+        {"val_crop": 30, "scale": 4},
+        {"scale": 3},  # patch 16
+    ],
+)
+def test_bad_sr_recipes_are_usage_errors(data):
+    with pytest.raises(UsageError, match="scale"):
+        recipe_from_dict(sr_recipe(**data))
+
+
+def test_downscale_is_bicubic_quantized_to_8_bits():
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(2, 3, 24, 18, generator=generator)
+    before = clean.clone()
+    for scale in (2, 3):
+        low = downscale(clean, scale)
+        assert low.shape == (2, 3, 24 // scale, 18 // scale) and low.dtype == torch.float32
+        assert low.min() >= 0 and low.max() <= 1 and torch.equal(low * 255, (low * 255).round())
+        assert torch.allclose(low, imresize(clean, 1 / scale).clamp(0, 1), atol=0.5 / 255 + 1e-6)
+    assert torch.equal(clean, before)
+    flat = downscale(torch.full((1, 1, 8, 8), 0.4), 4)
+    assert torch.allclose(flat, torch.full((1, 1, 2, 2), round(0.4 * 255) / 255))
+
+
+@pytest.fixture
+def tiny_sr_arch(monkeypatch):
+    def build(scale: int = 2, in_channels: int = 3) -> ACDASR:
+        return ACDASR(scale=scale, in_channels=in_channels, width=8, blocks=1)
+
+    arch = _registry.Architecture("acdasr_tiny", ACDASR, build)
+    monkeypatch.setitem(_registry._ARCHITECTURES, "acdasr_tiny", arch)
+    return arch
+
+
+def test_sr_training_runs_and_validates(tiny_sr_arch, image_folder, tmp_path):
+    weights = train(recipe_from_dict(sr_recipe(image_folder, tmp_path / "run")))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in log)
+    assert "val_psnr" in log[1] and 15 < log[1]["val_psnr"] < 60
+    model = load_model(weights)
+    assert type(model) is ACDASR and model.requirements.scale == 2
+    assert model.metadata["training"]["iterations"] == 2 and "bicubic" in model.metadata["recipe"]
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)

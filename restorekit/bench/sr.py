@@ -1,0 +1,249 @@
+"""Super-resolution quality: Y-channel PSNR/SSIM of models, bicubic and Lanczos on the same low-resolution inputs.
+
+Pairs. A folder laid out as the usual SR test sets (``image_SRF_<s>/<name>_HR.png`` with ``<name>_LR.png``,
+e.g. ``sr_set5``) gives its own LR files; any other folder of images gives high-resolution images, cropped to
+a multiple of the scale and downscaled here with MATLAB's antialiased bicubic (``ops.resize.imresize``),
+rounded to 8 bits.
+
+Protocol (the SR literature's, as in EDSR/CARN evaluation code). Every output is rounded to 8 bits, as a file
+would be; both images go to BT.601 luma ``Y = 16 + 65.481·R + 128.553·G + 24.966·B`` (RGB in [0, 1], Y on the
+0–255 scale; a gray image counts as R = G = B), ``scale`` pixels are shaved from each border, and PSNR uses a
+peak of 255. SSIM is Wang et al.'s (Gaussian window σ = 1.5, population covariance, data range 255), as
+MATLAB's ``ssim`` computes it. ``seconds`` is the wall time of the method on one image.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from torch import nn
+
+from restorekit._checks import check
+from restorekit.bench.quality import list_images
+from restorekit.errors import InputError
+from restorekit.inference.api import DTYPES, auto_precision, resolve_device, super_resolve
+from restorekit.inference.io import load_image
+from restorekit.models import create_model
+from restorekit.ops.resize import imresize
+
+# Published Y-channel PSNR / SSIM, bicubic degradation: (set, scale) → label → (PSNR, SSIM). Ahn et al.,
+# "Fast, Accurate, and Lightweight Super-Resolution with Cascading Residual Network" (ECCV 2018), Table 2.
+_PUBLISHED_ROWS = {  # (set, scale): bicubic, FSRCNN (12K parameters), CARN-M (412K), each (PSNR, SSIM)
+    ("set5", 2): ((33.66, 0.9299), (37.00, 0.9558), (37.53, 0.9583)),
+    ("set5", 3): ((30.39, 0.8682), (33.16, 0.9140), (33.99, 0.9236)),
+    ("set5", 4): ((28.42, 0.8104), (30.71, 0.8657), (31.92, 0.8903)),
+    ("set14", 2): ((30.24, 0.8688), (32.63, 0.9088), (33.26, 0.9141)),
+    ("set14", 3): ((27.55, 0.7742), (29.43, 0.8242), (30.08, 0.8367)),
+    ("set14", 4): ((26.00, 0.7027), (27.59, 0.7535), (28.42, 0.7762)),
+}
+PUBLISHED_LABELS = ("bicubic, published", "FSRCNN, 12K (floor)", "CARN-M, 412K (target)")
+PUBLISHED: dict[tuple[str, int], dict[str, tuple[float, float]]] = {
+    key: dict(zip(PUBLISHED_LABELS, values, strict=True)) for key, values in _PUBLISHED_ROWS.items()
+}
+
+
+@dataclass(frozen=True)
+class SRMethod:
+    """An upscaler under benchmark: ``run(lr (h, w, C) in [0, 1], scale) → (h·scale, w·scale, C)``.
+
+    Attributes:
+        name: Row label (a model name, ``bicubic`` or ``lanczos``).
+        kind: ``restorekit`` or ``baseline``.
+        scales: Factors it upscales by.
+        settings: How it is configured, in words.
+        license: Licence of the weights or implementation.
+        parameters: Learned parameters (models only).
+        model: The loaded model (models only).
+    """
+
+    name: str
+    kind: str
+    scales: tuple[int, ...]
+    settings: str
+    license: str
+    run: Callable[[np.ndarray, int], np.ndarray]
+    parameters: int | None = None
+    model: nn.Module | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON-able declaration of this method (the ``methods`` list of a report)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "scales": list(self.scales),
+            "settings": self.settings,
+            "license": self.license,
+            "parameters": self.parameters,
+        }
+
+
+def interpolation_method(kernel: str) -> SRMethod:
+    """MATLAB-style ``imresize`` upscaling (``cubic`` → ``bicubic``, ``lanczos3`` → ``lanczos``)."""
+
+    def run(lr: np.ndarray, scale: int) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float64)).permute(2, 0, 1)
+        return imresize(x, scale, kernel=kernel).permute(1, 2, 0).numpy().astype(np.float32)
+
+    name = {"cubic": "bicubic", "lanczos3": "lanczos"}[kernel]
+    settings = f"MATLAB imresize {kernel} (restorekit.ops.resize), float64"
+    return SRMethod(name, "baseline", (2, 3, 4), settings, "Apache-2.0 (restorekit)", run)
+
+
+def sr_model_method(
+    model: str | Path, device: str = "auto", dtype: str | None = None, tile: int | None = None
+) -> SRMethod:
+    """A restorekit super-resolution model as an :class:`SRMethod`, loaded once; runs through the public
+    :func:`restorekit.inference.api.super_resolve`, as ``restorekit sr`` does."""
+    module = create_model(str(model))
+    requirements = module.requirements
+    check(requirements.task == "sr", "--model", "a super-resolution model", f"{model} ({requirements.task})")
+
+    def run(lr: np.ndarray, scale: int) -> np.ndarray:
+        return super_resolve(lr, scale, model=module, device=device, tile=tile, dtype=dtype)
+
+    precision = dtype if dtype in DTYPES else f"auto: {auto_precision(requirements, resolve_device(device))}"
+    return SRMethod(
+        name=getattr(module, "name", str(model)),
+        kind="restorekit",
+        scales=(requirements.scale,),
+        settings=f"device {device}, dtype {precision}, tile {'auto' if tile is None else tile}",
+        license=getattr(module, "metadata", {}).get("license", "unspecified"),
+        run=run,
+        parameters=sum(p.numel() for p in module.parameters()),
+        model=module,
+    )
+
+
+def list_pairs(folder: str | Path, scale: int) -> list[tuple[Path, Path | None]]:
+    """``(HR, LR or None)`` per image: the ``image_SRF_<scale>`` pairs when the folder has them, else its images."""
+    folder = Path(folder)
+    check(folder.is_dir(), "--data", "a folder of images", str(folder), error=InputError)
+    paired = folder / f"image_SRF_{scale}"
+    if not paired.is_dir():
+        return [(path, None) for path in list_images(folder)]
+    pairs = []
+    for hr in sorted(paired.glob("*_HR.*")):
+        lr = hr.with_name(hr.name.replace("_HR.", "_LR."))
+        check(lr.is_file(), f"{hr.name}", f"its low-resolution file {lr.name}", "none", error=InputError)
+        pairs.append((hr, lr))
+    check(bool(pairs), f"--data {paired}", "files named *_HR.* with *_LR.*", "none", error=InputError)
+    return pairs
+
+
+def load_pair(hr_path: Path, lr_path: Path | None, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The HR image cropped to a multiple of ``scale`` and its LR input (read, or downscaled and rounded)."""
+    hr = load_image(hr_path).pixels
+    height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    hr = hr[:height, :width]
+    if lr_path is not None:
+        lr = load_image(lr_path).pixels
+    else:
+        x = torch.from_numpy(hr.astype(np.float64)).permute(2, 0, 1)
+        lr = imresize(x, 1 / scale).clamp(0, 1).mul(255).round().div(255).permute(1, 2, 0).numpy()
+    check(
+        lr.shape == (height // scale, width // scale, hr.shape[2]),
+        f"{hr_path.name}",
+        f"a low-resolution image of {width // scale}×{height // scale}",
+        f"{lr.shape[1]}×{lr.shape[0]}",
+        error=InputError,
+    )
+    return hr, lr.astype(np.float32)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 Y on the 0–255 scale of ``(H, W, 1|3)`` pixels in [0, 1] (gray counts as R = G = B).
+
+    Example:
+        >>> float(luma(np.ones((1, 1, 3)))[0, 0])
+        235.0
+    """
+    rgb = np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
+    return 16.0 + rgb.astype(np.float64) @ np.array([65.481, 128.553, 24.966])
+
+
+def y_psnr_ssim(hr: np.ndarray, sr: np.ndarray, shave: int) -> tuple[float, float]:
+    """PSNR and SSIM on the Y channel with ``shave`` pixels cut from each border; ``sr`` is rounded to 8 bits."""
+    sr = np.round(np.clip(sr, 0, 1) * 255) / 255
+    crop = (slice(shave, -shave), slice(shave, -shave)) if shave else (slice(None), slice(None))
+    y_hr, y_sr = luma(hr)[crop], luma(sr)[crop]
+    psnr = float(peak_signal_noise_ratio(y_hr, y_sr, data_range=255))
+    ssim = structural_similarity(
+        y_hr, y_sr, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    return psnr, float(ssim)
+
+
+def evaluate(
+    images: Sequence[tuple[str, Path, Path | None]],
+    methods: Sequence[SRMethod],
+    scale: int,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Upscale every image's LR input by ``scale`` with every method that has that factor, and measure it.
+
+    Args:
+        images: ``(dataset, HR path, LR path or None)``.
+        methods: What to run; a method runs only at its own scales.
+        scale: The factor.
+        progress: Called with a label after each image.
+
+    Returns:
+        One row per image and method: ``dataset, image, scale, height, width, method, kind, psnr, ssim, seconds``.
+    """
+    rows = []
+    for dataset, hr_path, lr_path in images:
+        hr, lr = load_pair(hr_path, lr_path, scale)
+        for method in methods:
+            if scale not in method.scales:
+                continue
+            start = time.perf_counter()
+            sr = method.run(lr, scale)
+            seconds = time.perf_counter() - start
+            check(sr.shape == hr.shape, method.name, f"an output of shape {hr.shape}", sr.shape)
+            psnr, ssim = y_psnr_ssim(hr, sr, scale)
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "image": hr_path.name,
+                    "scale": scale,
+                    "height": hr.shape[0],
+                    "width": hr.shape[1],
+                    "method": method.name,
+                    "kind": method.kind,
+                    "psnr": psnr,
+                    "ssim": ssim,
+                    "seconds": seconds,
+                }
+            )
+        if progress is not None:
+            progress(f"{dataset}/{hr_path.name} ×{scale}")
+    return rows
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean PSNR/SSIM and median seconds per dataset, scale and method (``image`` = ``mean``)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["scale"], row["method"], row["kind"]), []).append(row)
+    return [
+        {
+            "dataset": dataset,
+            "image": "mean",
+            "scale": scale,
+            "method": method,
+            "kind": kind,
+            "psnr": statistics.fmean(m["psnr"] for m in members),
+            "ssim": statistics.fmean(m["ssim"] for m in members),
+            "seconds": statistics.median(m["seconds"] for m in members),
+            "images": len(members),
+        }
+        for (dataset, scale, method, kind), members in groups.items()
+    ]
