@@ -1,12 +1,12 @@
-"""Malleable and atom convolution backends against a plain depthwise convolution of the same shape.
+"""Malleable, atom and translation-variant convolution backends against a plain depthwise convolution.
 
-``ops`` picks the convolutions measured (``malleable``, ``atom``; both by default). For every size × channel
-count, side by side in one run (forward only, under ``torch.no_grad``, batch 1, ``x`` ``(1, C, H, W)`` in
-channels_last):
+``ops`` picks the convolutions measured (``malleable``, ``atom``, ``tv``; by default ``malleable`` and ``atom``,
+``tv`` when asked for). For every size × channel count, side by side in one run (forward only, under
+``torch.no_grad``, batch 1, ``x`` ``(1, C, H, W)`` in channels_last):
 
-* ``depthwise_conv2d`` (backend ``torch``): ``F.conv2d(x, w, padding=K // 2, groups=C)``, the cost both
-  convolutions are measured against (``ratio_vs_depthwise`` = a row's ``ms_median`` over this one's); one row
-  per shape, shared by the two;
+* ``depthwise_conv2d`` (backend ``torch``): ``F.conv2d(x, w, padding=K // 2, groups=C)``, the cost every
+  convolution is measured against (``ratio_vs_depthwise`` = a row's ``ms_median`` over this one's); one row
+  per shape, shared by the ops;
 * malleable (``op`` ``naive`` and ``malleable_conv``), with a kernel grid ``grid_stride`` times coarser than
   the image, rounded up: ``naive`` (``torch``), ``ops.malleable_conv_naive``, which materialises the
   ``(B, C·K², H, W)`` kernel map; ``malleable_conv`` with each requested backend: ``reference`` (the
@@ -14,7 +14,12 @@ channels_last):
 * atom (``op`` ``atom_conv_naive`` and ``atom_conv``), with per-pixel atoms ``(1, M, K², H, W)`` (M =
   ``atoms``) and responses ``(1, C·M, H, W)``: ``atom_conv_naive`` (``torch``), ``ops.atom_conv_naive``
   (unfold + einsum, ``O(C·K²·H·W)``); ``atom_conv`` with each requested backend: ``reference`` (the tap loop),
-  ``cpu`` (the compiled CPU kernel), ``triton`` (the fused GPU kernel).
+  ``cpu`` (the compiled CPU kernel), ``triton`` (the fused GPU kernel);
+* TVConv (``op`` ``tv_conv_naive`` and ``tv_conv``), stride 1, with one per-position weight map ``(1, C, K², H,
+  W)`` (what a TVConv layer generates): ``tv_conv_naive`` (``torch``), ``ops.tv_conv_naive`` (the authors'
+  unfold + multiply + sum, ``O(C·K²·H·W)``); ``tv_conv`` with each requested backend: ``reference`` (the tap
+  loop), ``cpu`` (the compiled CPU kernel), ``triton`` (the fused GPU kernel). Its baseline is the same
+  depthwise row: one kernel for every position instead of one per position.
 
 Timing: one untimed warm-up each, then timed runs taken round-robin over the implementations of a shape (so
 that other load on a shared machine weighs on all of them alike) until each has ``repeats`` runs or has spent
@@ -24,8 +29,10 @@ synchronised on CUDA.
 Bytes model for ``gbps``: the op's compulsory traffic, the same for every implementation of a shape, times
 the element size, over ``ms_median``. Malleable: read ``x`` and write the output (``2·B·C·H·W`` elements) plus
 read the grid (``B·C·(K² + 1)·h·w``; the depthwise weight ``C·K²`` for ``depthwise_conv2d``). Atom: read ``x``
-(``B·C·H·W``), read the atoms (``B·M·K²·H·W``) and write the responses (``B·C·M·H·W``). Implementations that
-move more (the naive kernel map or unfolded patches, the reference's per-tap maps) show it as a lower figure.
+(``B·C·H·W``), read the atoms (``B·M·K²·H·W``) and write the responses (``B·C·M·H·W``). TVConv: read ``x``
+(``B·C·H·W``), read the weight map once (``C·K²·H_out·W_out``, shared by the batch) and write the output
+(``B·C·H_out·W_out``); ``H_out = H`` at stride 1. Implementations that move more (the naive kernel map or
+unfolded patches, the reference's per-tap maps) show it as a lower figure.
 
 Peak extra memory (``peak_extra_mb``): what one call holds at its peak beyond its inputs and its own output
 (``output_mb``). On CUDA: ``torch.cuda.max_memory_allocated`` minus the memory allocated before the call,
@@ -38,7 +45,8 @@ Elsewhere than Linux the process's ``ru_maxrss`` stands in for the reset high-wa
 script that calls :func:`run` needs the usual ``if __name__ == "__main__":`` guard.)
 
 ``naive`` needs ``(2·K² + 2)·B·C·H·W`` elements, ``atom_conv_naive`` ``((K² + M + 1)·C + M·K²)·B·H·W`` (its
-inputs, the unfolded patches and the output; measured, einsum copies neither operand); above
+inputs, the unfolded patches and the output; measured, einsum copies neither operand), ``tv_conv_naive``
+``(3·K² + 2)·C·H·W`` (x, the weight map, the unfolded patches, their product with the map, the output); above
 :data:`NAIVE_MEMORY_FRACTION` of the available memory their row is skipped, with the reason in ``note`` and
 no figures. A backend that cannot run here (no compiler, no Triton or no CUDA) gives a row with a ``note`` too.
 """
@@ -60,19 +68,22 @@ from typing import Any
 
 import restorekit_kernels.atom_conv as triton_atom
 import restorekit_kernels.malleable_conv as triton_malleable
+import restorekit_kernels.tv_conv as triton_tv
 import torch
 import torch.nn.functional as F
 
 from restorekit._checks import check, check_choice
-from restorekit.ops import _atom_cpu, _malleable_cpu
+from restorekit.ops import _atom_cpu, _malleable_cpu, _tv_cpu
 from restorekit.ops.atom_conv import atom_conv, atom_conv_naive
 from restorekit.ops.malleable_conv import malleable_conv, malleable_conv_naive
+from restorekit.ops.tv_conv import tv_conv, tv_conv_naive
 
 ROW_KEYS = (
     "op", "backend", "size", "megapixels", "channels", "kernel_size", "device", "dtype", "ms_median", "ms_p95",
     "gbps", "peak_extra_mb", "output_mb", "ratio_vs_depthwise", "note",
 )  # fmt: skip
-OPS = ("malleable", "atom")
+OPS = ("malleable", "atom", "tv")
+DEFAULT_OPS = ("malleable", "atom")
 IMPLEMENTATIONS = ("naive", "reference", "cpu", "triton")
 TIME_BUDGET_S = 30.0
 NAIVE_MEMORY_FRACTION = 0.5
@@ -86,7 +97,8 @@ DEPTHWISE: Key = ("depthwise", "depthwise")
 class Case:
     """One benchmark shape: ``x`` is ``(1, channels, height, width)``, the grid ``grid_stride`` times coarser.
 
-    ``ops`` says which inputs to make: the malleable kernel grid and bias, the ``atom_count`` per-pixel atoms.
+    ``ops`` says which inputs to make: the malleable kernel grid and bias, the ``atom_count`` per-pixel atoms,
+    the TVConv weight map.
     """
 
     height: int
@@ -127,6 +139,8 @@ class Case:
         inputs["weight"] = torch.empty(channels, 1, self.kernel_size, self.kernel_size, **options).normal_(std=0.3)
         if "atom" in self.ops:
             inputs["atoms"] = torch.empty(1, self.atom_count, taps, height, width, **options).normal_(std=0.3)
+        if "tv" in self.ops:
+            inputs["tv_weight"] = torch.empty(1, channels, taps, height, width, **options).normal_(std=0.3)
         return inputs
 
 
@@ -142,24 +156,24 @@ def run(
     ops: list[str] | None = None,
     atoms: int = 4,
 ) -> list[dict]:
-    """Time the malleable and atom convolution implementations and a depthwise convolution of the same shape.
+    """Time the malleable, atom and TVConv implementations and a depthwise convolution of the same shape.
 
     Args:
         sizes: Image sizes ``(height, width)``.
         channels: Channel counts C.
-        kernel_size: K: 1 or 3 with the malleable convolution, any odd K for the atom convolution alone.
+        kernel_size: K: 1 or 3 with the malleable convolution, any odd K without it.
         backends: Among ``naive``, ``reference``, ``cpu``, ``triton``, for every op; ``None`` for the naive
             version, the reference and every fast backend for ``device``. The depthwise convolution always runs.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: Element type of every tensor.
         repeats: Timed runs at most (see :data:`TIME_BUDGET_S`).
         grid_stride: How many times coarser than the image the malleable kernel grid is.
-        ops: Among :data:`OPS`; ``None`` for both.
+        ops: Among :data:`OPS`; ``None`` for :data:`DEFAULT_OPS`.
         atoms: M, the atom convolution's atoms per pixel.
 
     Returns:
         One row per (size, channels, implementation), keys :data:`ROW_KEYS`: per shape the depthwise
-        convolution first, then the malleable implementations, then the atom ones.
+        convolution first, then the malleable implementations, then the atom ones, then the TVConv ones.
 
     Example:
         >>> rows = run([(32, 32)], [4], backends=["reference"], repeats=2)
@@ -169,7 +183,7 @@ def run(
     for op in ops or ():
         check_choice(op, OPS, "bench kernels op")
     check(ops is None or bool(ops), "bench kernels ops", f"at least one of {OPS}", ops)
-    chosen_ops = [op for op in OPS if ops is None or op in ops]  # rows in OPS order, whatever the order given
+    chosen_ops = [op for op in OPS if op in (DEFAULT_OPS if ops is None else ops)]  # rows in OPS order
     if "malleable" in chosen_ops:
         check_choice(kernel_size, (1, 3), "bench kernels kernel_size")
     else:
@@ -203,7 +217,9 @@ def _default_backends(device: str) -> list[str]:
 def _unavailable(case: Case, key: Key) -> str | None:
     """Why implementation ``key`` cannot run for ``case`` here, or ``None``."""
     op, name = key
-    cpu, triton = (_atom_cpu, triton_atom) if op == "atom" else (_malleable_cpu, triton_malleable)
+    cpu, triton = {"atom": (_atom_cpu, triton_atom), "tv": (_tv_cpu, triton_tv)}.get(
+        op, (_malleable_cpu, triton_malleable)
+    )
     if name == "cpu" and (case.device != "cpu" or not cpu.available()):
         return "unavailable: needs CPU tensors and a C++ compiler"
     if name == "triton" and not (case.device.startswith("cuda") and triton.available()):
@@ -213,6 +229,8 @@ def _unavailable(case: Case, key: Key) -> str | None:
             count, taps = case.atom_count, case.kernel_size**2
             pixel = (taps + count + 1) * case.channels + count * taps  # x, atoms, unfolded patches, output
             needed = pixel * case.height * case.width * case.dtype.itemsize
+        elif op == "tv":
+            needed = (3 * case.kernel_size**2 + 2) * case.output_bytes  # x, map, patches, product, output
         else:
             needed = (2 * case.kernel_size**2 + 2) * case.output_bytes
         budget = NAIVE_MEMORY_FRACTION * _available_memory(case.device)
@@ -230,6 +248,10 @@ def _implementation(key: Key) -> Callable[[dict[str, torch.Tensor]], torch.Tenso
         if name == "naive":
             return lambda i: atom_conv_naive(i["x"], i["atoms"])
         return lambda i: atom_conv(i["x"], i["atoms"], backend=name)
+    if op == "tv":
+        if name == "naive":
+            return lambda i: tv_conv_naive(i["x"], i["tv_weight"])
+        return lambda i: tv_conv(i["x"], i["tv_weight"], backend=name)
     if name == "naive":
         return lambda i: malleable_conv_naive(i["x"], i["kernels"], i["bias"])
     return lambda i: malleable_conv(i["x"], i["kernels"], i["bias"], backend=name)
@@ -338,8 +360,9 @@ def _available_memory(device: str) -> float:
 
 def _row(case: Case, key: Key, result: dict[str, Any], baseline: list[float]) -> dict[str, Any]:
     op, name = key
-    labels = {"depthwise": "depthwise_conv2d", "malleable": "malleable_conv", "atom": "atom_conv"}
-    label = {("malleable", "naive"): "naive", ("atom", "naive"): "atom_conv_naive"}.get(key, labels[op])
+    labels = {"depthwise": "depthwise_conv2d", "malleable": "malleable_conv", "atom": "atom_conv", "tv": "tv_conv"}
+    naive = {("malleable", "naive"): "naive", ("atom", "naive"): "atom_conv_naive", ("tv", "naive"): "tv_conv_naive"}
+    label = naive.get(key, labels[op])
     backend = "torch" if name in ("depthwise", "naive") else name
     rows, cols = case.grid
     element = case.dtype.itemsize
@@ -349,6 +372,8 @@ def _row(case: Case, key: Key, result: dict[str, Any], baseline: list[float]) ->
     elif op == "atom":
         per_pixel = case.channels + case.atom_count * case.kernel_size**2 + case.channels * case.atom_count
         moved = per_pixel * case.height * case.width * element  # read x and the atoms, write the responses
+    elif op == "tv":
+        moved = (2 + case.kernel_size**2) * case.output_bytes  # read x, read the weight map once, write the output
     else:
         moved = case.output_bytes * 2 + case.channels * (case.kernel_size**2 + 1) * rows * cols * element
     row = dict.fromkeys(ROW_KEYS)

@@ -486,10 +486,10 @@ def kernels(
     ),
     channels: Annotated[str, typer.Option("--channels", help="Channel counts, comma-separated.")] = "16,80",
     kernel_size: Annotated[
-        int, typer.Option("--kernel-size", help="Kernel size K (1 or 3; any odd K with --op atom alone).")
+        int, typer.Option("--kernel-size", help="Kernel size K (1 or 3; any odd K without --op malleable).")
     ] = 3,
     op: Annotated[
-        str, typer.Option("--op", help="Convolutions to measure, comma-separated (malleable, atom).")
+        str, typer.Option("--op", help="Convolutions to measure, comma-separated (malleable, atom, tv).")
     ] = "malleable,atom",
     atoms: Annotated[int, typer.Option("--atoms", min=1, help="Atoms per pixel M of the atom convolution.")] = 4,
     backend: Annotated[
@@ -509,7 +509,7 @@ def kernels(
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
-    """Malleable and atom convolution backends against a depthwise convolution (rows as the benchmark gives them)."""
+    """Malleable, atom and TVConv backends against a depthwise convolution (rows as the benchmark gives them)."""
     from restorekit.bench import kernels as bench_kernels  # imported on use: it loads the Triton kernels
 
     sizes = [bench_latency.parse_size(s) for s in _split(size)]

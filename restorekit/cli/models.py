@@ -32,7 +32,8 @@ def _summary(name: str, meta: dict) -> dict:
 def _quality_text(quality: object) -> str:
     """``dataset σ15/25/50: PSNR/PSNR/PSNR`` per dataset, float protocol, from the quality record.
 
-    The record (written by ``restorekit.train.publish``) maps dataset → protocol → σ → {psnr, ssim}.
+    The record (written by ``restorekit.train.publish``) maps dataset → protocol → σ → {psnr, ssim}; for real
+    noise the protocol and σ are ``real``, for super-resolution dataset → ``y_channel`` → ``x2``… .
     """
     if not isinstance(quality, dict):
         return ""
@@ -41,9 +42,14 @@ def _quality_text(quality: object) -> str:
         if dataset.startswith("_") or not isinstance(protocols, dict):
             continue
         per_sigma = protocols.get("float") or next(iter(protocols.values()), {})
-        sigmas = "/".join(per_sigma)
         values = "/".join(f"{v['psnr']:.2f}" for v in per_sigma.values())
-        parts.append(f"{dataset} σ{sigmas}: {values}")
+        if "real" in protocols:  # real noisy/clean pairs
+            label = "real noise"
+        elif "y_channel" in protocols:  # super-resolution, Y-channel PSNR per factor
+            label = "Y " + "/".join(key.replace("x", "×") for key in per_sigma)
+        else:
+            label = "σ" + "/".join(per_sigma)
+        parts.append(f"{dataset} {label}: {values}")
     return "; ".join(parts)
 
 

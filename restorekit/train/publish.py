@@ -1,7 +1,8 @@
 """Publish trained weights: record their measured quality in the metadata and copy them into ``weights/``.
 
-Usage (the quality file comes from ``restorekit bench quality … --save results/quality.json``, or for a
-tunable model from ``restorekit bench tune … --save results/tune.json``)::
+Usage (the quality file comes from ``restorekit bench quality … --save results/quality.json`` — with
+``--task sr`` for a super-resolution model —, or for a tunable model from ``restorekit bench tune … --save
+results/tune.json``)::
 
     python -m restorekit.train.publish runs/mallenet_s.awgn_color/mallenet_s.awgn_color.safetensors \\
         results/quality.json weights/
@@ -22,10 +23,15 @@ from restorekit.train.loop import is_tunable, omega_metadata
 
 
 def quality_from_results(results: dict[str, Any], model_name: str) -> dict[str, Any]:
-    """Mean PSNR/SSIM of ``model_name`` per dataset, protocol and σ, from a ``restorekit-bench/1`` file."""
+    """Mean PSNR/SSIM of ``model_name`` per dataset, protocol and σ (per dataset and factor for a
+    ``bench quality --task sr`` file), from a ``restorekit-bench/1`` file."""
     quality: dict[str, Any] = {}
     for row in results["summary"]:
         if row["method"] != model_name:
+            continue
+        if results.get("command") == "sr_quality":  # Y-channel PSNR/SSIM per dataset and factor
+            entry = quality.setdefault(row["dataset"], {}).setdefault("y_channel", {})
+            entry[f"x{row['scale']}"] = {"psnr": round(row["psnr"], 2), "ssim": round(row["ssim"], 4)}
             continue
         entry = quality.setdefault(row["dataset"], {}).setdefault(row["protocol"], {})
         sigma = row["sigma"] if isinstance(row["sigma"], str) else str(int(row["sigma"]))
