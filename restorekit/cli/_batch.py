@@ -21,8 +21,14 @@ The batch carries on past a failed file. Exit code: 0 when nothing failed (skipp
 when some failed, 1 — or, when every file failed with the same kind of error, that error's code (so a
 single-file run with a bad model exits 3, as documented).
 
+Engines. The batch is planned here (:func:`plan_jobs`), run by an engine, and reported here. The local engine
+runs the jobs one after another in this process; the Ray engine (:mod:`restorekit.cli._ray`) streams them
+through a pool of Ray actors. Each engine runs the same per-file function, :func:`run_one`, with the
+command's :class:`Task` (plain settings that build the per-file function), and both feed the same reporting
+(:func:`run_batch`), so outputs, messages, the ``--json`` summary and the exit code do not depend on the engine.
+
 Testing hook: ``RESTOREKIT_TEST_DELAY_S`` (seconds, float) sleeps after each file, so that tests can
-interrupt a batch deterministically between files. It is not a user option.
+interrupt a batch deterministically between files (on the Ray engine, on the actors). It is not a user option.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import glob
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +45,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from restorekit._checks import fail
+from restorekit._checks import check, fail
 from restorekit.cli._console import ExitCode, console, describe, error_line, exit_code, print_json, progress
 from restorekit.errors import InputError, OutputError, RestoreKitError, UsageError
 from restorekit.inference import tiling
@@ -49,6 +55,9 @@ SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 SYSTEM_FOLDERS = frozenset({"__macosx", "$recycle.bin", "system volume information"})
 GLOB_CHARS = re.compile(r"[*?\[]")
 DELAY_ENV = "RESTOREKIT_TEST_DELAY_S"
+
+# A command's per-file function: ``process(source, target)`` writes the output and returns the run information.
+Process = Callable[[Path, Path], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -203,37 +212,118 @@ def _remove_stale_parts(target: Path) -> None:
                 leftover.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """What a command does to one file, described by plain settings (a frozen dataclass in each command).
+
+    Both engines run a command through its task: :meth:`build` returns the per-file function (loading what it
+    needs once), and the settings are picklable, so a Ray actor rebuilds the same function from them. So the
+    two engines cannot drift apart. The settings every model-running command shares live here; ``device`` is
+    ``--device`` as typed (resolved where the model runs), ``precision`` the ``--dtype`` value, ``max_pixels``
+    the decode limit.
+    """
+
+    model: str | None
+    device: str
+    tile: int | None
+    precision: str
+    bit_depth: int | None
+    max_pixels: int
+    overwrite: bool
+
+    def build(self) -> Process:
+        """The per-file function ``process(source, target) -> run information`` (see :func:`run_batch`)."""
+        raise NotImplementedError
+
+    def show(self, source: Path, fields: dict[str, Any]) -> None:
+        """Print what a finished file adds to its line on stdout (without ``--json``); nothing by default."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where a batch runs: ``local`` (this process, one file after another) or ``ray`` (a pool of Ray actors).
+
+    ``address`` is the Ray cluster to join (``None``: start a local one, or use the session already started in
+    this process); ``actors`` the size of the actor pool (``None``: one per GPU, else one per 4 CPUs).
+    """
+
+    kind: str = "local"
+    address: str | None = None
+    actors: int | None = None
+    verbose: bool = False
+
+
+def batch_engine(kind: str, address: str | None, actors: int | None, verbose: bool) -> Engine:
+    """Check the engine options of a command (``--engine``, ``--ray-address``, ``--ray-actors``).
+
+    Raises:
+        UsageError: A Ray option without ``--engine ray``, or ``--engine ray`` without Ray installed.
+    """
+    kind = str(getattr(kind, "value", kind))
+    if kind == "ray":
+        from restorekit.cli import _ray
+
+        _ray.require()
+    else:
+        for option, value in (("--ray-address", address), ("--ray-actors", actors)):
+            check(value is None, option, "--engine ray with it", f"--engine {kind}")
+    return Engine(kind, address, actors, verbose)
+
+
 def run_batch(
     jobs: Sequence[Job],
-    process: Callable[[Path, Path], dict[str, Any]],
+    task: Task,
     *,
     command: str,
     info_keys: Sequence[str],
     overwrite: bool,
     progress_mode: str,
     json_output: bool,
+    engine: Engine = Engine(),
 ) -> None:
-    """Run ``process(source, target)`` for each job, report progress and results, and exit.
+    """Run ``task`` on each job, on ``engine``; report progress and results, and exit.
 
-    ``process`` returns the run information to report (σ, model, device, dtype, tile, ms, …) or raises a
-    :class:`RestoreKitError`, which fails that file only. In the ``--json`` summary every file record has
-    ``input``, ``output``, ``status``, ``error`` and each of ``info_keys`` (``null`` where it did not run).
-    Raises ``typer.Exit`` with the batch's exit code.
+    The task's per-file function returns the run information to report (σ, model, device, dtype, tile, ms, …)
+    or raises a :class:`RestoreKitError`, which fails that file only. In the ``--json`` summary every file
+    record has ``input``, ``output``, ``status``, ``error`` and each of ``info_keys`` (``null`` where it did not
+    run), in the order of ``jobs`` whatever order the results came in. Raises ``typer.Exit`` with the batch's
+    exit code.
     """
-    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
-    results: list[Result] = []
+    results: dict[int, Result] = {}
     with progress(progress_mode, total=len(jobs), label=command) as report, tiling.report_tiles(report.tiles):
-        for job in jobs:
-            report.start(str(job.source))
-            result = _run_one(job, process, overwrite)
-            results.append(result)
+        if engine.kind == "ray":
+            from restorekit.cli import _ray
+
+            outcomes = _ray.execute(jobs, task, overwrite, engine)
+        else:
+            outcomes = _execute_local(jobs, task, overwrite, lambda job: report.start(str(job.source)))
+        for index, result in outcomes:
+            results[index] = result
             if result.status == "failed":
                 error_line(result.message or "failed")
             elif not json_output:
+                if result.status == "ok":
+                    task.show(result.job.source, result.fields)
                 _print_result(result)
-            report.done(str(job.source), status=result.status, **result.fields)
-            if delay:
-                time.sleep(delay)
+            report.done(str(result.job.source), status=result.status, **result.fields)
+    _finish([results[index] for index in sorted(results)], command, info_keys, json_output)
+
+
+def _execute_local(
+    jobs: Sequence[Job], task: Task, overwrite: bool, started: Callable[[Job], None]
+) -> Iterator[tuple[int, Result]]:
+    """The local engine: each job in turn, in this process; yields ``(index in jobs, result)``."""
+    process = task.build()
+    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+    for index, job in enumerate(jobs):
+        started(job)
+        yield index, run_one(job, process, overwrite)
+        if delay:
+            time.sleep(delay)
+
+
+def _finish(results: Sequence[Result], command: str, info_keys: Sequence[str], json_output: bool) -> None:
+    """The ``--json`` summary, the closing lines and the batch's exit code (raised as ``typer.Exit``)."""
     code = _batch_exit_code(results)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "exists", "failed")}
     if json_output:
@@ -244,11 +334,23 @@ def run_batch(
     raise typer.Exit(int(code))
 
 
-def _run_one(job: Job, process: Callable[[Path, Path], dict[str, Any]], overwrite: bool) -> Result:
+def settled(job: Job, overwrite: bool) -> Result | None:
+    """The result of a job that must not run (refused while planning, or its output exists), else ``None``."""
     if job.error is not None:
         return Result(job, "failed", describe(job.error), exit_code(job.error))
     if job.target.exists() and not overwrite:
         return Result(job, "exists", f"{job.target}: already exists (use --overwrite)")
+    return None
+
+
+def run_one(job: Job, process: Process, overwrite: bool) -> Result:
+    """Run one job: skip it if :func:`settled`, clear a killed run's temp files, run ``process``, catch its error.
+
+    This is the whole per-file work of both engines (the Ray engine runs it on its actors).
+    """
+    done = settled(job, overwrite)
+    if done is not None:
+        return done
     try:
         job.target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_parts(job.target)

@@ -23,6 +23,13 @@ class ProgressMode(str, Enum):
     none = "none"
 
 
+class EngineChoice(str, Enum):
+    """Where a batch runs: ``local`` (this process) or ``ray`` (a pool of actors on a Ray cluster)."""
+
+    local = "local"
+    ray = "ray"
+
+
 class DtypeChoice(str, Enum):
     """Inference precision; ``auto`` is fp32 (half precision only when asked and the model allows it)."""
 
@@ -119,6 +126,31 @@ MaxPixels = Annotated[
         "--max-pixels",
         min=1,
         help="Refuse images larger than this many pixels (decompression-bomb guard).",
+        show_default=False,
+    ),
+]
+BatchEngine = Annotated[
+    EngineChoice,
+    typer.Option(
+        "--engine",
+        help="Run the batch here (local) or on a Ray cluster (ray; needs pip install 'restorekit\\[ray]').",
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster to join (--engine ray): auto, or the head node's HOST:PORT. Default: $RAY_ADDRESS, "
+        "else a Ray started on this machine for the batch.",
+        show_default=False,
+    ),
+]
+RayActors = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-actors",
+        min=1,
+        help="Actors, each loading the model once (--engine ray). Default: one per GPU, else one per 4 CPUs.",
         show_default=False,
     ),
 ]

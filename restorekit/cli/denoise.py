@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from restorekit._checks import check_choice, fail
-from restorekit.cli._batch import plan_jobs, run_batch
+from restorekit.cli._batch import Process, Task, batch_engine, plan_jobs, run_batch
 from restorekit.cli._console import handle_errors
 from restorekit.cli._options import (
+    BatchEngine,
     BitDepth,
     Device,
     Dtype,
     DtypeChoice,
+    EngineChoice,
     Ensemble,
     Inputs,
     Json,
@@ -24,6 +27,8 @@ from restorekit.cli._options import (
     PhotoSigma,
     Progress,
     ProgressMode,
+    RayActors,
+    RayAddress,
     Recursive,
     Suffix,
     Tile,
@@ -83,6 +88,36 @@ def _photo_model(channels: int, target: torch.device) -> str | None:
         return None
 
 
+@dataclass(frozen=True, kw_only=True)
+class DenoiseTask(Task):
+    """What `denoise` does to one file, as plain settings (see :class:`~restorekit.cli._batch.Task`)."""
+
+    level: float | str
+    photo: bool
+    ensemble: bool
+
+    def build(self) -> Process:
+        """Read, denoise (the model loads on first use, once per process) and write one file."""
+        target = api.resolve_device(self.device)
+
+        def process(source: Path, destination: Path) -> dict:
+            image = load_image(source, max_pixels=self.max_pixels)
+            chosen = _photo_model(image.pixels.shape[2], target) if self.photo else None
+            pixels, info = api.denoise_image(
+                image.pixels, self.level, chosen or self.model, target, self.tile, self.precision, self.ensemble
+            )
+            if chosen is not None:
+                info = dataclasses.replace(info, notes=(*info.notes, "no --sigma: the real-camera-noise model ran"))
+            elif self.photo:
+                note = "no --sigma and no real-noise model ships for these channels: Gaussian model, σ estimated"
+                info = dataclasses.replace(info, notes=(*info.notes, note))
+            image = dataclasses.replace(image, pixels=pixels)
+            save_image(image, destination, bit_depth=self.bit_depth, overwrite=self.overwrite)
+            return info.as_dict()
+
+        return process
+
+
 @handle_errors
 def denoise(
     inputs: Inputs,
@@ -100,6 +135,9 @@ def denoise(
     max_pixels: MaxPixels = None,
     progress: Progress = ProgressMode.auto,
     json: Json = False,
+    engine: BatchEngine = EngineChoice.local,
+    ray_address: RayAddress = None,
+    ray_actors: RayActors = None,
     verbose: Verbose = False,
 ) -> None:
     """Denoise images: real camera noise (no --sigma), or Gaussian noise of level --sigma (a number or auto).
@@ -107,6 +145,7 @@ def denoise(
     Without --model: with no --sigma, the shipped real-noise model for the image's channels where one ships
     (otherwise the Gaussian model with σ estimated); with --sigma, the best shipped Gaussian denoiser.
     """
+    runner = batch_engine(engine, ray_address, ray_actors, verbose)
     level = parse_sigma(sigma) if sigma is not None else "auto"
     photo = sigma is None and model is None
     if bit_depth is not None:
@@ -115,26 +154,17 @@ def denoise(
     _check_sigma_range(level, model, target)
     jobs = plan_jobs(inputs, output, recursive, suffix, default_suffix="_denoised")
     limit = _max_pixels_from_env() if max_pixels is None else max_pixels
-    precision = dtype.value
-
-    def process(source: Path, destination: Path) -> dict:
-        image = load_image(source, max_pixels=limit)
-        chosen = _photo_model(image.pixels.shape[2], target) if photo else None
-        pixels, info = api.denoise_image(image.pixels, level, chosen or model, target, tile, precision, ensemble)
-        if chosen is not None:
-            info = dataclasses.replace(info, notes=(*info.notes, "no --sigma: the real-camera-noise model ran"))
-        elif photo:
-            note = "no --sigma and no real-noise model ships for these channels: Gaussian model, σ estimated"
-            info = dataclasses.replace(info, notes=(*info.notes, note))
-        save_image(dataclasses.replace(image, pixels=pixels), destination, bit_depth=bit_depth, overwrite=overwrite)
-        return info.as_dict()
-
+    task = DenoiseTask(
+        level=level, photo=photo, ensemble=ensemble, model=model, device=device, tile=tile, precision=dtype.value,
+        bit_depth=bit_depth, max_pixels=limit, overwrite=overwrite,
+    )  # fmt: skip
     run_batch(
         jobs,
-        process,
+        task,
         command="denoise",
         info_keys=[f.name for f in dataclasses.fields(api.RunInfo)],
         overwrite=overwrite,
         progress_mode=progress.value,
         json_output=json,
+        engine=runner,
     )

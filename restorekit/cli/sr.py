@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from restorekit._checks import check, check_choice
-from restorekit.cli._batch import plan_jobs, run_batch
+from restorekit.cli._batch import Process, Task, batch_engine, plan_jobs, run_batch
 from restorekit.cli._console import handle_errors
 from restorekit.cli._options import (
+    BatchEngine,
     BitDepth,
     Device,
     Dtype,
     DtypeChoice,
+    EngineChoice,
     Ensemble,
     Inputs,
     Json,
@@ -25,6 +28,8 @@ from restorekit.cli._options import (
     Overwrite,
     Progress,
     ProgressMode,
+    RayActors,
+    RayAddress,
     Recursive,
     Suffix,
     Tile,
@@ -35,6 +40,29 @@ from restorekit.inference import api
 from restorekit.inference.io import _max_pixels_from_env, load_image, resized, save_image
 
 Scale = Annotated[int, typer.Option("--scale", help="Upscaling factor: 2, 3 or 4.")]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SRTask(Task):
+    """What `sr` does to one file, as plain settings (see :class:`~restorekit.cli._batch.Task`)."""
+
+    scale: int
+    ensemble: bool
+
+    def build(self) -> Process:
+        """Load the model (once), then read, upscale and write one file."""
+        target = api.resolve_device(self.device)
+        net = api.get_model(self.model, 3, target, kind=f"sr{self.scale}")
+
+        def process(source: Path, destination: Path) -> dict:
+            image = load_image(source, max_pixels=self.max_pixels)
+            pixels, info = api.super_resolve_image(
+                image.pixels, self.scale, net, target, self.tile, self.precision, self.ensemble
+            )
+            save_image(resized(image, pixels), destination, bit_depth=self.bit_depth, overwrite=self.overwrite)
+            return info.as_dict()
+
+        return process
 
 
 @handle_errors
@@ -54,6 +82,9 @@ def sr(
     max_pixels: MaxPixels = None,
     progress: Progress = ProgressMode.auto,
     json: Json = False,
+    engine: BatchEngine = EngineChoice.local,
+    ray_address: RayAddress = None,
+    ray_actors: RayActors = None,
     verbose: Verbose = False,
 ) -> None:
     """Upscale images ×2/×3/×4 (super-resolution).
@@ -62,6 +93,7 @@ def sr(
     trained on bicubic downscaling: they sharpen clean images, and would sharpen the noise and JPEG blocks of a
     poor photo too (denoise it first).
     """
+    runner = batch_engine(engine, ray_address, ray_actors, verbose)
     check_choice(scale, api.SCALES, "--scale")
     if bit_depth is not None:
         check_choice(bit_depth, BIT_DEPTHS, "--bit-depth")
@@ -72,20 +104,17 @@ def sr(
     check(req.scale == scale, "--model", f"a ×{scale} model (--scale {scale})", f"{name} (×{req.scale})")
     jobs = plan_jobs(inputs, output, recursive, suffix, default_suffix=f"_x{scale}")
     limit = _max_pixels_from_env() if max_pixels is None else max_pixels
-    precision = dtype.value
-
-    def process(source: Path, destination: Path) -> dict:
-        image = load_image(source, max_pixels=limit)
-        pixels, info = api.super_resolve_image(image.pixels, scale, net, target, tile, precision, ensemble)
-        save_image(resized(image, pixels), destination, bit_depth=bit_depth, overwrite=overwrite)
-        return info.as_dict()
-
+    task = SRTask(
+        scale=scale, ensemble=ensemble, model=model, device=device, tile=tile, precision=dtype.value,
+        bit_depth=bit_depth, max_pixels=limit, overwrite=overwrite,
+    )  # fmt: skip
     run_batch(
         jobs,
-        process,
+        task,
         command="sr",
         info_keys=[f.name for f in dataclasses.fields(api.RunInfo)],
         overwrite=overwrite,
         progress_mode=progress.value,
         json_output=json,
+        engine=runner,
     )

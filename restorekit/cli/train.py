@@ -1,4 +1,8 @@
-"""`restorekit train RECIPE.yaml`: train (or resume) a model from a recipe."""
+"""`restorekit train RECIPE.yaml`: train (or resume) a model from a recipe.
+
+Under ``torchrun --nproc-per-node=N`` the same command trains data-parallel (:mod:`restorekit.train.loop`);
+only rank 0 reports.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from restorekit.cli._options import Json, Progress, ProgressMode, Verbose
 from restorekit.errors import UsageError
 from restorekit.train.config import load_recipe
 from restorekit.train.loop import train as train_loop
+from restorekit.train.loop import world_from_env
 
 
 @handle_errors
@@ -26,7 +31,10 @@ def train(
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
-    """Train a model from a recipe; rerunning the same command resumes from the last checkpoint."""
+    """Train a model from a recipe; rerunning the same command resumes from the last checkpoint.
+
+    Runs unchanged under torchrun (data-parallel over its processes; rank 0 reports).
+    """
     overrides = {}
     for item in set_ or []:
         key, sep, value = item.partition("=")
@@ -37,7 +45,10 @@ def train(
     mode = str(getattr(progress, "value", progress))
     if mode == "auto":
         mode = "rich" if console.is_terminal else "none"
-    weights = train_loop(config, progress=_progress_printer(mode))
+    main = world_from_env().main
+    weights = train_loop(config, progress=_progress_printer(mode) if main else None)
+    if not main:
+        return
     summary = {"weights": str(weights), "recipe": str(recipe), "iterations": config.optim.iterations}
     if json:
         print_json(summary)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from restorekit._checks import check, fail
-from restorekit.cli._batch import plan_jobs, run_batch
+from restorekit.cli._batch import Process, Task, batch_engine, plan_jobs, run_batch
 from restorekit.cli._console import handle_errors, results
 from restorekit.cli._options import (
+    BatchEngine,
     BitDepth,
     Device,
     Dtype,
     DtypeChoice,
+    EngineChoice,
     Inputs,
     Json,
     MaxPixels,
@@ -24,6 +27,8 @@ from restorekit.cli._options import (
     Overwrite,
     Progress,
     ProgressMode,
+    RayActors,
+    RayAddress,
     Recursive,
     Sigma,
     Suffix,
@@ -75,6 +80,57 @@ def parse_omega(text: str) -> tuple[float, ...]:
         fail("--w", "comma-separated numbers such as 0.3,0.7", text)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TuneTask(Task):
+    """What `tune` does to one file, as plain settings (see :class:`~restorekit.cli._batch.Task`)."""
+
+    omega: tuple[float, ...] | None
+    sweep_count: int | None
+    reference: Path | None
+    level: float | str
+
+    def build(self) -> Process:
+        """Read, restore at ω (or sweep it), score against the reference if any, and write one file."""
+        target = api.resolve_device(self.device)
+        model, tile, precision = self.model, self.tile, self.precision
+
+        def process(source: Path, destination: Path) -> dict:
+            image = load_image(source, max_pixels=self.max_pixels)
+            clean = self._clean_for(source)
+            if self.omega is not None:
+                pixels, info = api.tune_image(image.pixels, self.omega, self.level, model, target, tile, precision)
+                fields = info.as_dict()
+                if clean is not None:
+                    check(clean.shape == pixels.shape, "--reference", f"an image of shape {pixels.shape}", clean.shape)
+                    net = api.get_model(model, pixels.shape[2], target, kind="tune")
+                    scores = sweep.scores(pixels, image.pixels, clean, self.omega, sweep.retention_nu(net))
+                    fields["sweep"] = [{"w": list(self.omega), **scores}]
+                image = dataclasses.replace(image, pixels=pixels)
+                save_image(image, destination, bit_depth=self.bit_depth, overwrite=self.overwrite)
+            else:
+                sheet, records, info = sweep.sweep_image(
+                    image.pixels, self.sweep_count, self.level, model, target, tile, precision, clean
+                )
+                fields = {**info.as_dict(), "w": None, "sweep": records}
+                sheet_image = Image(sheet, None, 8, "RGB", image.format, image.icc_profile, None)
+                save_image(sheet_image, destination, bit_depth=8, overwrite=self.overwrite)
+            return fields
+
+        return process
+
+    def _clean_for(self, source: Path):
+        """The reference image for ``source`` (``--reference``: a file, or a folder matched by name), or ``None``."""
+        if self.reference is None:
+            return None
+        path = self.reference / source.name if self.reference.is_dir() else self.reference
+        return load_image(path, max_pixels=self.max_pixels).pixels
+
+    def show(self, source: Path, fields: dict) -> None:
+        """With ``--reference``: each setting's PSNR and PSNRη."""
+        if self.reference is not None:
+            _print_scores(source, fields["sweep"])
+
+
 @handle_errors
 def tune(
     inputs: Inputs,
@@ -94,6 +150,9 @@ def tune(
     max_pixels: MaxPixels = None,
     progress: Progress = ProgressMode.auto,
     json: Json = False,
+    engine: BatchEngine = EngineChoice.local,
+    ray_address: RayAddress = None,
+    ray_actors: RayActors = None,
     verbose: Verbose = False,
 ) -> None:
     """Denoise with a tunable model at the trade-off --w (ω1 remove noise, ω2 keep grain and fine detail).
@@ -101,6 +160,7 @@ def tune(
     One trained network serves every setting: its kernels are mixed for the chosen ω, so any setting runs at
     the speed of a fixed denoiser. --sweep N writes a contact sheet of N settings instead.
     """
+    runner = batch_engine(engine, ray_address, ray_actors, verbose)
     check((w is None) != (sweep_count is None), "tune", "exactly one of --w ω1,ω2 or --sweep N", "both or neither")
     level = parse_sigma(sigma)
     if bit_depth is not None:
@@ -112,46 +172,19 @@ def tune(
         api.check_omega(omega, net.requirements, getattr(net, "name", str(model)), what="--w")
     jobs = plan_jobs(inputs, output, recursive, suffix, default_suffix="_tuned" if omega else "_sweep")
     limit = _max_pixels_from_env() if max_pixels is None else max_pixels
-    precision = dtype.value
-
-    def clean_for(source: Path):
-        if reference is None:
-            return None
-        path = reference / source.name if reference.is_dir() else reference
-        return load_image(path, max_pixels=limit).pixels
-
-    def process(source: Path, destination: Path) -> dict:
-        image = load_image(source, max_pixels=limit)
-        clean = clean_for(source)
-        if omega is not None:
-            pixels, info = api.tune_image(image.pixels, omega, level, model, target, tile, precision)
-            fields = info.as_dict()
-            if clean is not None:
-                check(clean.shape == pixels.shape, "--reference", f"an image of shape {pixels.shape}", clean.shape)
-                net = api.get_model(model, pixels.shape[2], target, kind="tune")
-                fields["sweep"] = [
-                    {"w": list(omega), **sweep.scores(pixels, image.pixels, clean, omega, sweep.retention_nu(net))}
-                ]
-            save_image(dataclasses.replace(image, pixels=pixels), destination, bit_depth=bit_depth, overwrite=overwrite)
-        else:
-            sheet, records, info = sweep.sweep_image(
-                image.pixels, sweep_count, level, model, target, tile, precision, clean
-            )
-            fields = {**info.as_dict(), "w": None, "sweep": records}
-            sheet_image = Image(sheet, None, 8, "RGB", image.format, image.icc_profile, None)
-            save_image(sheet_image, destination, bit_depth=8, overwrite=overwrite)
-        if clean is not None and not json:
-            _print_scores(source, fields["sweep"])
-        return fields
-
+    task = TuneTask(
+        omega=omega, sweep_count=sweep_count, reference=reference, level=level, model=model, device=device,
+        tile=tile, precision=dtype.value, bit_depth=bit_depth, max_pixels=limit, overwrite=overwrite,
+    )  # fmt: skip
     run_batch(
         jobs,
-        process,
+        task,
         command="tune",
         info_keys=[f.name for f in dataclasses.fields(api.RunInfo)] + ["sweep"],
         overwrite=overwrite,
         progress_mode=progress.value,
         json_output=json,
+        engine=runner,
     )
 
 

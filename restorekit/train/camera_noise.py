@@ -26,6 +26,7 @@ rows, B); :func:`demosaic_malvar` interleaves it into the full-resolution Bayer 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, fields
 from functools import cache
 
@@ -58,7 +59,11 @@ class CameraNoiseConfig:
     ``log read = read_slope · log shot + read_intercept + N(0, read_std²)`` (the reference's fit to real
     cameras). Each image is sharpened with probability ``sharpen_probability`` by an unsharp mask of amount
     uniform in ``sharpen_amount``, and JPEG-compressed with probability ``jpeg_probability`` at a quality
-    uniform over the integers in ``jpeg_quality``.
+    uniform over the integers in ``jpeg_quality``. With probability ``nr_probability`` an image also goes
+    through a model of in-camera noise reduction before the JPEG step (:func:`in_camera_nr`): its rendered noise
+    is low-passed, the chroma (Gaussian σ uniform in ``nr_chroma_sigma`` pixels) more than the luma (σ uniform
+    in ``nr_luma_sigma``), leaving the coarse, blotchy noise of camera JPEGs. The default 0 draws nothing, so
+    earlier recipes reproduce exactly.
     """
 
     shot_range: tuple[float, float] = (1e-4, 0.012)
@@ -69,6 +74,9 @@ class CameraNoiseConfig:
     sharpen_amount: tuple[float, float] = (0.2, 0.8)
     jpeg_probability: float = 0.5
     jpeg_quality: tuple[int, int] = (60, 95)
+    nr_probability: float = 0.0
+    nr_luma_sigma: tuple[float, float] = (0.0, 1.0)
+    nr_chroma_sigma: tuple[float, float] = (1.0, 3.0)
 
     def __post_init__(self) -> None:
         low, high = self.shot_range
@@ -78,7 +86,10 @@ class CameraNoiseConfig:
         check(0 <= low <= high, "sharpen_amount", "0 <= low <= high", self.sharpen_amount)
         low, high = self.jpeg_quality
         check(1 <= low <= high <= 100, "jpeg_quality", "integers 1 <= low <= high <= 100", self.jpeg_quality)
-        for name in ("sharpen_probability", "jpeg_probability"):
+        for name in ("nr_luma_sigma", "nr_chroma_sigma"):
+            low, high = getattr(self, name)
+            check(0 <= low <= high, name, "0 <= low <= high (pixels)", getattr(self, name))
+        for name in ("sharpen_probability", "jpeg_probability", "nr_probability"):
             check(0 <= getattr(self, name) <= 1, name, "a probability in [0, 1]", getattr(self, name))
 
 
@@ -357,6 +368,43 @@ def process(raw: torch.Tensor, params: CameraParams) -> torch.Tensor:
     return unsharp_mask(srgb, params.sharpen)
 
 
+# sRGB → an orthonormal luma/chroma basis: rows (1, 1, 1)/√3, (1, 0, −1)/√2, (1, −2, 1)/√6.
+_OPPONENT = (
+    (3**-0.5, 3**-0.5, 3**-0.5),
+    (2**-0.5, 0.0, -(2**-0.5)),
+    (6**-0.5, -2 * 6**-0.5, 6**-0.5),
+)
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(B, C, H, W)`` with standard deviation ``sigma`` pixels (reflect padding)."""
+    if sigma <= 0:
+        return image
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).repeat(image.shape[1], 1, 1, 1)
+    padded = F.pad(image, (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, kernel.view(-1, 1, 1, 2 * radius + 1), groups=image.shape[1])
+    return F.conv2d(rows, kernel.view(-1, 1, 2 * radius + 1, 1), groups=image.shape[1])
+
+
+def in_camera_nr(noisy: torch.Tensor, target: torch.Tensor, luma: float, chroma: float) -> torch.Tensor:
+    """A model of in-camera noise reduction: the rendered noise ``noisy − target`` low-passed in a luma/chroma
+    basis, the luma by a Gaussian of ``luma`` pixels and the chroma by one of ``chroma`` pixels.
+
+    Cameras denoise before they compress; what is left is spatially correlated, mostly in the chroma. The
+    blur acts on the noise alone (the clean rendering is kept), so the target is unchanged.
+
+    Shape:
+        ``noisy``, ``target``: ``(B, 3, H, W)`` → ``(B, 3, H, W)``, clipped to [0, 1].
+    """
+    basis = torch.tensor(_OPPONENT, dtype=noisy.dtype, device=noisy.device)
+    residual = torch.einsum("ij,bjhw->bihw", basis, noisy - target)
+    residual = torch.cat([gaussian_blur(residual[:, :1], luma), gaussian_blur(residual[:, 1:], chroma)], dim=1)
+    return (target + torch.einsum("ji,bjhw->bihw", basis, residual)).clamp(0, 1)
+
+
 def jpeg_roundtrip(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     """Encode and decode each image as JPEG with Pillow (8-bit, default 4:2:0 chroma subsampling).
 
@@ -384,8 +432,9 @@ def synthesize(
     """A noisy camera image and its clean target for each clean sRGB crop.
 
     Draws, in this order from ``generator``: the cameras (:func:`random_camera`), the noise levels
-    (:func:`random_noise_levels`), the noise, and which images are JPEG-compressed and at what quality.
-    Noisy is ``process(add_noise(unprocess(clean)))`` then JPEG for some; target is
+    (:func:`random_noise_levels`), the noise, which images are JPEG-compressed and at what quality, and (when
+    ``config.nr_probability`` > 0) which go through in-camera noise reduction and how strong.
+    Noisy is ``process(add_noise(unprocess(clean)))``, then in-camera noise reduction and JPEG for some; target is
     ``process(unprocess(clean))`` with the same cameras, never JPEG-compressed.
 
     Args:
@@ -413,6 +462,13 @@ def synthesize(
     compressed = torch.rand(batch, generator=generator, device=generator.device) < config.jpeg_probability
     low, high = config.jpeg_quality
     quality = torch.randint(low, high + 1, (batch,), generator=generator, device=generator.device)
+    if config.nr_probability > 0:  # drawn only when enabled, so that recipes without it reproduce exactly
+        reduced = torch.rand(batch, generator=generator, device=generator.device) < config.nr_probability
+        luma = _uniform(batch, *config.nr_luma_sigma, generator)
+        chroma = _uniform(batch, *config.nr_chroma_sigma, generator)
+        for index in torch.nonzero(reduced).flatten().tolist():
+            part = slice(index, index + 1)
+            noisy[part] = in_camera_nr(noisy[part], target[part], float(luma[index]), float(chroma[index]))
     if compressed.any():
         chosen = compressed.to(noisy.device)
         noisy[chosen] = jpeg_roundtrip(noisy[chosen], quality[compressed].cpu())

@@ -32,7 +32,9 @@ class DataConfig:
     ``rescale`` and ``channel_shuffle`` augment the crops (see :func:`restorekit.train.data.sample_patches`).
     ``degradation: camera`` (for blind real-noise models) degrades ``camera_fraction`` of each batch with the
     camera-noise synthesis (:mod:`restorekit.train.camera_noise`), leaves ``clean_fraction`` clean (8-bit),
-    and gives the rest AWGN with σ in ``sigma``; ``awgn`` gives every image AWGN. ``degradation: bicubic``
+    and gives the rest AWGN with σ in ``sigma``; ``awgn`` gives every image AWGN. ``camera_nr`` is the share of
+    camera-noise images that also go through in-camera noise reduction
+    (:func:`restorekit.train.camera_noise.in_camera_nr`). ``degradation: bicubic``
     (for super-resolution models) gives the model each crop downscaled by ``scale`` with MATLAB's antialiased
     bicubic and rounded to 8 bits, and the crop itself as the target (``patch`` is the high-resolution side).
     """
@@ -51,6 +53,7 @@ class DataConfig:
     degradation: str = "awgn"
     camera_fraction: float = 0.0
     clean_fraction: float = 0.0
+    camera_nr: float = 0.0
     scale: int = 1
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from restorekit.errors import UsageError
 from restorekit.ops.resize import imresize
-from restorekit.train.camera_noise import synthesize
+from restorekit.train.camera_noise import CameraNoiseConfig, synthesize
 
 TRAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -126,6 +126,7 @@ def degrade_mixture(
     clean_fraction: float,
     sigma_range: tuple[float, float],
     generator: torch.Generator,
+    camera_nr: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Degrade a batch for a blind real-noise denoiser: camera noise, AWGN and clean images mixed.
 
@@ -139,6 +140,7 @@ def degrade_mixture(
         camera_fraction, clean_fraction: Shares of the batch.
         sigma_range: σ range of the AWGN share (0–255 scale).
         generator: Source of every random choice.
+        camera_nr: Probability that a camera-noise image also goes through in-camera noise reduction.
 
     Returns:
         ``(noisy, target)``, both ``(B, 3, H, W)``.
@@ -149,7 +151,8 @@ def degrade_mixture(
     gaussian = batch - cameras - untouched
     noisy, target = clean.clone(), clean.clone()
     if cameras:
-        noisy[:cameras], target[:cameras] = synthesize(clean[:cameras], generator)
+        config = CameraNoiseConfig(nr_probability=camera_nr)
+        noisy[:cameras], target[:cameras] = synthesize(clean[:cameras], generator, config)
     if gaussian:
         part = slice(cameras, cameras + gaussian)
         sigma, _ = draw_degradation(gaussian, sigma_range, 0.0, generator)

@@ -1,4 +1,15 @@
-"""The training loop, as plain functions over a frozen :class:`Recipe`."""
+"""The training loop, as plain functions over a frozen :class:`Recipe`.
+
+Data parallel. Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the same loop runs in every process
+with DistributedDataParallel (gloo on the CPU, nccl on CUDA, one GPU per process). Every process draws the
+recipe's whole batch from the same seeded streams and trains on its slice, ``batch / WORLD_SIZE`` crops, so the
+global batch is the recipe's and the gradient, averaged over the processes by DDP, is the single-process
+mean up to float rounding (tested). The price is that each process prepares the whole batch (crops and noise,
+cheap next to a training step) to keep one crop stream; the gain is that no data is sent between processes
+and that every process's random state stays that of a single-process run, so a checkpoint written by rank 0
+resumes every process exactly. Rank 0 alone keeps the EMA, validates, exports, checkpoints and logs; the
+logged loss is the mean over the processes.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +17,23 @@ import copy
 import hashlib
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 import restorekit
+from restorekit._checks import check
 from restorekit.errors import UsageError
 from restorekit.layers.tunable import expand_state_dict
 from restorekit.models._registry import architecture
@@ -44,6 +60,33 @@ WEIGHTS_LICENSE = (
 )
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in a data-parallel run (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this process validates, exports, checkpoints and logs (rank 0)."""
+        return self.rank == 0
+
+    def share(self, batch: int) -> slice:
+        """This process's slice of a global batch of ``batch`` items."""
+        part = batch // self.size
+        return slice(self.rank * part, (self.rank + 1) * part)
+
+
+def world_from_env() -> World:
+    """The :class:`World` that ``torchrun`` describes in ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``."""
+    size = int(os.environ.get("WORLD_SIZE") or 1)
+    if size <= 1:
+        return World()
+    return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK") or 0))
 
 
 def build_model(recipe: Recipe) -> nn.Module:
@@ -101,7 +144,7 @@ def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tens
     batch = torch.from_numpy(np.stack(clean)).permute(0, 3, 1, 2).float().div(255)
     generator = torch.Generator().manual_seed(12345)
     if recipe.data.degradation == "camera":  # the synthetic validation split: every crop through the synthesis
-        noisy, target = degrade_mixture(batch, 1.0, 0.0, recipe.data.sigma, generator)
+        noisy, target = degrade_mixture(batch, 1.0, 0.0, recipe.data.sigma, generator, recipe.data.camera_nr)
         return target, noisy
     if recipe.data.degradation == "bicubic":  # super-resolution: the crop and its bicubic downscale
         return batch, downscale(batch, recipe.data.scale)
@@ -145,17 +188,45 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
     """Train (or resume) the model a recipe describes and export its EMA weights.
 
     Writes into ``recipe.run.out``: ``checkpoint.safetensors`` (exact resume), ``log.jsonl`` and
-    ``<model name>.safetensors`` (EMA weights with metadata, refreshed at every validation).
+    ``<model name>.safetensors`` (EMA weights with metadata, refreshed at every validation). Under ``torchrun``
+    it trains data-parallel (see the module docstring); ``progress`` is then called in every process (the
+    validation fields of its record only on rank 0), and ``run.out`` must be on a file system that every
+    process sees for a resume.
 
     Returns:
         Path of the exported weights.
+
+    Raises:
+        UsageError: Under ``torchrun``, a batch that does not split evenly over the processes, or processes
+            that found different checkpoints.
     """
+    world, batch = world_from_env(), recipe.data.batch
+    check(batch % world.size == 0, "data.batch", f"a multiple of WORLD_SIZE={world.size} (torchrun)", batch)
+    device = pick_device(recipe.run.device)
+    if world.size == 1:
+        return _train(recipe, progress, world, device)
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    joined = not dist.is_initialized()
+    if joined:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        weights = _train(recipe, progress, world, device)
+        dist.barrier()  # rank 0's last export and checkpoint are written before any process returns
+        return weights
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: torch.device) -> Path:
+    """The loop of :func:`train`, in one process of ``world`` (the whole run when ``world.size`` is 1)."""
     run, data = recipe.run, recipe.data
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     if run.threads:
         torch.set_num_threads(run.threads)
-    device = pick_device(run.device)
     torch.manual_seed(run.seed)
     model = build_model(recipe).to(device)
     if run.channels_last:
@@ -172,9 +243,11 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
     state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "val_psnr": None, "data_rng": None, "init": None}
     if (out / CHECKPOINT).exists():
         state = load_checkpoint(out / CHECKPOINT, model, ema, optimizer, generator)
-        _truncate_log(out / LOG, state["step"])
+        if world.main:
+            _truncate_log(out / LOG, state["step"])
     elif recipe.model.init:
         state["init"] = initialize(model, ema, recipe)
+    forward = _data_parallel(model, world, device, state["step"], out)
     data_rng = np.random.default_rng(run.seed)
     if state["data_rng"] is not None:
         data_rng.bit_generator.state = state["data_rng"]
@@ -193,7 +266,9 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
             train_images, data.batch, data.patch, data_rng, rescale=data.rescale, channel_shuffle=data.channel_shuffle
         )
         if data.degradation == "camera":
-            noisy, clean = degrade_mixture(clean, data.camera_fraction, data.clean_fraction, data.sigma, generator)
+            noisy, clean = degrade_mixture(
+                clean, data.camera_fraction, data.clean_fraction, data.sigma, generator, data.camera_nr
+            )
             sigma = torch.zeros(data.batch)  # blind models take no noise level
         elif data.degradation == "bicubic":
             noisy, sigma = downscale(clean, data.scale), torch.zeros(data.batch)
@@ -201,21 +276,25 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
             sigma, as_file = draw_degradation(data.batch, data.sigma, data.file_fraction, generator)
             noisy = add_awgn(clean, sigma, as_file, generator)
         level = (sigma / 255).view(-1, 1, 1, 1).expand(-1, 1, *noisy.shape[-2:])
+        if world.size > 1:  # every process drew the whole batch alike; each trains on its share
+            clean, noisy, level = (t[world.share(data.batch)] for t in (clean, noisy, level))
         clean, noisy, level = (t.to(device, memory_format=memory_format) for t in (clean, noisy, level))
         if recipe.tune is None:
             with autocast:
-                loss = loss_fn(model(noisy, level).float(), clean)
+                loss = loss_fn(forward(noisy, level).float(), clean)
         else:
-            w = draw_omega(data.batch, recipe.tune.endpoints, recipe.tune.fixed_w1, generator).to(device)
+            w = draw_omega(data.batch, recipe.tune.endpoints, recipe.tune.fixed_w1, generator)
+            w = (w[world.share(data.batch)] if world.size > 1 else w).to(device)
             with autocast:
-                prediction = model(noisy, level, w) if is_tunable(model) else model(noisy, level)
+                prediction = forward(noisy, level, w) if is_tunable(model) else forward(noisy, level)
                 loss = multi_loss(loss_fn, prediction.float(), clean, noisy, w, recipe.tune.nu)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
         optimizer.step()
-        _update_ema(ema, model, recipe.optim.ema, step)
-        running_loss.append(loss.item())
+        if world.main:
+            _update_ema(ema, model, recipe.optim.ema, step)
+        running_loss.append(loss.item() if world.size == 1 else _mean_over(world, loss))
         state["step"] = step + 1
         state["elapsed_s"] = time.perf_counter() - started
         record: dict[str, Any] = {}
@@ -223,21 +302,50 @@ def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
             record = {"loss": float(np.mean(running_loss)), "lr": learning_rate(recipe, step)}
             running_loss = []
         last = state["step"] == recipe.optim.iterations
-        if state["step"] % run.validate_every == 0 or last:
+        if world.main and (state["step"] % run.validate_every == 0 or last):
             for key, w in _validation_settings(recipe, model).items():
                 record[key] = validate(ema_model, val_clean, val_noisy, data.val_sigma, device, w, _nu(recipe))
             state["val_psnr"] = record["val_psnr"]
             _export(ema_model, weights_path, recipe, state, device, len(train_images))
-        if state["step"] % run.checkpoint_every == 0 or last:
+        if world.main and (state["step"] % run.checkpoint_every == 0 or last):
             state["data_rng"] = data_rng.bit_generator.state
             save_checkpoint(out / CHECKPOINT, model, ema, optimizer, generator, state)
-        if record:
+        if record and world.main:
             record |= {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1)}
             with (out / LOG).open("a") as log:
                 log.write(json.dumps(record) + "\n")
         if progress is not None:
             progress(state["step"], recipe.optim.iterations, record)
     return weights_path
+
+
+def _data_parallel(model: nn.Module, world: World, device: torch.device, step: int, out: Path) -> nn.Module:
+    """What the loop calls forward: ``model`` itself, or under ``torchrun`` its DDP wrapper.
+
+    Refuses processes that resume from different steps (``run.out`` not shared between the nodes).
+    """
+    if world.size == 1:
+        return model
+    steps = [_reduced(world, float(step), op) for op in (dist.ReduceOp.MIN, dist.ReduceOp.MAX)]
+    if steps[0] != steps[1]:
+        raise UsageError(
+            f"run.out {out}: the processes found checkpoints of steps {steps[0]:g} to {steps[1]:g}; "
+            "resuming on several nodes needs run.out on a file system they share"
+        )
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _reduced(world: World, value: float, op: dist.ReduceOp) -> float:
+    """``value`` reduced over the processes of ``world`` with ``op``."""
+    device = torch.device("cuda", world.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=op)
+    return float(tensor.item())
+
+
+def _mean_over(world: World, loss: torch.Tensor) -> float:
+    """The mean of each process's ``loss``: the loss of the whole batch, as one process would log it."""
+    return _reduced(world, loss.item(), dist.ReduceOp.SUM) / world.size
 
 
 def _validation_settings(recipe: Recipe, model: nn.Module) -> dict[str, tuple[float, float] | None]:

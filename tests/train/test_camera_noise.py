@@ -286,3 +286,45 @@ def test_mixture_splits_the_batch_into_camera_awgn_and_clean():
     assert not torch.equal(target[0], clean[0])  # camera images: the target is the clean crop, rendered
     again = degrade_mixture(clean, 0.75, 0.125, (10.0, 20.0), torch.Generator().manual_seed(0))
     assert torch.equal(again[0], noisy) and torch.equal(again[1], target)
+
+
+# (g) in-camera noise reduction
+
+
+def _lag_correlation(residual: torch.Tensor) -> float:
+    """Correlation of the residual with itself one pixel to the right, over the whole batch."""
+    a, b = residual[..., :, :-1].flatten(), residual[..., :, 1:].flatten()
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+
+def test_in_camera_nr_correlates_the_noise_and_keeps_the_target():
+    clean = smooth_images(4, 48, period=16)
+    config = CameraNoiseConfig(sharpen_probability=0.0, jpeg_probability=0.0, shot_range=(0.005, 0.01))
+    plain_noisy, plain_target = synthesize(clean, seeded(3), config)
+    reduced = CameraNoiseConfig(**{**config.__dict__, "nr_probability": 1.0})
+    noisy, target = synthesize(clean, seeded(3), reduced)
+    assert torch.equal(target, plain_target)
+    before, after = plain_noisy - plain_target, noisy - target
+    assert after.square().mean() < before.square().mean()  # noise removed …
+    chroma_before, chroma_after = before[:, 0] - before[:, 2], after[:, 0] - after[:, 2]
+    assert _lag_correlation(chroma_after) > _lag_correlation(chroma_before) + 0.2  # … what is left is coarse
+    assert _lag_correlation(after) > _lag_correlation(before)
+
+
+def test_in_camera_nr_smooths_chroma_more_than_luma():
+    from restorekit.train.camera_noise import in_camera_nr
+
+    target = torch.full((1, 3, 40, 40), 0.5)
+    noisy = target + 0.05 * torch.randn(1, 3, 40, 40, generator=seeded())
+    out = in_camera_nr(noisy, target, luma=0.0, chroma=2.0) - target
+    luma, chroma = out.mean(1), out[:, 0] - out[:, 2]
+    assert torch.allclose(luma, (noisy - target).mean(1), atol=1e-6)  # σ 0: the luma noise is untouched
+    assert chroma.std() < 0.5 * ((noisy - target)[:, 0] - (noisy - target)[:, 2]).std()
+
+
+def test_without_nr_nothing_more_is_drawn():
+    clean = smooth_images(2, 32, period=12)
+    generator, reference = seeded(4), seeded(4)
+    synthesize(clean, generator, CameraNoiseConfig(nr_probability=0.0))
+    synthesize(clean, reference)
+    assert torch.equal(generator.get_state(), reference.get_state())
