@@ -104,11 +104,20 @@ def learning_rate(recipe: Recipe, step: int) -> float:
 
 
 def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -> dict[str, Any]:
-    """Start ``model`` and its EMA from the weights file ``recipe.model.init``; returns its provenance."""
+    """Start ``model`` and its EMA from the weights file ``recipe.model.init``; returns its provenance.
+
+    The file may hold the same architecture, the plain twin of a tunable one (every expert starts as it), or a
+    super-resolution model of another factor: then every tensor but the factor-sized tail starts from it, and
+    the provenance lists the tensors left at their fresh initialisation.
+    """
     source = load_model(recipe.model.init)
     weights = source.state_dict()
+    fresh: list[str] = []
     if source.metadata["architecture"] == recipe.model.architecture:
-        pass
+        if source.requirements.task == "sr" and source.requirements.scale != model.requirements.scale:
+            own = model.state_dict()
+            fresh = sorted(key for key, value in weights.items() if value.shape != own[key].shape)
+            weights = {key: weights[key] if key not in fresh else own[key] for key in own}
     elif recipe.model.architecture == f"tunable_{source.metadata['architecture']}":
         weights = expand_state_dict(model, weights)  # every expert starts as the trained plain model
     else:
@@ -119,7 +128,8 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
     for key, value in ema.items():
         value.copy_(weights[key])
     digest = hashlib.sha256(Path(recipe.model.init).read_bytes()).hexdigest()
-    return {"weights": source.metadata["name"], "sha256": digest, "training": source.metadata.get("training")}
+    provenance = {"weights": source.metadata["name"], "sha256": digest, "training": source.metadata.get("training")}
+    return provenance | ({"reinitialised": fresh} if fresh else {})
 
 
 def pick_device(name: str) -> torch.device:

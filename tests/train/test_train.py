@@ -274,3 +274,16 @@ def test_sr_training_runs_and_validates(tiny_sr_arch, image_folder, tmp_path):
     assert model.metadata["training"]["iterations"] == 2 and "bicubic" in model.metadata["recipe"]
     with torch.no_grad():
         assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+
+
+def test_a_x3_model_starts_from_x2_weights_but_its_tail(tiny_sr_arch, image_folder, tmp_path):
+    x2 = train(recipe_from_dict(sr_recipe(image_folder, tmp_path / "x2")))
+    raw = sr_recipe(image_folder, tmp_path / "x3", scale=3, patch=12, val_crop=24)
+    raw["model"] |= {"options": {"scale": 3}, "init": str(x2)}
+    raw["optim"] |= {"iterations": 1}
+    x3 = load_model(train(recipe_from_dict(raw)))
+    start = x3.metadata["training"]["initialized_from"]
+    assert start["weights"] == "acdasr_tiny.test" and start["reinitialised"] == ["tail.2.bias", "tail.2.weight"]
+    assert x3.requirements.scale == 3
+    with torch.no_grad():
+        assert x3(torch.rand(1, 3, 8, 8)).shape == (1, 3, 24, 24)
