@@ -278,6 +278,12 @@ def section_title(document: dict[str, Any]) -> str:
     if command == "kernels":
         sizes = ", ".join(str(v) for v in config.get("sizes", []) or [])
         return f"Kernels: {sizes}" if sizes else "Kernels"
+    if command == "scale_out":
+        machine = (document.get("environment") or {}).get("machine") or "this machine"
+        batch = f"{'local vs Ray' if config.get('ray') else 'local engine'} ({config.get('images')} images of "
+        batch += f"{config.get('size')}²)"
+        train = f", training 1 vs 2 processes ({config['steps']} steps)" if config.get("steps") else ""
+        return f"Scale-out: {batch}{train} ({machine})"
     return command.capitalize()
 
 

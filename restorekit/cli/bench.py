@@ -592,6 +592,32 @@ def crops(
     results.print(f"wrote {output}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores if v is not None))
 
 
+@app.command("scale-out")
+@handle_errors
+def scale_out(
+    ctx: typer.Context,
+    images: Annotated[int, typer.Option("--images", min=1, help="Noisy PNGs in the batch.")] = 200,
+    size: Annotated[int, typer.Option("--size", min=16, max=300, help="Their side, in pixels.")] = 128,
+    actors: Annotated[int, typer.Option("--actors", min=1, help="Ray actors (--ray-actors).")] = 2,
+    sigma: Annotated[float, typer.Option("--sigma", min=0, max=255, help="AWGN level σ (0–255).")] = 25.0,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps per run.")] = 30,
+    skip_train: Annotated[bool, typer.Option("--skip-train", help="Measure the batch only.")] = False,
+    skip_ray: Annotated[bool, typer.Option("--skip-ray", help="Leave out the Ray runs.")] = False,
+    machine: Machine = None,
+    save: Annotated[list[Path] | None, typer.Option("--save", help="Write results: .json, .csv or .md.")] = None,
+    json: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """A batch of seeded noisy crops of scikit-image's colour samples through `denoise` (local engine, local
+    with 1 thread, --engine ray) and a small MalleNet-S training run (1 process × 2 threads, 1 × 1, torchrun
+    2 × 1), each as a subprocess of the installed CLI; see restorekit/bench/scale_out.py."""
+    from restorekit.bench import scale_out as bench_scale_out
+
+    rows, config, skipped = bench_scale_out.run(images, size, actors, sigma, steps, skip_train, skip_ray)
+    document = report.payload("scale_out", rows, environment(machine), config, _command_line(ctx), skipped=skipped)
+    _emit(document, rows, "scale-out (wall_s: whole command; median_ms: per file)", json, save or [])
+
+
 @app.command("report")
 @handle_errors
 def report_(
