@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import subprocess
-import warnings
 from collections.abc import Callable
 
 import torch
 
-from restorekit.ops._cpu_kernels import build, int64s, parallel
+from restorekit.ops._cpu_kernels import int64s, load_row_kernels, parallel
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -96,15 +94,4 @@ def _function(kind: str, dtype: torch.dtype) -> Callable[..., int]:
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-    try:
-        library = ctypes.CDLL(str(build("atom_conv_cpu")))
-    except (OSError, subprocess.SubprocessError) as exc:
-        warnings.warn(f"atom_conv: the CPU kernel could not be built ({exc}); using the reference", RuntimeWarning, 2)
-        return None
-    pointer, int64 = ctypes.c_void_p, ctypes.c_int64
-    for suffix in _SUFFIX.values():
-        for kind in ("forward", "grad_x", "grad_atoms"):
-            function = getattr(library, f"ac_{kind}_{suffix}")
-            function.argtypes = [pointer, pointer, pointer, pointer, int64, int64]
-            function.restype = ctypes.c_int
-    return library
+    return load_row_kernels("atom_conv_cpu", "atom_conv", "ac", ("forward", "grad_x", "grad_atoms"))

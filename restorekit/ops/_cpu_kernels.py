@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -31,6 +32,24 @@ _POOL: ThreadPoolExecutor | None = None
 def source(name: str) -> str:
     """The C++ source ``kernels/<name>.cpp`` (installed with ``restorekit_kernels``)."""
     return resources.files("restorekit_kernels").joinpath(f"{name}.cpp").read_text()
+
+
+def load_row_kernels(name: str, op: str, prefix: str, kinds: tuple[str, ...]) -> ctypes.CDLL | None:
+    """Build and load ``kernels/<name>.cpp`` whose entry points ``<prefix>_<kind>_{f32,f64}(shape, a, b, out,
+    begin, end)`` take an ``int64_t`` shape array, three data pointers and a row range; ``None`` (with a
+    warning naming ``op``) when it cannot be built."""
+    try:
+        library = ctypes.CDLL(str(build(name)))
+    except (OSError, subprocess.SubprocessError) as exc:
+        warnings.warn(f"{op}: the CPU kernel could not be built ({exc}); using the reference", RuntimeWarning, 3)
+        return None
+    pointer, int64 = ctypes.c_void_p, ctypes.c_int64
+    for suffix in ("f32", "f64"):
+        for kind in kinds:
+            function = getattr(library, f"{prefix}_{kind}_{suffix}")
+            function.argtypes = [pointer, pointer, pointer, pointer, int64, int64]
+            function.restype = ctypes.c_int
+    return library
 
 
 def int64s(*values: int) -> ctypes.Array:

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import subprocess
-import warnings
 from collections.abc import Callable
 
 import torch
 
-from restorekit.ops._cpu_kernels import build, int64s, parallel
+from restorekit.ops._cpu_kernels import int64s, load_row_kernels, parallel
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -109,15 +107,4 @@ def _function(kind: str, dtype: torch.dtype) -> Callable[..., int]:
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-    try:
-        library = ctypes.CDLL(str(build("tv_conv_cpu")))
-    except (OSError, subprocess.SubprocessError) as exc:
-        warnings.warn(f"tv_conv: the CPU kernel could not be built ({exc}); using the reference", RuntimeWarning, 2)
-        return None
-    pointer, int64 = ctypes.c_void_p, ctypes.c_int64
-    for suffix in _SUFFIX.values():
-        for kind in ("forward", "grad_x", "grad_weight"):
-            function = getattr(library, f"tv_{kind}_{suffix}")
-            function.argtypes = [pointer, pointer, pointer, pointer, int64, int64]
-            function.restype = ctypes.c_int
-    return library
+    return load_row_kernels("tv_conv_cpu", "tv_conv", "tv", ("forward", "grad_x", "grad_weight"))
