@@ -9,10 +9,9 @@ untiled). The backward gathers ``∂x`` from the K² neighbours that read each p
 deterministic) and computes ``∂atoms`` per pixel as K²·M dot products over the channels; both read the
 output gradient transposed to ``(B, H, W, M, C)`` (one copy) so that every inner loop runs over channels.
 
-Why (2 cores, B = 16, C = 32, M = 4, 48², one thread, forward + backward): the reference tap loop takes
-0.285 s per layer, most of it in nine ``(B, C, M, H, W)`` temporaries each way; this kernel reads each input
-once per tap and writes each output once. fp32 and fp64 run natively; bf16 and fp16 are converted to fp32
-and back.
+Why: the reference tap loop builds K² temporaries of the output's size each way; this kernel reads each input
+once per tap and writes each output once (12–34× the reference's forward speed in ``restorekit bench kernels
+--op atom``). fp32 and fp64 run natively; bf16 and fp16 are converted to fp32 and back.
 """
 
 from __future__ import annotations
