@@ -2,9 +2,10 @@
 
 Quality results become one table per dataset, protocol and σ mode (methods × σ, cells ``PSNR / SSIM``),
 with the published figures the project measures itself against beside the float-protocol tables, and each
-restorekit model's distance to the published floor (CBM3D) in dB. Latency results become one table per
-device, with each method's speed-up over CBM3D at the same size. Anything else (``kernels``) is tabulated
-as it comes.
+restorekit model's distance to the published floor (CBM3D) in dB; lens-shading tables (``bench quality
+--degradation shading``) give each model's distance to the oracle (the σ-conditioned model given the exact
+noise map) instead. Latency results become one table per device, with each method's speed-up over CBM3D at
+the same size. Anything else (``kernels``) is tabulated as it comes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ PUBLISHED: dict[str, dict[str, dict[float, float]]] = {
         "MalleNet-S, paper (target)": {15: 34.68, 25: 32.35, 50: 29.20},
     },
 }
-KIND_ORDER = {"input": 0, "restorekit": 1, "peer": 2}
+KIND_ORDER = {"input": 0, "restorekit": 1, "oracle": 2, "peer": 3}
+SHADING = {"shading": "float", "shading_file": "file"}  # lens-shading protocols → noise protocol
 # Maggioni et al. (CVPR 2023) Table 1, Kodak, σ ∈ {5, 15, 30} averaged: ω1 → (PSNR, PSNRη).
 PUBLISHED_TUNABLE = {
     "kodak24": {
@@ -90,13 +92,20 @@ def _quality_tables(document: dict[str, Any]) -> list[str]:
                     | {f"σ={s:g}": f"{values[s]:.2f}" if s in values else "" for s in sigmas}
                     | {"s/image": None}
                 )
-            rows += _gap_rows(group, sigmas, published)
+            rows += _gap_rows(group, sigmas, published.get(FLOOR, {}), "floor")
+        if protocol in SHADING:
+            rows += _gap_rows(group, sigmas, _oracle(group), "oracle")
         images = max(r["images"] for r in group)
-        title = (
-            f"#### {dataset}, real noise: noisy/clean pairs, σ estimated for methods that take one ({images} images)"
-            if protocol == "real"
-            else f"#### {dataset}, {protocol} protocol, σ {mode} ({images} images)"
-        )
+        if protocol == "real":
+            title = f"#### {dataset}, real noise: noisy/clean pairs, σ estimated for methods that take one"
+            title += f" ({images} images)"
+        elif protocol in SHADING:
+            title = (
+                f"#### {dataset}, lens shading, {SHADING[protocol]} protocol: σ before the gain, σ estimated for "
+                f"methods that take one, +oracle given the exact noise map ({images} images)"
+            )
+        else:
+            title = f"#### {dataset}, {protocol} protocol, σ {mode} ({images} images)"
         out += [
             title,
             "",
@@ -109,21 +118,27 @@ def _quality_tables(document: dict[str, Any]) -> list[str]:
 
 
 def _gap_rows(
-    group: list[dict[str, Any]], sigmas: list[float], published: dict[str, dict[float, float]]
+    group: list[dict[str, Any]], sigmas: list[float], reference: dict[float, float], label: str
 ) -> list[dict[str, Any]]:
-    """Per restorekit method, its PSNR minus the published floor at each σ (positive: at or above it)."""
-    floor = published.get(FLOOR)
-    if floor is None:
-        return []
+    """Per restorekit method, its PSNR minus ``reference`` (σ → PSNR) at each σ, as rows ``<method> − <label>``
+    (positive: above it)."""
     rows = []
-    for method in sorted({r["method"] for r in group if r["kind"] == "restorekit"}):
+    for method in sorted({r["method"] for r in group if r["kind"] == "restorekit"}) if reference else ():
         cells = {r["sigma"]: r["psnr"] for r in group if r["method"] == method}
         rows.append(
-            {"method": f"{method} − floor", "kind": "gap (dB)"}
-            | {f"σ={s:g}": f"{cells[s] - floor[s]:+.2f}" if s in cells and s in floor else "" for s in sigmas}
+            {"method": f"{method} − {label}", "kind": "gap (dB)"}
+            | {f"σ={s:g}": f"{cells[s] - reference[s]:+.2f}" if s in cells and s in reference else "" for s in sigmas}
             | {"s/image": None}
         )
     return rows
+
+
+def _oracle(group: list[dict[str, Any]]) -> dict[float, float]:
+    """The best oracle's PSNR (a σ-conditioned model given the exact noise map) at each σ of a shading table."""
+    best: dict[float, float] = {}
+    for r in (r for r in group if r["kind"] == "oracle"):
+        best[r["sigma"]] = max(best.get(r["sigma"], r["psnr"]), r["psnr"])
+    return best
 
 
 def _sr_tables(document: dict[str, Any]) -> list[str]:
@@ -254,7 +269,8 @@ def section_title(document: dict[str, Any]) -> str:
         extra += [f"dtype {config['dtype']}"] if config.get("dtype") not in (None, "auto") else []
         protocols = "/".join(config.get("protocols", [])) if config.get("data") else ""
         protocols = "/".join(p for p in (protocols, "real noise" if config.get("pairs") else "") if p)
-        return f"Quality: {', '.join(sets)} ({', '.join([protocols, *extra])})"
+        what = "Quality with lens shading" if config.get("degradation") == "shading" else "Quality"
+        return f"{what}: {', '.join(sets)} ({', '.join([protocols, *extra])})"
     if command == "latency":
         sizes = ", ".join(config.get("sizes", []))
         dtypes = ", ".join(config.get("dtypes", []))

@@ -29,8 +29,9 @@ from restorekit.inference.api import (
 )
 from restorekit.models import create_model
 
-# Signature of a method's work: noisy (H, W, C) float32 in [0, 1], σ (0–255) or None → (H, W, C).
-RunFn = Callable[[np.ndarray, "float | None"], np.ndarray]
+# Signature of a method's work: noisy (H, W, C) float32 in [0, 1], σ (0–255), a per-pixel σ map (H, W) for a
+# method that ``takes_map``, or None → (H, W, C).
+RunFn = Callable[[np.ndarray, "float | np.ndarray | None"], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Method:
         package: Import name of the optional package it needs, if any.
         parameters: Learned parameters (models only).
         model: The loaded model (models only), for FLOP counting.
+        sigma_range: The σ range it takes (σ-conditioned models only), 0–255.
+        takes_map: Whether it also takes a per-pixel σ map (H, W) in place of one σ.
     """
 
     name: str
@@ -62,6 +65,8 @@ class Method:
     package: str | None = None
     parameters: int | None = None
     model: nn.Module | None = None
+    sigma_range: tuple[float, float] | None = None
+    takes_map: bool = False
 
     def available(self) -> bool:
         """Whether the package it needs is installed."""
@@ -122,7 +127,7 @@ def model_method(
         runs = fold_tunable(module, w)
         setting = f", ω ({', '.join(f'{v:g}' for v in w)})"
 
-        def run(noisy: np.ndarray, sigma: float | None) -> np.ndarray:
+        def run(noisy: np.ndarray, sigma: float | np.ndarray | None) -> np.ndarray:
             return tune(noisy, w, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype)
 
     elif requirements.task == "sr":
@@ -135,7 +140,7 @@ def model_method(
 
     else:
 
-        def run(noisy: np.ndarray, sigma: float | None) -> np.ndarray:
+        def run(noisy: np.ndarray, sigma: float | np.ndarray | None) -> np.ndarray:
             return denoise(noisy, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
 
     metadata = getattr(module, "metadata", {})
@@ -153,4 +158,6 @@ def model_method(
         run=run,
         parameters=sum(p.numel() for p in module.parameters()),
         model=runs,
+        sigma_range=requirements.sigma_range,
+        takes_map=requirements.task == "denoise" and requirements.sigma_range is not None,
     )

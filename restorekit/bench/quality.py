@@ -11,6 +11,14 @@ protocol). PSNR is ``skimage.metrics.peak_signal_noise_ratio(data_range=1)``; SS
 ``structural_similarity(data_range=1)`` with the settings of Wang et al. (Gaussian window σ = 1.5,
 population covariance), averaged over channels. The summary averages PSNR, SSIM and the σ used over the
 images of a dataset; its ``seconds`` is the median time per image (robust to a method's first-call set-up).
+
+Lens shading (``degradation="shading"``): every image is taken as a whole frame and gets noise added before a
+seeded shading gain (:func:`restorekit.bench.noise.add_shading`), so the noise grows toward the corners. Every
+method denoises the same noisy input: blind models as they are, σ-conditioned ones told one estimate (what
+``--sigma auto`` does), and each σ-conditioned restorekit model once more given the exact per-pixel noise map,
+as ``<model>+oracle`` (kind ``oracle``; the map clipped to the model's σ range, which at σ = 25 the strongest
+corners exceed for MalleNet's 75). Rows are :func:`evaluate`'s with ``protocol`` ``shading`` (float) or
+``shading_file``.
 """
 
 from __future__ import annotations
@@ -26,12 +34,16 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from restorekit._checks import check, check_choice
 from restorekit.bench.methods import Method
-from restorekit.bench.noise import PROTOCOLS, add_noise
+from restorekit.bench.noise import PROTOCOLS, add_noise, add_shading
 from restorekit.errors import InputError
 from restorekit.inference.io import load_image
 from restorekit.inference.noise import estimate_sigma
 
 SIGMA_MODES = ("true", "estimate")
+DEGRADATIONS = ("awgn", "shading")
+# The σ-conditioned model that lens-shading comparisons add, run with an estimated σ and with the oracle map.
+SHADING_REFERENCE = "mallenet_s.awgn_color"
+SHADING_PROTOCOLS = {"float": "shading", "file": "shading_file"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # Keys that identify a summary group; the others are averaged.
 GROUP_KEYS = ("dataset", "channels", "sigma", "protocol", "sigma_mode", "method", "kind")
@@ -78,24 +90,29 @@ def evaluate(
     protocols: Sequence[str] = ("float",),
     sigma_mode: str = "true",
     progress: Callable[[str], None] | None = None,
+    degradation: str = "awgn",
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Denoise every image at every σ and protocol with every method, and measure the results.
 
     Args:
         images: ``(dataset, path)`` pairs of clean images.
         methods: What to run; a method is skipped on images whose channel count it does not take.
-        sigmas: Noise levels on the 0–255 scale.
+        sigmas: Noise levels on the 0–255 scale (before the gain, for ``shading``).
         protocols: ``float`` and/or ``file`` (see :mod:`restorekit.bench.noise`).
-        sigma_mode: ``true`` or ``estimate``.
+        sigma_mode: ``true`` or ``estimate``; ``shading`` always tells the estimate.
         progress: Called with a label after each noisy input is done.
+        degradation: ``awgn``, or ``shading``: the lens-shading protocol of the module docstring, whose rows
+            have ``protocol`` ``shading`` (float) or ``shading_file`` and add ``<model>+oracle`` rows.
 
     Returns:
         ``(rows, skipped)``: one row per image, σ, protocol and method (plus the ``noisy`` input), and a
         skip record per method and channel count it could not run on.
     """
     check_choice(sigma_mode, SIGMA_MODES, "sigma mode")
+    check_choice(degradation, DEGRADATIONS, "degradation")
     for protocol in protocols:
         check_choice(protocol, PROTOCOLS, "protocol")
+    shading = degradation == "shading"
     rows: list[dict[str, Any]] = []
     skipped: dict[tuple[str, int], dict[str, str]] = {}
     for dataset, path in images:
@@ -103,8 +120,12 @@ def evaluate(
         height, width, channels = clean.shape
         for sigma in sigmas:
             for protocol in protocols:
-                noisy = add_noise(clean, path.name, sigma, protocol)
-                told = _sigma_told(noisy, sigma, sigma_mode)
+                if shading:
+                    noisy, level = add_shading(clean, path.name, sigma, protocol)
+                    told = float(estimate_sigma(noisy))
+                else:
+                    noisy, level = add_noise(clean, path.name, sigma, protocol), None
+                    told = _sigma_told(noisy, sigma, sigma_mode)
                 base = {
                     "dataset": dataset,
                     "image": path.name,
@@ -112,13 +133,31 @@ def evaluate(
                     "height": height,
                     "width": width,
                     "sigma": sigma,
-                    "protocol": protocol,
-                    "sigma_mode": sigma_mode,
+                    "protocol": SHADING_PROTOCOLS[protocol] if shading else protocol,
+                    "sigma_mode": "estimate" if shading else sigma_mode,
                 }
                 rows += _run_methods(base, clean, noisy, told, methods, skipped)
+                if level is not None:
+                    rows += _run_oracles(base, clean, noisy, level, methods)
                 if progress is not None:
-                    progress(f"{dataset}/{path.name} σ={sigma:g} {protocol}")
+                    progress(f"{dataset}/{path.name} σ={sigma:g} {base['protocol']}")
     return rows, list(skipped.values())
+
+
+def _run_oracles(
+    base: dict[str, Any], clean: np.ndarray, noisy: np.ndarray, level: np.ndarray, methods: Sequence[Method]
+) -> list[dict[str, Any]]:
+    """One ``<name>+oracle`` row per method that takes a σ map and the image's channels, given the exact noise
+    map ``level (H, W)`` clipped to its σ range."""
+    rows = []
+    for method in (m for m in methods if m.takes_map and base["channels"] in m.channels):
+        low, high = method.sigma_range or (0.0, float("inf"))
+        told = np.clip(level, low, high)
+        start = time.perf_counter()
+        output = np.clip(method.run(noisy, told), 0, 1)
+        seconds = time.perf_counter() - start
+        rows.append(base | _measure(clean, output, f"{method.name}+oracle", "oracle", float(told.mean()), seconds))
+    return rows
 
 
 REAL = "real"  # the σ and protocol of rows measured on real noisy/clean pairs

@@ -46,6 +46,14 @@ class Task(str, Enum):
     sr = "sr"
 
 
+class Degradation(str, Enum):
+    """What ``bench quality --data`` adds to the clean images: ``awgn``, or ``shading`` (noise before a lens-shading
+    gain, so it grows toward the corners)."""
+
+    awgn = "awgn"
+    shading = "shading"
+
+
 class SigmaMode(str, Enum):
     """What methods are told: the ``true`` σ, or the same ``estimate`` for every method."""
 
@@ -267,6 +275,15 @@ def quality(
     sigma_mode: Annotated[
         SigmaMode, typer.Option("--sigma-mode", help="Tell methods the true σ, or one shared estimate.")
     ] = SigmaMode.true,
+    degradation: Annotated[
+        Degradation,
+        typer.Option(
+            "--degradation",
+            help="awgn, or shading: the images as whole frames, the noise (σ before the gain) amplified toward the "
+            f"corners by a seeded lens-shading gain; adds {bench_quality.SHADING_REFERENCE} and runs every "
+            "σ-conditioned model with the estimated σ and with the exact noise map (+oracle).",
+        ),
+    ] = Degradation.awgn,
     limit: Limit = None,
     per_image: Annotated[bool, typer.Option("--per-image", help="Show per-image rows in the table too.")] = False,
     ensemble: Annotated[
@@ -282,9 +299,10 @@ def quality(
     verbose: Verbose = False,
 ) -> None:
     """PSNR/SSIM of restorekit models and the peers on the same seeded noisy inputs (--data) or on real noisy
-    images against their clean references (--pairs), per image and mean; with --task sr, Y-channel PSNR/SSIM
-    of the super-resolution models, bicubic and Lanczos on the LR inputs of --data (SR test-set folders with
-    image_SRF_<s>/ pairs, or plain images downscaled here)."""
+    images against their clean references (--pairs), per image and mean; with --degradation shading, on seeded
+    lens-shaded noise against the σ-conditioned reference told the estimate and the exact noise map; with --task
+    sr, Y-channel PSNR/SSIM of the super-resolution models, bicubic and Lanczos on the LR inputs of --data (SR
+    test-set folders with image_SRF_<s>/ pairs, or plain images downscaled here)."""
     if task == Task.sr:
         check(bool(data) and not pairs, "bench quality --task sr", "--data folders (and no --pairs)", "none")
         _quality_sr(
@@ -292,20 +310,33 @@ def quality(
         )
         return
     check(bool(data or pairs), "bench quality", "--data or --pairs folders", "neither")
+    shading = degradation == Degradation.shading
+    if shading:
+        check(
+            bool(data) and not pairs,
+            "bench quality --degradation shading",
+            "--data folders (and no --pairs)",
+            "--pairs",
+        )
     sigmas = _numbers(sigma, "--sigma")
     protocols = ["float", "file"] if protocol == ProtocolChoice.both else [protocol.value]
     images = [(folder.name, path) for folder in data or [] for path in bench_quality.list_images(folder)[:limit]]
     real = [(f.name, n, c) for f in pairs or [] for n, c in bench_quality.list_pairs(f)[:limit]]
     precision = dtype.value
     device = str(resolve_device(device))
-    methods = [model_method(name, device, precision, tile) for name in _models(model)]
+    names = list(_models(model))
+    if shading and bench_quality.SHADING_REFERENCE not in names and bench_quality.SHADING_REFERENCE in list_models():
+        names.append(bench_quality.SHADING_REFERENCE)
+    methods = [model_method(name, device, precision, tile) for name in names]
     if ensemble:
         methods += [model_method(m.name, device, precision, tile, ensemble=True, module=m.model) for m in methods]
     available, skipped = peer_methods(_peer_names(peers))
     methods += available
     total = len(images) * len(sigmas) * len(protocols) + len(real)
     with progress(progress_mode, total, "quality") as bar:
-        rows, unfit = bench_quality.evaluate(images, methods, sigmas, protocols, sigma_mode.value, bar.done)
+        rows, unfit = bench_quality.evaluate(
+            images, methods, sigmas, protocols, sigma_mode.value, bar.done, degradation=degradation.value
+        )
         real_rows, real_unfit = bench_quality.evaluate_pairs(real, methods, bar.done)
     rows, unfit = rows + real_rows, unfit + [u for u in real_unfit if u not in unfit]
     summary = bench_quality.summarize(rows)
@@ -314,7 +345,8 @@ def quality(
         "pairs": [str(folder) for folder in pairs or []],
         "sigmas": sigmas,
         "protocols": protocols,
-        "sigma_mode": sigma_mode.value,
+        "sigma_mode": "estimate" if shading else sigma_mode.value,
+        "degradation": degradation.value,
         "limit": limit,
         "device": device,
         "dtype": precision,

@@ -144,6 +144,10 @@ def denoise(
 
     Without --model: with no --sigma, the shipped real-noise model for the image's channels where one ships
     (otherwise the Gaussian model with σ estimated); with --sigma, the best shipped Gaussian denoiser.
+
+    Layout-aware models (names starting with tv_, e.g. tv_acdanet_s.*) correct noise that depends on the place
+    in the camera's frame (lens shading): give them whole, uncropped frames; a cropped image breaks the
+    assumption that a pixel's place in the image is its place in the frame.
     """
     runner = batch_engine(engine, ray_address, ray_actors, verbose)
     level = parse_sigma(sigma) if sigma is not None else "auto"

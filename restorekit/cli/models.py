@@ -33,7 +33,8 @@ def _quality_text(quality: object) -> str:
     """``dataset σ15/25/50: PSNR/PSNR/PSNR`` per dataset, float protocol, from the quality record.
 
     The record (written by ``restorekit.train.publish``) maps dataset → protocol → σ → {psnr, ssim}; for real
-    noise the protocol and σ are ``real``, for super-resolution dataset → ``y_channel`` → ``x2``… .
+    noise the protocol and σ are ``real``, for super-resolution dataset → ``y_channel`` → ``x2``…, for lens
+    shading (``bench quality --degradation shading``) the protocol is ``shading``.
     """
     if not isinstance(quality, dict):
         return ""
@@ -47,6 +48,8 @@ def _quality_text(quality: object) -> str:
             label = "real noise"
         elif "y_channel" in protocols:  # super-resolution, Y-channel PSNR per factor
             label = "Y " + "/".join(key.replace("x", "×") for key in per_sigma)
+        elif "float" not in protocols and "shading" in protocols:  # noise amplified by lens shading
+            label = "lens shading σ" + "/".join(per_sigma)
         else:
             label = "σ" + "/".join(per_sigma)
         parts.append(f"{dataset} {label}: {values}")

@@ -28,6 +28,7 @@ from restorekit.errors import DeviceError
 from restorekit.inference import runtime, tiling
 from restorekit.inference.io import image_to_tensor, tensor_to_pixels
 from restorekit.inference.noise import estimate_sigma
+from restorekit.layers.tv_conv import frame_coordinates
 from restorekit.models import Requirements, create_model, default_model
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -195,16 +196,20 @@ def _tile_fn(model: nn.Module, device: torch.device, dtype: torch.dtype) -> tili
     """The model call on one tile, under autocast for half precision, refusing non-finite half output.
 
     On the CPU the tile goes in channels_last (the model's weights are converted once by the caller): oneDNN's
-    depthwise and 1×1 convolutions run 2.7× faster that way than in NCHW (docs/benchmarks.md).
+    depthwise and 1×1 convolutions run 2.7× faster that way than in NCHW (docs/benchmarks.md). A layout-aware
+    model gets the conditioning's channels after the σ map as ``frame`` (see :func:`_run`).
     """
     half = dtype != torch.float32
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    layout = model.requirements.layout_aware
 
-    def run(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         autocast = torch.autocast(device.type, dtype=dtype) if half else nullcontext()
         with torch.inference_mode(), autocast:
             x = x.to(device, memory_format=memory_format)
-            out = model(x, sigma.to(device)).float()
+            condition = condition.to(device)
+            extra = {"frame": condition[:, 1:]} if layout else {}
+            out = model(x, condition[:, :1] if layout else condition, **extra).float()
         if half and not bool(torch.isfinite(out).all()):
             raise _NonFinite
         return out
@@ -336,13 +341,21 @@ def _run(
 
     A colour image through a gray model runs one channel at a time; a gray image through a colour model (only
     allowed for super-resolution) runs as three equal channels, and the channel mean comes back. Half precision
-    that produces NaN/Inf reruns in fp32.
+    that produces NaN/Inf reruns in fp32. A layout-aware model gets the frame coordinates of the image as given
+    after the σ map, in the one conditioning map the tiler windows (and the self-ensemble turns with the image),
+    so every pixel keeps its place in the frame in every tile and view.
 
     Returns:
         The output ``(1, C, H·scale, W·scale)`` on the CPU, the precision that produced it and the tile used.
     """
     req: Requirements = net.requirements
     channels = pixels.shape[2]
+    if req.layout_aware:
+        name = getattr(net, "name", type(net).__name__)
+        notes.append(f"{name} is layout-aware: it takes the image for the whole, uncropped frame")
+        height, width = pixels.shape[:2]
+        level = sigma_value if isinstance(sigma_value, torch.Tensor) else torch.full((1, 1, height, width), sigma_value)
+        sigma_value = torch.cat([level, frame_coordinates(height, width)], dim=1)
     if tile is None:
         if net not in _bytes_per_pixel:
             _bytes_per_pixel[net] = tiling.bytes_per_pixel(net, req, target)

@@ -7,6 +7,12 @@ Padding. Height and width are reflect-padded (bottom/right) up to a multiple of 
 least ``min_size``, and the output is cropped back. Tiles gather their pixels through the same reflected
 indices, so a tile hanging over the image border sees exactly what the padded whole image would show.
 
+Conditioning. Besides the pixels, each tile gets the window of a per-pixel conditioning map: the σ map
+(channel 0) and, for a layout-aware model, further channels (the frame coordinates of every pixel,
+:func:`restorekit.layers.tv_conv.frame_coordinates`). The map is windowed with the same reflected indices as
+the pixels, so a padded or reflected pixel carries the conditioning of the pixel it mirrors, in a tile as in
+the whole image.
+
 Tiling. Tiles are squares of side ``tile`` (a multiple of ``size_multiple``) on a grid whose origins are
 multiples of ``size_multiple`` (so models built on pixel-unshuffle see the same phase as untiled); the last
 tile of a row or column is shifted back to end at the padded border. Neighbouring tiles overlap by
@@ -48,7 +54,8 @@ from restorekit.errors import DeviceError
 from restorekit.inference.runtime import free_heap_bytes
 from restorekit.models import Requirements
 
-# A tile function maps ``x (1, C, h, w)`` and ``sigma (1, 1, h, w)`` to ``(1, C_out, h·scale, w·scale)``.
+# A tile function maps ``x (1, C, h, w)`` and the conditioning ``(1, K, h, w)`` (channel 0 the σ map, then any
+# further channels the engine windows alike) to ``(1, C_out, h·scale, w·scale)``.
 TileFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Share of the available memory a tile's activations may use; a model that discourages tiling gets more,
@@ -269,8 +276,9 @@ def _axis_weights(length: int, tile: int, origins: list[int], margin: int, ramp:
     return [(w / total[o : o + tile]).float() for o, w in zip(origins, windows, strict=True)]
 
 
-def _sigma_window(sigma: float | torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
-    """The σ map of a window: a constant map for a scalar σ, else the gathered window of ``(1, 1, H, W)``."""
+def _condition_window(sigma: float | torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """The conditioning of a window: a constant σ map for a scalar σ, else the gathered window of the
+    ``(1, K, H, W)`` map (σ, then any further channels)."""
     if isinstance(sigma, torch.Tensor):
         return _gather(sigma, top, left, height, width)
     return torch.full((1, 1, height, width), float(sigma))
@@ -288,7 +296,8 @@ def run_tiled(
     Args:
         fn: The model call on one tile (see ``TileFn``); it may raise an out-of-memory error.
         x: Image ``(1, C, H, W)``, on the CPU; tiles are cut from it one at a time.
-        sigma: Noise level σ/255, a float or a map ``(1, 1, H, W)``.
+        sigma: Noise level σ/255, a float or a map ``(1, 1, H, W)``; or the conditioning ``(1, K, H, W)``, the σ
+            map followed by further channels (a layout-aware model's frame coordinates), windowed alike.
         requirements: The model's requirements.
         tile: Tile side (rounded up to the size multiple and at least :func:`min_tile`); ``None`` runs the
             whole image as one padded piece.
@@ -306,7 +315,7 @@ def run_tiled(
     full_h, full_w = padded_size(height, requirements), padded_size(width, requirements)
     progress = _tile_progress.get() or (lambda done, total: None)
     if tile is None or (tile >= full_h and tile >= full_w):
-        out = fn(pad(x, requirements), _sigma_window(sigma, 0, 0, full_h, full_w))
+        out = fn(pad(x, requirements), _condition_window(sigma, 0, 0, full_h, full_w))
         progress(1, 1)
         return out[..., : height * s, : width * s].float().cpu()
 
@@ -320,7 +329,8 @@ def run_tiled(
     done = 0
     for top, wy in zip(rows, row_w, strict=True):
         for left, wx in zip(cols, col_w, strict=True):
-            piece = fn(_gather(x, top, left, tile_h, tile_w), _sigma_window(sigma, top, left, tile_h, tile_w))
+            condition = _condition_window(sigma, top, left, tile_h, tile_w)
+            piece = fn(_gather(x, top, left, tile_h, tile_w), condition)
             piece = piece.float().cpu() * (wy[:, None] * wx[None, :])
             y0, x0 = top * s, left * s
             y1, x1 = min(y0 + tile_h * s, height * s), min(x0 + tile_w * s, width * s)

@@ -1,6 +1,7 @@
 """nn.Modules that own parameters; each forward delegates to an op or plain convolutions."""
 
-from restorekit.layers.blocks import InvertedBottleneck, ResidualBlock
+from restorekit.layers.blocks import ChannelNorm, InvertedBottleneck, ResidualBlock
 from restorekit.layers.malle_conv import KernelPredictor, MalleConv
+from restorekit.layers.tv_conv import TVConv
 
-__all__ = ["InvertedBottleneck", "KernelPredictor", "MalleConv", "ResidualBlock"]
+__all__ = ["ChannelNorm", "InvertedBottleneck", "KernelPredictor", "MalleConv", "ResidualBlock", "TVConv"]

@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from restorekit.layers.blocks import ChannelNorm
+from restorekit.layers.tv_conv import TVConv
 from restorekit.ops.atom_conv import atom_conv
 from restorekit.ops.fourier_bessel import fourier_bessel_bases
-
-
-class ChannelNorm(nn.Module):
-    """LayerNorm over the channels of each pixel, with a learned per-channel scale and shift.
-
-    The atom generator's normalisation. The release uses BatchNorm, whose batch statistics with CPU-sized
-    batches differ from the running averages inference uses; GroupNorm or a LayerNorm over (C, H, W) would
-    make a pixel depend on the whole tile, so that tiled and untiled outputs differ. Per-pixel statistics
-    depend on neither the batch nor the tiling.
-
-    Shape:
-        ``(B, C, H, W) → (B, C, H, W)``
-    """
-
-    def __init__(self, channels: int, eps: float = 1e-5):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.movedim(1, -1), x.shape[1:2], self.weight, self.bias, self.eps).movedim(-1, 1)
 
 
 class AtomGenerator(nn.Module):
@@ -109,15 +88,31 @@ class DynamicBottleneck(nn.Module):
     The mixer is an ACDA layer, or a plain K×K convolution for the ablation. Halving the channels around it
     halves the per-pixel atom responses (C/2·M), the bulk of an ACDA layer's memory traffic.
 
+    With ``layout`` a TVConv (:class:`~restorekit.layers.tv_conv.TVConv`, 3×3 depthwise) adds a term that depends
+    on the position in the frame before the mixer, ``h + tv(h)``; its generator's last convolution starts at
+    zero, so the block starts as the one without it.
+
     Shape:
-        ``(B, C, H, W) → (B, C, H, W)``
+        ``x (B, C, H, W)``, ``coords (B_c, 2, H, W)`` (frame coordinates; only with ``layout``) → ``(B, C, H, W)``
     """
 
-    def __init__(self, channels: int, mixer: str, kernel_size: int, atoms: int, bases_per_scale: int, width: int):
+    def __init__(
+        self,
+        channels: int,
+        mixer: str,
+        kernel_size: int,
+        atoms: int,
+        bases_per_scale: int,
+        width: int,
+        layout: bool = False,
+    ):
         super().__init__()
         inner = channels // 2
         self.reduce = nn.Conv2d(channels, inner, 1)
         self.act1 = nn.PReLU(inner, init=0.1)
+        self.tv = TVConv(inner) if layout else None
+        if self.tv is not None:
+            nn.init.zeros_(self.tv.generator[-1].weight)
         if mixer == "acda":
             self.mixer = ACDAConv(inner, inner, kernel_size, atoms, bases_per_scale, width)
         else:
@@ -127,5 +122,8 @@ class DynamicBottleneck(nn.Module):
         nn.init.zeros_(self.expand.weight)  # each block starts as the identity: a stable start from scratch
         nn.init.zeros_(self.expand.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.expand(self.act2(self.mixer(self.act1(self.reduce(x)))))
+    def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        inner = self.act1(self.reduce(x))
+        if self.tv is not None:
+            inner = inner + self.tv(inner, coords)
+        return x + self.expand(self.act2(self.mixer(inner)))

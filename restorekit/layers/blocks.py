@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -41,3 +42,25 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(self.act(self.conv1(x)))
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of each pixel, with a learned per-channel scale and shift.
+
+    The normalisation of the dynamic layers' generators (ACDA atoms, TVConv kernels). The ACDA release uses
+    BatchNorm, whose batch statistics with CPU-sized batches differ from the running averages inference uses;
+    GroupNorm or a LayerNorm over (C, H, W) would make a pixel depend on the whole tile (and on its size), so
+    that tiled and untiled outputs differ. Per-pixel statistics depend on neither the batch nor the tiling.
+
+    Shape:
+        ``(B, C, H, W) → (B, C, H, W)``
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.movedim(1, -1), x.shape[1:2], self.weight, self.bias, self.eps).movedim(-1, 1)

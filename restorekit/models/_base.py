@@ -27,6 +27,10 @@ class Requirements:
         scale: Output/input size ratio (1 for denoisers).
         tune_parameters: For tunable models, what each interactive parameter ω_i does (empty otherwise).
         tune_domain: Where ω may lie: ``simplex`` (ω_i ≥ 0, Σ ω_i = 1) or ``box`` (each ω_i in [0, 1]).
+        layout_aware: Whether the model's output depends on where a pixel lies in the camera's frame (TVConv
+            layers). The engine then passes ``frame``, the normalised frame coordinates of every pixel of the
+            image as given (``(1, 2, H, W)``, y and x in [-1, 1]), windowed per tile like the σ map, so it must be
+            the whole, uncropped frame.
     """
 
     task: str
@@ -41,6 +45,7 @@ class Requirements:
     scale: int = 1
     tune_parameters: tuple[str, ...] = ()
     tune_domain: str | None = None
+    layout_aware: bool = False
 
 
 def store_hyperparameters(init):

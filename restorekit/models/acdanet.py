@@ -6,6 +6,12 @@ residual. Here a first level at half resolution (a plain inverted bottleneck, ch
 quarter, where the dynamic blocks run; no noise level is given (real noise varies with the signal and
 within the frame, so the network must see it). ``mixer="static"`` swaps every ACDA layer for a plain K×K
 convolution of the same width: the paper's ablation.
+
+``tv_blocks`` adds TVConv layers (:class:`~restorekit.layers.tv_conv.TVConv`) to that many of the dynamic
+blocks: depthwise kernels that depend on the position in the image frame, for degradations tied to the
+optics, such as the noise that lens-shading correction amplifies toward the corners. Such a model is
+layout-aware (``Requirements.layout_aware``): the engine passes it the frame coordinates of every pixel, and it
+assumes that the image is the whole frame the camera took, uncropped.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from torch import nn
 
 from restorekit.layers import InvertedBottleneck
 from restorekit.layers.acda import MIXERS, DynamicBottleneck
+from restorekit.layers.tv_conv import frame_coordinates
 from restorekit.models._base import Requirements, store_hyperparameters
 from restorekit.models._registry import register_architecture
 
@@ -33,10 +40,14 @@ class ACDANet(nn.Module):
         atoms: M atoms per pixel.
         bases_per_scale: b bases per scale.
         generator_width: Hidden width of each atom generator.
+        tv_blocks: Dynamic blocks (spread evenly, from the first) that get a TVConv; 0 for none.
 
     Shape:
         ``x (B, C, H, W)`` in [0, 1] → ``(B, C, H, W)``; H and W multiples of 4. A ``sigma`` argument is
-        accepted and ignored (blind model), so the engine calls every denoiser alike.
+        accepted and ignored (blind model), so the engine calls every denoiser alike. ``frame (B_f, 2, H, W)``
+        (B_f 1 or B) gives the frame coordinates of x's pixels (see
+        :func:`~restorekit.layers.tv_conv.frame_coordinates`) to a model with TVConv layers; ``None`` takes x to
+        be the whole frame.
     """
 
     @store_hyperparameters
@@ -51,17 +62,21 @@ class ACDANet(nn.Module):
         atoms: int = 4,
         bases_per_scale: int = 6,
         generator_width: int = 16,
+        tv_blocks: int = 0,
     ):
         super().__init__()
         if mixer not in MIXERS:
             raise ValueError(f"ACDANet mixer: expected one of {MIXERS}, got {mixer!r}")
+        if not 0 <= tv_blocks <= blocks:
+            raise ValueError(f"ACDANet tv_blocks: expected 0 to blocks={blocks}, got {tv_blocks}")
         self.head = nn.Conv2d(in_channels * 4, width, 3, padding=1)
         self.encode = InvertedBottleneck(width, expansion=2)
         self.down = nn.Conv2d(width * 4, quarter_width, 1)
+        layout = [index * tv_blocks % blocks < tv_blocks for index in range(blocks)]  # e.g. 3 of 6: 0, 2, 4
         self.body = nn.Sequential(
             *(
-                DynamicBottleneck(quarter_width, mixer, kernel_size, atoms, bases_per_scale, generator_width)
-                for _ in range(blocks)
+                DynamicBottleneck(quarter_width, mixer, kernel_size, atoms, bases_per_scale, generator_width, tv)
+                for tv in layout
             )
         )
         self.up = nn.Conv2d(quarter_width, width * 4, 1)
@@ -75,15 +90,28 @@ class ACDANet(nn.Module):
             out_channels=in_channels,
             size_multiple=4,
             min_size=16,
-            receptive_field=64,
+            receptive_field=64 + 4 * tv_blocks,  # each TVConv: one more 3×3 window at quarter resolution
             sigma_range=None,
+            layout_aware=tv_blocks > 0,
         )
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor | None = None, frame: torch.Tensor | None = None
+    ) -> torch.Tensor:
         half = self.encode(self.head(F.pixel_unshuffle(x, 2)))
-        quarter = self.body(self.down(F.pixel_unshuffle(half, 2)))
+        quarter = self.down(F.pixel_unshuffle(half, 2))
+        coords = self._quarter_coordinates(x, frame) if self.requirements.layout_aware else None
+        for block in self.body:
+            quarter = block(quarter, coords)
         half = self.decode(half + F.pixel_shuffle(self.up(quarter), 2))
         return x - F.pixel_shuffle(self.tail(half), 2)
+
+    @staticmethod
+    def _quarter_coordinates(x: torch.Tensor, frame: torch.Tensor | None) -> torch.Tensor:
+        """Frame coordinates at quarter resolution: the mean over each 4×4 block of pixels it stands for."""
+        if frame is None:
+            return frame_coordinates(x.shape[-2] // 4, x.shape[-1] // 4).to(x.device)
+        return F.avg_pool2d(frame.float(), 4)
 
 
 @register_architecture(ACDANet)
@@ -96,3 +124,11 @@ def acdanet_s(in_channels: int = 3) -> ACDANet:
 def acdanet_s_static(in_channels: int = 3) -> ACDANet:
     """ACDANet-S with plain 3×3 convolutions in place of the ACDA layers: the paper's ablation."""
     return ACDANet(in_channels=in_channels, mixer="static")
+
+
+@register_architecture(ACDANet)
+def tv_acdanet_s(in_channels: int = 3) -> ACDANet:
+    """ACDANet-S with a TVConv in 3 of its 6 dynamic blocks, for noise that depends on the position in the frame
+    (lens shading). Layout-aware: for whole, uncropped frames only; a cropped image breaks the assumption that a
+    pixel's place in the image is its place in the camera's frame."""
+    return ACDANet(in_channels=in_channels, tv_blocks=3)

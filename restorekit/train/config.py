@@ -11,6 +11,9 @@ import yaml
 
 from restorekit._checks import check, check_choice
 from restorekit.errors import UsageError
+from restorekit.train.shading import AXIS_OFFSET, CORNER_GAIN
+
+DEGRADATIONS = ("awgn", "camera", "bicubic", "shading")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,14 @@ class DataConfig:
     (:func:`restorekit.train.camera_noise.in_camera_nr`). ``degradation: bicubic``
     (for super-resolution models) gives the model each crop downscaled by ``scale`` with MATLAB's antialiased
     bicubic and rounded to 8 bits, and the crop itself as the target (``patch`` is the high-resolution side).
+    ``degradation: shading`` (for layout-aware models and their twins) treats every training image as a whole
+    camera frame: crops come from frames whose long side is scaled to ``frame_side`` (a range, so that a crop
+    covers a good share of its frame and corners come often), with their frame coordinates
+    (:func:`restorekit.train.data.sample_frame_patches`), and get AWGN with σ in ``sigma`` added before a random
+    lens-shading gain (corner gain in ``corner_gain``, optical axis within ``axis_offset`` of the centre;
+    :mod:`restorekit.train.shading`), ``file_fraction`` of them clipped and rounded to 8 bits; ``rescale`` is
+    not used. Its validation crops are the held-out images scaled to a short side of ``val_crop``, centre crops
+    of that side, shaded with σ = ``val_sigma``.
     """
 
     train: tuple[str, ...]
@@ -55,6 +66,9 @@ class DataConfig:
     clean_fraction: float = 0.0
     camera_nr: float = 0.0
     scale: int = 1
+    frame_side: tuple[float, float] | None = None
+    corner_gain: tuple[float, float] = CORNER_GAIN
+    axis_offset: float = AXIS_OFFSET
 
 
 @dataclass(frozen=True)
@@ -153,7 +167,15 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         sections[section] = cls(**values)
     check_choice(sections["optim"].loss, ("charbonnier", "l1"), f"{source} optim.loss")
     data = sections["data"]
-    check_choice(data.degradation, ("awgn", "camera", "bicubic"), f"{source} data.degradation")
+    check_choice(data.degradation, DEGRADATIONS, f"{source} data.degradation")
+    if data.degradation == "shading":
+        frame = data.frame_side
+        check(
+            frame is not None and len(frame) == 2 and data.patch <= frame[0] <= frame[1],
+            f"{source} data.frame_side",
+            f"[low, high] with patch ({data.patch}) ≤ low ≤ high, for degradation shading",
+            frame,
+        )
     sr = data.degradation == "bicubic"
     scale = data.scale if isinstance(data.scale, int) and not isinstance(data.scale, bool) else str(data.scale)
     check_choice(scale, (2, 3, 4) if sr else (1,), f"{source} data.scale ({data.degradation})")

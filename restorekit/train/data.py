@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from restorekit.errors import UsageError
+from restorekit.layers.tv_conv import frame_coordinates
 from restorekit.ops.resize import imresize
 from restorekit.train.camera_noise import CameraNoiseConfig, synthesize
 
@@ -60,19 +61,74 @@ def sample_patches(
         image = images[index]
         scale = rng.uniform(*rescale) if rescale != (1.0, 1.0) else 1.0
         side = min(round(patch / scale), *image.shape[:2])
-        top = rng.integers(image.shape[0] - side + 1)
-        left = rng.integers(image.shape[1] - side + 1)
-        crop = torch.from_numpy(np.ascontiguousarray(image[top : top + side, left : left + side]))
-        crop = crop.permute(2, 0, 1).float().div_(255)
-        if side != patch:
-            crop = F.interpolate(crop[None], size=(patch, patch), mode="bilinear", antialias=True)[0].clamp_(0, 1)
-        crop = torch.rot90(crop, k=int(rng.integers(4)), dims=(1, 2))
-        if rng.integers(2):
-            crop = crop.flip(2)
-        if channel_shuffle and crop.shape[0] > 1:
-            crop = crop[torch.from_numpy(rng.permutation(crop.shape[0]))]
-        crops.append(crop)
+        crop, _, _ = _cut(image, side, patch, rng)
+        crops.append(_shuffled(_turned(crop, rng), rng, channel_shuffle))
     return torch.stack(crops)
+
+
+def sample_frame_patches(
+    images: list[np.ndarray],
+    count: int,
+    patch: int,
+    rng: np.random.Generator,
+    frame_side: tuple[float, float],
+    channel_shuffle: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random ``patch``² crops of whole frames, with the frame coordinates of their pixels.
+
+    Each image is a frame: a crop covers ``patch / L`` of it, where the frame's long side is scaled to ``L``
+    pixels, uniform in ``frame_side`` (the region is cut at the image's own resolution and resized to
+    ``patch``). The coordinates turn and flip with the pixels, so every pixel keeps its place in the frame.
+
+    Args:
+        images, count, patch, rng, channel_shuffle: As for :func:`sample_patches`.
+        frame_side: Range of the long side the frames are scaled to; the crop side, ``patch`` at the largest,
+            is at most the frame's short side.
+
+    Returns:
+        ``crops (count, C, patch, patch)`` in [0, 1], ``coords (count, 2, patch, patch)`` (see
+        :func:`restorekit.layers.tv_conv.frame_coordinates`) and ``frame_size (count, 2)``, each image's height
+        and width.
+    """
+    crops, coords, sizes = [], [], []
+    for index in rng.integers(len(images), size=count):
+        image = images[index]
+        height, width = image.shape[:2]
+        long_side = rng.uniform(*frame_side)
+        side = min(round(patch * max(height, width) / long_side), height, width)
+        crop, top, left = _cut(image, side, patch, rng)
+        centres = (torch.arange(patch) + 0.5) * (side / patch) - 0.5  # in the frame's pixels, from the crop's origin
+        where = frame_coordinates(height, width, top + centres, left + centres)[0]
+        both = _turned(torch.cat([crop, where]), rng)
+        crops.append(_shuffled(both[: crop.shape[0]], rng, channel_shuffle))
+        coords.append(both[crop.shape[0] :])
+        sizes.append((height, width))
+    return torch.stack(crops), torch.stack(coords), torch.tensor(sizes, dtype=torch.float32)
+
+
+def _cut(image: np.ndarray, side: int, patch: int, rng: np.random.Generator) -> tuple[torch.Tensor, int, int]:
+    """A random ``side``² region of ``image`` resized to ``patch``² (antialiased bilinear), in [0, 1], and its
+    top and left."""
+    top = int(rng.integers(image.shape[0] - side + 1))
+    left = int(rng.integers(image.shape[1] - side + 1))
+    crop = torch.from_numpy(np.ascontiguousarray(image[top : top + side, left : left + side]))
+    crop = crop.permute(2, 0, 1).float().div_(255)
+    if side != patch:
+        crop = F.interpolate(crop[None], size=(patch, patch), mode="bilinear", antialias=True)[0].clamp_(0, 1)
+    return crop, top, left
+
+
+def _turned(crop: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """``crop (C, H, W)`` turned by a random multiple of 90° and mirrored left-right with probability 1/2."""
+    crop = torch.rot90(crop, k=int(rng.integers(4)), dims=(1, 2))
+    return crop.flip(2) if rng.integers(2) else crop
+
+
+def _shuffled(crop: torch.Tensor, rng: np.random.Generator, channel_shuffle: bool) -> torch.Tensor:
+    """``crop (C, H, W)`` with its colour channels permuted at random when ``channel_shuffle``."""
+    if channel_shuffle and crop.shape[0] > 1:
+        return crop[torch.from_numpy(rng.permutation(crop.shape[0]))]
+    return crop
 
 
 def add_awgn(

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -36,6 +37,7 @@ import restorekit
 from restorekit._checks import check
 from restorekit.errors import UsageError
 from restorekit.layers.tunable import expand_state_dict
+from restorekit.layers.tv_conv import frame_coordinates
 from restorekit.models._registry import architecture
 from restorekit.models._weights import load_model, save_model
 from restorekit.train.checkpoint import load_checkpoint, save_checkpoint
@@ -47,10 +49,12 @@ from restorekit.train.data import (
     draw_degradation,
     draw_omega,
     load_clean_images,
+    sample_frame_patches,
     sample_patches,
 )
 from restorekit.train.losses import LOSSES, multi_loss, noise_target
 from restorekit.train.metrics import psnr
+from restorekit.train.shading import add_shaded_noise
 
 CHECKPOINT = "checkpoint.safetensors"
 LOG = "log.jsonl"
@@ -139,13 +143,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Centre crops of the held-out images and their noisy versions (σ = ``val_sigma``, fixed seed, float).
 
     For ``degradation: camera`` the crops go through the camera-noise synthesis instead (fixed seed), and the
     returned clean crops are the synthesis targets; for ``bicubic`` the "noisy" crops are the low-resolution
-    inputs.
+    inputs; for ``shading`` see :func:`shading_validation_set`.
+
+    Returns:
+        ``(clean, noisy, frame)``: the crops, their degraded versions and, for ``shading``, the crops' frame
+        coordinates (else ``None``).
     """
+    if recipe.data.degradation == "shading":
+        return shading_validation_set(recipe, images)
     crop = recipe.data.val_crop
     clean = []
     for image in images:
@@ -155,11 +165,45 @@ def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tens
     generator = torch.Generator().manual_seed(12345)
     if recipe.data.degradation == "camera":  # the synthetic validation split: every crop through the synthesis
         noisy, target = degrade_mixture(batch, 1.0, 0.0, recipe.data.sigma, generator, recipe.data.camera_nr)
-        return target, noisy
+        return target, noisy, None
     if recipe.data.degradation == "bicubic":  # super-resolution: the crop and its bicubic downscale
-        return batch, downscale(batch, recipe.data.scale)
+        return batch, downscale(batch, recipe.data.scale), None
     sigma = torch.full((len(images),), recipe.data.val_sigma)
-    return batch, add_awgn(batch, sigma, torch.zeros(len(images), dtype=torch.bool), generator)
+    return batch, add_awgn(batch, sigma, torch.zeros(len(images), dtype=torch.bool), generator), None
+
+
+def shading_validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The held-out images as frames for ``degradation: shading``: each scaled to a short side of ``val_crop``
+    (antialiased bilinear), its centre ``val_crop``² kept (the whole short side, so two edges of the frame), and
+    shaded noise of level ``val_sigma`` added with a fixed seed (float).
+
+    Returns:
+        ``(clean, noisy, frame)``, the last the crops' frame coordinates ``(N, 2, val_crop, val_crop)``.
+    """
+    data, crop = recipe.data, recipe.data.val_crop
+    clean, coords, sizes = [], [], []
+    for image in images:
+        height, width = image.shape[:2]
+        scale = crop / min(height, width)
+        size = (max(crop, round(height * scale)), max(crop, round(width * scale)))
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255)
+        frame = F.interpolate(pixels[None], size=size, mode="bilinear", antialias=True)[0].clamp(0, 1)
+        top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
+        clean.append(frame[:, top : top + crop, left : left + crop])
+        rows, cols = torch.arange(top, top + crop), torch.arange(left, left + crop)
+        coords.append(frame_coordinates(*size, rows, cols)[0])
+        sizes.append(size)
+    batch, frame = torch.stack(clean), torch.stack(coords)
+    generator = torch.Generator().manual_seed(12345)
+    sigma, as_file = torch.full((len(images),), data.val_sigma), torch.zeros(len(images), dtype=torch.bool)
+    frame_size = torch.tensor(sizes, dtype=torch.float32)
+    noisy, _ = add_shaded_noise(batch, frame, frame_size, sigma, as_file, generator, data.corner_gain, data.axis_offset)
+    return batch, noisy, frame
+
+
+def is_layout_aware(model: nn.Module) -> bool:
+    """Whether ``model`` takes the frame coordinates of its input (``model(x, sigma, frame=…)``)."""
+    return model.requirements.layout_aware
 
 
 def is_tunable(model: nn.Module) -> bool:
@@ -176,22 +220,58 @@ def validate(
     device: torch.device,
     w: tuple[float, float] | None = None,
     nu: float = 0.9,
+    frame: torch.Tensor | None = None,
 ) -> float:
     """Mean PSNR over the validation crops.
 
     With ``w`` (a recipe with a ``tune`` section) the target is ``y_η = y + ω2·ν·(z − y)`` of that setting
-    (the clean crop at ω = (1, 0)), and a tunable model runs at that ω.
+    (the clean crop at ω = (1, 0)), and a tunable model runs at that ω. ``frame`` (the crops' frame coordinates,
+    ``(N, 2, H, W)``) goes to a layout-aware model.
     """
     scores = []
     for index in range(len(clean)):
         x = noisy[index : index + 1].to(device)
         level = torch.full_like(x[:, :1], sigma / 255)
         extra = (torch.tensor([w], device=device),) if w is not None and is_tunable(model) else ()
+        where = {"frame": frame[index : index + 1].to(device)} if frame is not None and is_layout_aware(model) else {}
         target = clean[index : index + 1]
         if w is not None:
             target = noise_target(target, noisy[index : index + 1], torch.tensor([w[1]]), nu)
-        scores.append(psnr(model(x, level, *extra).clamp(0, 1).cpu(), target.clamp(0, 1)))
+        scores.append(psnr(model(x, level, *extra, **where).clamp(0, 1).cpu(), target.clamp(0, 1)))
     return float(np.mean(scores))
+
+
+def draw_batch(
+    recipe: Recipe, images: list[np.ndarray], data_rng: np.random.Generator, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One training batch: crops from ``data_rng``, degraded as the recipe says with ``generator``.
+
+    Returns:
+        ``(clean, noisy, level, frame)``: targets and inputs ``(B, C, H, W)``, the σ map ``(B, 1, H, W)`` (σ/255;
+        zeros for the blind degradations, the exact per-pixel level for ``shading``) and, for ``shading``, the
+        crops' frame coordinates ``(B, 2, H, W)`` (else ``None``).
+    """
+    data = recipe.data
+    if data.degradation == "shading":
+        clean, frame, frame_size = sample_frame_patches(
+            images, data.batch, data.patch, data_rng, data.frame_side, data.channel_shuffle
+        )
+        sigma, as_file = draw_degradation(data.batch, data.sigma, data.file_fraction, generator)
+        shading = (data.corner_gain, data.axis_offset)
+        noisy, level = add_shaded_noise(clean, frame, frame_size, sigma, as_file, generator, *shading)
+        return clean, noisy, level / 255, frame
+    clean = sample_patches(images, data.batch, data.patch, data_rng, data.rescale, data.channel_shuffle)
+    if data.degradation == "camera":
+        noisy, clean = degrade_mixture(
+            clean, data.camera_fraction, data.clean_fraction, data.sigma, generator, data.camera_nr
+        )
+        sigma = torch.zeros(data.batch)  # blind models take no noise level
+    elif data.degradation == "bicubic":
+        noisy, sigma = downscale(clean, data.scale), torch.zeros(data.batch)
+    else:
+        sigma, as_file = draw_degradation(data.batch, data.sigma, data.file_fraction, generator)
+        noisy = add_awgn(clean, sigma, as_file, generator)
+    return clean, noisy, (sigma / 255).view(-1, 1, 1, 1).expand(-1, 1, *noisy.shape[-2:]), None
 
 
 def train(recipe: Recipe, progress: ProgressFn | None = None) -> Path:
@@ -248,7 +328,7 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
 
     images = load_clean_images(data.train, data.channels, max(data.patch, data.val_crop))
     train_images, val_images = images[: -data.holdout], images[-data.holdout :]
-    val_clean, val_noisy = validation_set(recipe, val_images)
+    val_clean, val_noisy, val_frame = validation_set(recipe, val_images)
 
     state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "val_psnr": None, "data_rng": None, "init": None}
     if (out / CHECKPOINT).exists():
@@ -272,26 +352,15 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
         step = state["step"]
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(recipe, step)
-        clean = sample_patches(
-            train_images, data.batch, data.patch, data_rng, rescale=data.rescale, channel_shuffle=data.channel_shuffle
-        )
-        if data.degradation == "camera":
-            noisy, clean = degrade_mixture(
-                clean, data.camera_fraction, data.clean_fraction, data.sigma, generator, data.camera_nr
-            )
-            sigma = torch.zeros(data.batch)  # blind models take no noise level
-        elif data.degradation == "bicubic":
-            noisy, sigma = downscale(clean, data.scale), torch.zeros(data.batch)
-        else:
-            sigma, as_file = draw_degradation(data.batch, data.sigma, data.file_fraction, generator)
-            noisy = add_awgn(clean, sigma, as_file, generator)
-        level = (sigma / 255).view(-1, 1, 1, 1).expand(-1, 1, *noisy.shape[-2:])
+        clean, noisy, level, frame = draw_batch(recipe, train_images, data_rng, generator)
         if world.size > 1:  # every process drew the whole batch alike; each trains on its share
             clean, noisy, level = (t[world.share(data.batch)] for t in (clean, noisy, level))
+            frame = frame[world.share(data.batch)] if frame is not None else None
         clean, noisy, level = (t.to(device, memory_format=memory_format) for t in (clean, noisy, level))
+        where = {"frame": frame.to(device)} if frame is not None and is_layout_aware(model) else {}
         if recipe.tune is None:
             with autocast:
-                loss = loss_fn(forward(noisy, level).float(), clean)
+                loss = loss_fn(forward(noisy, level, **where).float(), clean)
         else:
             w = draw_omega(data.batch, recipe.tune.endpoints, recipe.tune.fixed_w1, generator)
             w = (w[world.share(data.batch)] if world.size > 1 else w).to(device)
@@ -314,7 +383,9 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
         last = state["step"] == recipe.optim.iterations
         if world.main and (state["step"] % run.validate_every == 0 or last):
             for key, w in _validation_settings(recipe, model).items():
-                record[key] = validate(ema_model, val_clean, val_noisy, data.val_sigma, device, w, _nu(recipe))
+                record[key] = validate(
+                    ema_model, val_clean, val_noisy, data.val_sigma, device, w, _nu(recipe), val_frame
+                )
             state["val_psnr"] = record["val_psnr"]
             _export(ema_model, weights_path, recipe, state, device, len(train_images))
         if world.main and (state["step"] % run.checkpoint_every == 0 or last):
@@ -425,6 +496,9 @@ def _validation_record(recipe: Recipe, value: float | None) -> dict[str, Any]:
     data = recipe.data
     if data.degradation == "bicubic":
         return {"scale": data.scale, "psnr": value, "set": "held-out training images, RGB PSNR, bicubic ×scale"}
+    if data.degradation == "shading":
+        what = f"held-out training images as frames (short side {data.val_crop}), σ before a random lens-shading gain"
+        return {"sigma": data.val_sigma, "psnr": value, "set": what}
     return {"sigma": data.val_sigma, "psnr": value, "set": "held-out training images"}
 
 

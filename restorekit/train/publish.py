@@ -69,7 +69,8 @@ def quality_from_tune_results(results: dict[str, Any], model_name: str) -> dict[
 def publish(weights: Path, results_path: Path, destination: Path) -> Path:
     """Write ``weights`` with its measured quality into ``destination`` and return the new path.
 
-    ``results_path`` is a ``bench quality`` file, or for a tunable model a ``bench tune`` file.
+    ``results_path`` is a ``bench quality`` file, or for a tunable model a ``bench tune`` file. The file is named
+    after the model (``<name>.safetensors``, the name the registry serves it by), whatever ``weights`` is called.
     """
     model = load_model(weights)
     meta = read_metadata(weights)
@@ -78,7 +79,7 @@ def publish(weights: Path, results_path: Path, destination: Path) -> Path:
         quality = quality_from_tune_results(results, meta["name"])
     else:
         quality = quality_from_results(results, meta["name"])
-    target = destination / weights.name
+    target = destination / f"{meta['name']}.safetensors"
     extra = {k: meta[k] for k in ("recipe", "training", "license", "omega") if k in meta}
     if is_tunable(model) and "omega" not in extra:
         extra["omega"] = omega_metadata(model, recipe_from_dict(yaml.safe_load(meta["recipe"])))

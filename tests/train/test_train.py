@@ -156,11 +156,13 @@ def test_publish_writes_measured_quality_into_the_metadata(tiny_arch, image_fold
     }
     (tmp_path / "quality.json").write_text(json.dumps(results))
     (tmp_path / "shipped").mkdir()
-    published = publish(weights, tmp_path / "quality.json", tmp_path / "shipped")
+    renamed = weights.rename(tmp_path / "exported.safetensors")
+    published = publish(renamed, tmp_path / "quality.json", tmp_path / "shipped")
+    assert published == tmp_path / "shipped" / "mallenet_tiny.test.safetensors"  # named after the model
     meta = load_model(published).metadata
     assert meta["quality"]["kodak24"] == {"float": {"25": {"psnr": 31.5, "ssim": 0.9123}}}
     assert meta["quality"]["_settings"] == "device cpu, dtype auto: bf16, tile auto"
-    assert meta["training"] == load_model(weights).metadata["training"]
+    assert meta["training"] == load_model(renamed).metadata["training"]
 
 
 def test_channel_shuffle_permutes_the_colour_channels():
@@ -187,7 +189,7 @@ def test_rescale_cuts_a_larger_region_and_shrinks_it():
 
 # ---------------------------------------------------------------------------------- super-resolution training
 
-SR_RECIPE = Path(__file__).parents[2] / "weights" / "recipes" / "acdasr_s.x2.yaml"
+RECIPES = Path(__file__).parents[2] / "weights" / "recipes"
 
 
 def sr_recipe(folder="x", out="runs/x", **data):
@@ -215,10 +217,13 @@ def test_a_bicubic_recipe_loads(tmp_path):
     assert recipe_from_dict({"model": {"architecture": "a", "name": "a.b"}, "data": {"train": ["x"]}}).data.scale == 1
 
 
-def test_the_shipped_sr_recipe_loads():
-    recipe = load_recipe(SR_RECIPE)
-    assert (recipe.data.degradation, recipe.data.scale, recipe.model.architecture) == ("bicubic", 2, "acdasr_s")
-    assert recipe.data.patch % 2 == 0 and recipe.data.val_crop % 2 == 0
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_shipped_sr_recipes_load(scale):
+    recipe = load_recipe(RECIPES / f"acdasr_s.x{scale}.yaml")
+    assert (recipe.data.degradation, recipe.data.scale, recipe.model.architecture) == ("bicubic", scale, "acdasr_s")
+    assert recipe.model.options["scale"] == scale and recipe.model.name == f"acdasr_s.x{scale}"
+    assert recipe.data.patch % scale == 0 and recipe.data.val_crop % scale == 0
+    assert scale == 2 or recipe.model.init == "weights/acdasr_s.x2.safetensors"  # ×3/×4 start from the ×2 model
 
 
 @pytest.mark.parametrize(
