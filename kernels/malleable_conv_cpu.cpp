@@ -2,10 +2,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 typedef int64_t i64;
 
 namespace {
+
+#define MC_INLINE inline __attribute__((always_inline))
 
 enum Dtype { kF32 = 0, kF64 = 1, kBF16 = 2, kF16 = 3 };
 
@@ -30,28 +35,43 @@ inline float widen(f16_t v) {  // exact half -> float (F. Giesen)
   return bits_to_float(u | ((uint32_t)(v.bits & 0x8000) << 16));
 }
 
-template <typename S> inline S narrow(double v);
-template <> inline float narrow<float>(double v) { return (float)v; }
-template <> inline double narrow<double>(double v) { return v; }
-template <> inline bf16_t narrow<bf16_t>(double v) {  // round to nearest even, NaN stays NaN
-  const uint32_t u = float_to_bits((float)v);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return bf16_t{(uint16_t)((u >> 16) | 0x40)};
-  return bf16_t{(uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16)};
-}
-template <> inline f16_t narrow<f16_t>(double v) {  // round to nearest even (F. Giesen)
-  uint32_t u = float_to_bits((float)v);
-  const uint32_t sign = u & 0x80000000u;
-  u ^= sign;
-  uint32_t o;
-  if (u >= (143u << 23)) {
-    o = u > 0x7f800000u ? 0x7e00 : 0x7c00;
-  } else if (u < (113u << 23)) {
-    o = float_to_bits(bits_to_float(u) + 0.5f) - 0x3f000000u;
-  } else {
-    o = (u + ((uint32_t)(15 - 127) << 23) + 0xfff + ((u >> 13) & 1)) >> 13;
+// Narrowing from the accumulation type A (float or double) to a storage type S. From double to a 16-bit type the
+// value is first rounded to float.
+template <typename S> struct Narrow;
+template <> struct Narrow<float> {
+  static float from(float v) { return v; }
+  static float from(double v) { return (float)v; }
+};
+template <> struct Narrow<double> {
+  static double from(double v) { return v; }
+  static double from(float v) { return v; }
+};
+template <> struct Narrow<bf16_t> {
+  static bf16_t from(double v) { return from((float)v); }
+  static bf16_t from(float v) {  // round to nearest even, NaN stays NaN
+    const uint32_t u = float_to_bits(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return bf16_t{(uint16_t)((u >> 16) | 0x40)};
+    return bf16_t{(uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16)};
   }
-  return f16_t{(uint16_t)(o | (sign >> 16))};
-}
+};
+template <> struct Narrow<f16_t> {
+  static f16_t from(double v) { return from((float)v); }
+  static f16_t from(float v) {  // round to nearest even (F. Giesen)
+    uint32_t u = float_to_bits(v);
+    const uint32_t sign = u & 0x80000000u;
+    u ^= sign;
+    uint32_t o;
+    if (u >= (143u << 23)) {
+      o = u > 0x7f800000u ? 0x7e00 : 0x7c00;
+    } else if (u < (113u << 23)) {
+      o = float_to_bits(bits_to_float(u) + 0.5f) - 0x3f000000u;
+    } else {
+      o = (u + ((uint32_t)(15 - 127) << 23) + 0xfff + ((u >> 13) & 1)) >> 13;
+    }
+    return f16_t{(uint16_t)(o | (sign >> 16))};
+  }
+};
+template <typename S, typename A> inline S narrow(A v) { return Narrow<S>::from(v); }
 
 template <typename A> constexpr int dtype_of();
 template <> constexpr int dtype_of<float>() { return kF32; }
@@ -68,10 +88,101 @@ View make_view(void* data, int dtype, const i64* strides) {
   return View{(char*)data, dtype, strides[0], strides[1], strides[2], strides[3]};
 }
 
+// Channel chunks: a GCC/Clang vector of A as wide as the ISA's registers (512 bits with AVX-512, else 256) for each
+// full chunk, then the remaining channels one at a time with V = A. The compute templates are written once for
+// both; a local V lives in a register, which an array indexed by a runtime width would not. Loads and stores
+// go through memcpy (unaligned).
+#if defined(__AVX512F__)
+#define MC_VECTOR_BYTES 64
+#else  // 256-bit chunks: a block's accumulators and taps fit AVX2's 16 registers (a 512-bit vector spills)
+#define MC_VECTOR_BYTES 32
+#endif
+typedef float vec_f32 __attribute__((vector_size(MC_VECTOR_BYTES)));
+typedef double vec_f64 __attribute__((vector_size(MC_VECTOR_BYTES)));
+template <typename A> struct Vector;
+template <> struct Vector<float> { typedef vec_f32 type; };
+template <> struct Vector<double> { typedef vec_f64 type; };
+
+template <typename V, typename A> MC_INLINE V load(const A* p) {
+  V v;
+  memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V, typename A> MC_INLINE void store(A* p, V v) { memcpy(p, &v, sizeof(V)); }
+
+template <typename T> struct Tag { typedef T type; };
+
+// Calls body(Tag<V>, c0) for each chunk of channels starting at c0.
+template <typename A, typename Body>
+MC_INLINE void over_chunks(i64 C, Body&& body) {
+  typedef typename Vector<A>::type V;
+  constexpr i64 width = sizeof(V) / sizeof(A);
+  i64 c0 = 0;
+  for (; c0 + width <= C; c0 += width) body(Tag<V>{}, c0);
+  for (; c0 < C; ++c0) body(Tag<A>{}, c0);
+}
+
+// Conversions of a run of n values between a storage type S and the accumulation type A. bf16 ↔ fp32 goes through
+// integer vectors (a shift one way; round to nearest even, NaN kept, the other), which the compiler does not find
+// in the scalar loop.
+typedef uint16_t vec_u16 __attribute__((vector_size(MC_VECTOR_BYTES / 2)));
+typedef uint32_t vec_u32 __attribute__((vector_size(MC_VECTOR_BYTES)));
+constexpr i64 kLanes32 = MC_VECTOR_BYTES / 4;
+
+template <typename A, typename S>
+MC_INLINE void widen_run(const S* src, A* dst, i64 n) {
+  for (i64 i = 0; i < n; ++i) dst[i] = widen(src[i]);
+}
+template <>
+MC_INLINE void widen_run<float, bf16_t>(const bf16_t* src, float* dst, i64 n) {
+  i64 i = 0;
+  for (; i + kLanes32 <= n; i += kLanes32) store(dst + i, __builtin_convertvector(load<vec_u16>(src + i), vec_u32) << 16);
+  for (; i < n; ++i) dst[i] = widen(src[i]);
+}
+
+template <typename S, typename A>
+MC_INLINE void narrow_run(const A* src, S* dst, i64 n) {
+  for (i64 i = 0; i < n; ++i) dst[i] = narrow<S>(src[i]);
+}
+template <>
+MC_INLINE void narrow_run<bf16_t, float>(const float* src, bf16_t* dst, i64 n) {
+  i64 i = 0;
+  for (; i + kLanes32 <= n; i += kLanes32) {
+    const vec_u32 u = load<vec_u32>(src + i);
+    const vec_u32 nan = (vec_u32)((u & 0x7fffffffu) > 0x7f800000u);  // all ones where NaN
+    const vec_u32 bits = (nan & ((u >> 16) | 0x40u)) | (~nan & ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16));
+    store(dst + i, __builtin_convertvector(bits, vec_u16));
+  }
+  for (; i < n; ++i) dst[i] = narrow<bf16_t>(src[i]);
+}
+
+// PReLU: v if v > 0, else slope·v. On vectors the select is bitwise, through the comparison's all-ones mask (the
+// compiler will not vectorise the scalar select, as the product may trap; and GNU vectors' ?: is not portable).
+MC_INLINE float prelu(float v, float slope) { return v > 0 ? v : slope * v; }
+MC_INLINE double prelu(double v, double slope) { return v > 0 ? v : slope * v; }
+template <typename V>
+MC_INLINE V prelu(V v, V slope) {
+  typedef decltype(v > V{}) Mask;
+  const Mask keep = v > V{};
+  return (V)((keep & (Mask)v) | (~keep & (Mask)(slope * v)));
+}
+
+// Per-channel PReLU slopes of the accumulation type, or nullptr for none, over a channel-contiguous row.
+template <typename A>
+MC_INLINE void prelu_row(A* row, i64 W, i64 C, const A* slope) {
+  over_chunks<A>(C, [&](auto tag, i64 c0) {
+    typedef typename decltype(tag)::type V;
+    const V sl = load<V>(slope + c0);
+    for (i64 x = 0; x < W; ++x) store(row + x * C + c0, prelu(load<V>(row + x * C + c0), sl));
+  });
+}
+
 template <typename A, typename S>
 void gather_row(const View& v, i64 b, i64 y, i64 W, i64 C, A* dst) {
   const S* src = (const S*)v.data + b * v.sb + y * v.sh;
-  if (v.sw == 1) {
+  if ((C == 1 || v.sc == 1) && (W == 1 || v.sw == C)) {  // channel-contiguous (channels_last): one flat loop
+    widen_run<A, S>(src, dst, W * C);
+  } else if (v.sw == 1) {
     for (i64 c = 0; c < C; ++c)
       for (i64 x = 0; x < W; ++x) dst[x * C + c] = widen(src[c * v.sc + x]);
   } else {
@@ -83,7 +194,9 @@ void gather_row(const View& v, i64 b, i64 y, i64 W, i64 C, A* dst) {
 template <typename A, typename S>
 void scatter_row(const View& v, i64 b, i64 y, i64 W, i64 C, const A* src) {
   S* dst = (S*)v.data + b * v.sb + y * v.sh;
-  if (v.sw == 1) {
+  if ((C == 1 || v.sc == 1) && (W == 1 || v.sw == C)) {
+    narrow_run<S, A>(src, dst, W * C);
+  } else if (v.sw == 1) {
     for (i64 c = 0; c < C; ++c)
       for (i64 x = 0; x < W; ++x) dst[c * v.sc + x] = narrow<S>(src[x * C + c]);
   } else {
@@ -120,26 +233,29 @@ bool is_direct(const View& v, i64 W, i64 C) {
 }
 
 template <typename A>
-struct RowSource {  // read-only rows, cached in `slots` ring entries keyed by (b, y)
+struct RowSource {  // read-only rows, cached in `slots` ring entries keyed by (b, y), PReLU applied if slope
   View v;
   i64 H, W, C;
+  const A* slope;
   bool direct;
   int slots;
   A* buf;
   i64 key[3];
-  RowSource(const View& view, i64 H_, i64 W_, i64 C_, int slots_)
-      : v(view), H(H_), W(W_), C(C_), direct(is_direct<A>(view, W_, C_)), slots(slots_), buf(nullptr) {
+  RowSource(const View& view, i64 H_, i64 W_, i64 C_, int slots_, const A* slope_ = nullptr)
+      : v(view), H(H_), W(W_), C(C_), slope(slope_), direct(!slope_ && is_direct<A>(view, W_, C_)), slots(slots_),
+        buf(nullptr) {
     if (!direct) buf = (A*)malloc(sizeof(A) * slots * W * C);
     for (int s = 0; s < 3; ++s) key[s] = -1;
   }
   ~RowSource() { free(buf); }
   bool ok() const { return direct || buf != nullptr; }
-  const A* get(i64 b, i64 y) {  // nullptr outside the image (zero padding)
+  const A* get(i64 b, i64 y) {  // nullptr outside the image (zero padding; PReLU keeps 0 at 0)
     if (y < 0 || y >= H) return nullptr;
     if (direct) return (const A*)v.data + b * v.sb + y * v.sh;
     const int s = (int)(y % slots);
     if (key[s] != b * H + y) {
       load_row<A>(v, b, y, W, C, buf + s * W * C);
+      if (slope) prelu_row<A>(buf + s * W * C, W, C, slope);
       key[s] = b * H + y;
     }
     return buf + s * W * C;
@@ -168,37 +284,6 @@ struct Shape {
   int K;
   i64 planes() const { return (i64)K * K + 1; }  // K² taps and the bias
 };
-
-// Channel chunks: a 512-bit GCC/Clang vector of A (split by the compiler where the ISA is narrower) for each
-// full chunk, then the remaining channels one at a time with V = A. The compute templates are written once for
-// both; a local V lives in a register, which an array indexed by a runtime width would not. Loads and stores
-// go through memcpy (unaligned).
-typedef float vec_f32 __attribute__((vector_size(64)));
-typedef double vec_f64 __attribute__((vector_size(64)));
-template <typename A> struct Vector;
-template <> struct Vector<float> { typedef vec_f32 type; };
-template <> struct Vector<double> { typedef vec_f64 type; };
-
-#define MC_INLINE inline __attribute__((always_inline))
-
-template <typename V, typename A> MC_INLINE V load(const A* p) {
-  V v;
-  memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <typename V, typename A> MC_INLINE void store(A* p, V v) { memcpy(p, &v, sizeof(V)); }
-
-template <typename T> struct Tag { typedef T type; };
-
-// Calls body(Tag<V>, c0) for each chunk of channels starting at c0.
-template <typename A, typename Body>
-MC_INLINE void over_chunks(i64 C, Body&& body) {
-  typedef typename Vector<A>::type V;
-  constexpr i64 width = sizeof(V) / sizeof(A);
-  i64 c0 = 0;
-  for (; c0 + width <= C; c0 += width) body(Tag<V>{}, c0);
-  for (; c0 < C; ++c0) body(Tag<A>{}, c0);
-}
 
 // Calls block(Int<PB>, px) over the run [px, end) of pixels sharing one cell: blocks of 8, then 4, then 1.
 template <int PB> struct Int { static constexpr int value = PB; };
@@ -337,6 +422,16 @@ struct GridRows {
   }
 };
 
+// Stores PB output vectors (pixels C apart), each through the PReLU of `slope` if it is not null.
+template <typename A, typename V, int PB>
+MC_INLINE void store_activated(A* out, i64 C, V (&acc)[PB], const A* slope, i64 c0) {
+  if (slope) {
+    const V sl = load<V>(slope + c0);
+    for (int u = 0; u < PB; ++u) acc[u] = prelu(acc[u], sl);
+  }
+  for (int u = 0; u < PB; ++u) store(out + u * C, acc[u]);
+}
+
 // x at column `col` of a channel-contiguous row, zero outside the image (checked only in EDGE blocks).
 template <typename V, bool EDGE, typename A>
 MC_INLINE V load_x(const A* row, i64 col, i64 W, i64 C, i64 c0) {
@@ -346,9 +441,10 @@ MC_INLINE V load_x(const A* row, i64 col, i64 W, i64 C, i64 c0) {
 
 // Output pixels px0 … px0 + PB − 1 of one cell, chunk at c0: bias + Σ_t (A_t + lx·D_t)·x(p + t). One
 // interpolation of each plane serves the block, and along each tap row PB + K − 1 loads of x serve PB·K products.
+// The output gets the PReLU of `slope` if it is not null.
 template <typename A, typename V, int K, int PB, bool EDGE>
 MC_INLINE void forward_block(const Shape& s, i64 c0, i64 px0, const Cell<A>& cell, const A* lx,
-                             const A* const* xrows, A* out) {
+                             const A* const* xrows, const A* slope, A* out) {
   constexpr int pad = K / 2;
   const i64 C = s.C;
   A l[PB];
@@ -367,7 +463,7 @@ MC_INLINE void forward_block(const Shape& s, i64 c0, i64 px0, const Cell<A>& cel
       for (int u = 0; u < PB; ++u) acc[u] += (a + l[u] * d) * xv[u + jj];
     }
   }
-  for (int u = 0; u < PB; ++u) store(out + (px0 + u) * C + c0, acc[u]);
+  store_activated(out + px0 * C + c0, C, acc, slope, c0);
 }
 
 // grad x from source pixels px0 … px0 + PB − 1 (one cell column) of the K source rows, chunk at c0. x(q) feeds
@@ -424,9 +520,10 @@ MC_INLINE void grad_grid_block(const Shape& s, i64 c0, i64 px0, const A* lx, con
 
 template <typename A, int K>
 int forward_rows(const Shape& s, const View& xv, const View& kv, const View& bv, const View& ov, const int32_t* y0,
-                 const A* ly, const int32_t* x0, const A* lx, i64 begin, i64 end) {
+                 const A* ly, const int32_t* x0, const A* lx, const A* slope_in, const A* slope_out, i64 begin,
+                 i64 end) {
   constexpr int pad = K / 2;
-  RowSource<A> xs(xv, s.H, s.W, s.C, K);
+  RowSource<A> xs(xv, s.H, s.W, s.C, K, slope_in);
   RowSink<A> os(ov, s.W, s.C);
   PackedRows<A> packed(s, kv, bv, 2);
   if (!xs.ok() || !os.ok() || !packed.ok()) return 1;
@@ -444,13 +541,100 @@ int forward_rows(const Shape& s, const View& xv, const View& kv, const View& bv,
         const bool edge = p < pad || p + PB > s.W - pad;
         over_chunks<A>(s.C, [&](auto tag, i64 c0) {
           typedef typename decltype(tag)::type V;
-          if (edge) forward_block<A, V, K, PB, true>(s, c0, p, cell, lx, xrows, out);
-          else forward_block<A, V, K, PB, false>(s, c0, p, cell, lx, xrows, out);
+          if (edge) forward_block<A, V, K, PB, true>(s, c0, p, cell, lx, xrows, slope_out, out);
+          else forward_block<A, V, K, PB, false>(s, c0, p, cell, lx, xrows, slope_out, out);
         });
       });
       px = stop;
     }
     os.commit(b, y);
+  }
+  return 0;
+}
+
+// A 1×1 grid is one kernel for the whole image: a depthwise convolution. Its rows of x go into buffers with K/2
+// zero columns on either side (a zero row outside the image), so that the loops below test no edges, and each
+// chunk of channels keeps its K² taps and bias in registers while it sweeps a row in blocks of kDepthwiseBlock
+// pixels (8 with 32 vector registers, 4 with AVX2's 16). The products and sums of forward_block, in its order.
+#if MC_VECTOR_BYTES == 64
+constexpr int kDepthwiseBlock = 8;
+#else
+constexpr int kDepthwiseBlock = 4;
+#endif
+
+template <typename A, typename V, int K, int PB>
+MC_INLINE void depthwise_block(i64 C, i64 c0, i64 px, const A* const* rows, const V* taps, const V& bias,
+                               const A* slope, A* out) {
+  V acc[PB];
+  for (int u = 0; u < PB; ++u) acc[u] = bias;
+  for (int i = 0; i < K; ++i) {
+    V xv[PB + K - 1];
+    for (int m = 0; m < PB + K - 1; ++m) xv[m] = load<V>(rows[i] + (px + m) * C + c0);  // padded: column px + m − K/2
+    for (int jj = 0; jj < K; ++jj)
+      for (int u = 0; u < PB; ++u) acc[u] += taps[i * K + jj] * xv[u + jj];
+  }
+  store_activated(out + px * C + c0, C, acc, slope, c0);
+}
+
+template <typename A, int K>
+int depthwise_rows(const Shape& s, const View& xv, const View& kv, const View& bv, const View& ov, const A* slope_in,
+                   const A* slope_out, i64 begin, i64 end) {
+  constexpr int pad = K / 2;
+  const i64 W = s.W, C = s.C, row_size = (W + 2 * pad) * C;
+  PackedRows<A> packed(s, kv, bv, 1);
+  RowSink<A> os(ov, W, C);
+  A* buf = (A*)calloc((size_t)(K + 1) * row_size, sizeof(A));  // K ring slots, then the zero row
+  if (!packed.ok() || !os.ok() || !buf) {
+    free(buf);
+    return 1;
+  }
+  i64 key[K];
+  for (int i = 0; i < K; ++i) key[i] = -1;
+  for (i64 r = begin; r < end; ++r) {
+    const i64 b = r / s.H, y = r % s.H;
+    const A* grid = packed.get(b, 0);  // (P, C): the K² taps, then the bias
+    const A* rows[K];
+    for (int i = 0; i < K; ++i) {
+      const i64 yy = y + i - pad;
+      if (yy < 0 || yy >= s.H) {
+        rows[i] = buf + K * row_size;
+        continue;
+      }
+      A* slot = buf + (yy % K) * row_size;
+      if (key[yy % K] != b * s.H + yy) {
+        load_row<A>(xv, b, yy, W, C, slot + pad * C);
+        if (slope_in) prelu_row<A>(slot + pad * C, W, C, slope_in);
+        key[yy % K] = b * s.H + yy;
+      }
+      rows[i] = slot;
+    }
+    A* out = os.row(b, y);
+    over_chunks<A>(C, [&](auto tag, i64 c0) {
+      typedef typename decltype(tag)::type V;
+      V taps[K * K];
+      for (int t = 0; t < K * K; ++t) taps[t] = load<V>(grid + t * C + c0);
+      const V bias = load<V>(grid + K * K * C + c0);
+      i64 px = 0;
+      for (; px + kDepthwiseBlock <= W; px += kDepthwiseBlock)
+        depthwise_block<A, V, K, kDepthwiseBlock>(C, c0, px, rows, taps, bias, slope_out, out);
+      for (; px < W; ++px) depthwise_block<A, V, K, 1>(C, c0, px, rows, taps, bias, slope_out, out);
+    });
+    os.commit(b, y);
+  }
+  free(buf);
+  return 0;
+}
+
+// PReLU over rows [begin, end) of (B·H): src → dst, any layouts and storage types.
+template <typename A>
+int prelu_rows(const Shape& s, const View& sv, const View& dv, const A* slope, i64 begin, i64 end) {
+  RowSource<A> src(sv, s.H, s.W, s.C, 1, slope);
+  RowSink<A> dst(dv, s.W, s.C);
+  if (!src.ok() || !dst.ok()) return 1;
+  for (i64 r = begin; r < end; ++r) {
+    const i64 b = r / s.H, y = r % s.H;
+    memcpy(dst.row(b, y), src.get(b, y), sizeof(A) * s.W * s.C);
+    dst.commit(b, y);
   }
   return 0;
 }
@@ -548,6 +732,35 @@ int unpack_rows(const Shape& s, const View& kv, const View& bv, A* grid, i64 beg
   return 0;
 }
 
+// Threads. Built with OpenMP (and told by mc_set_threads_inside that its OpenMP runtime is PyTorch's), an entry
+// point splits its rows [begin, end) into one contiguous range per thread of PyTorch's pool: the threads that a
+// preceding oneDNN or ATen call leaves spinning take them at once, where threads of another pool would compete
+// with the spinning ones for the cores. Otherwise the caller splits the rows over its own threads.
+int threads_inside = 0;
+constexpr i64 kMinWorkPerThread = 1 << 16;  // output values; below this a thread costs more than it saves
+
+template <typename Rows>
+int over_threads(i64 begin, i64 end, i64 work_per_row, Rows&& rows) {
+#ifdef _OPENMP
+  const i64 items = end - begin;
+  i64 threads = omp_get_max_threads();
+  if (threads > items) threads = items;
+  if (threads > items * work_per_row / kMinWorkPerThread) threads = items * work_per_row / kMinWorkPerThread;
+  if (threads_inside && threads > 1) {
+    int code = 0;
+#pragma omp parallel num_threads((int)threads) reduction(| : code)
+    {
+      const i64 n = omp_get_num_threads(), t = omp_get_thread_num();
+      code |= rows(begin + items * t / n, begin + items * (t + 1) / n);
+    }
+    return code;
+  }
+#else
+  (void)work_per_row;
+#endif
+  return rows(begin, end);
+}
+
 Shape make_shape(const i64* shape) {
   return Shape{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], (int)shape[6]};
 }
@@ -568,8 +781,32 @@ Shape make_shape(const i64* shape) {
                     : ROWS<A, 1>(s, sv, kv, bv, dv, y0, ly, x0, lx, begin, end);                                 \
   }
 
+// The forward pass also takes optional per-channel PReLU slopes (nullptr: none) applied to x before the filter
+// and to its output.
 #define MC_EXPORT(A, SUFFIX)                                                                                      \
-  MC_FILTER_EXPORT(A, SUFFIX, forward, forward_rows)                                                              \
+  extern "C" int mc_forward_##SUFFIX(const i64* shape, void* x, int xd, const i64* xs, void* k, int kd,            \
+                                     const i64* ks, void* bias, int bd, const i64* bs, void* out, int od,          \
+                                     const i64* os, const int32_t* y0, const A* ly, const int32_t* x0,             \
+                                     const A* lx, const A* slope_in, const A* slope_out, i64 begin, i64 end) {     \
+    const Shape s = make_shape(shape);                                                                            \
+    const View xv = make_view(x, xd, xs), kv = make_view(k, kd, ks), bv = make_view(bias, bd, bs);               \
+    const View ov = make_view(out, od, os);                                                                       \
+    const bool flat = s.h == 1 && s.w == 1;                                                                       \
+    return over_threads(begin, end, s.W * s.C, [&](i64 first, i64 last) {                                        \
+      if (flat)                                                                                                    \
+        return s.K == 3 ? depthwise_rows<A, 3>(s, xv, kv, bv, ov, slope_in, slope_out, first, last)                \
+                        : depthwise_rows<A, 1>(s, xv, kv, bv, ov, slope_in, slope_out, first, last);               \
+      return s.K == 3 ? forward_rows<A, 3>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, first, last)   \
+                      : forward_rows<A, 1>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, first, last);  \
+    });                                                                                                            \
+  }                                                                                                                \
+  extern "C" int mc_prelu_##SUFFIX(const i64* shape, void* src, int sd, const i64* ss, void* dst, int dd,          \
+                                   const i64* ds, const A* slope, i64 begin, i64 end) {                            \
+    const Shape s = make_shape(shape);                                                                             \
+    const View sv = make_view(src, sd, ss), dv = make_view(dst, dd, ds);                                          \
+    return over_threads(begin, end, s.W * s.C,                                                                    \
+                        [&](i64 first, i64 last) { return prelu_rows<A>(s, sv, dv, slope, first, last); });       \
+  }                                                                                                                \
   MC_FILTER_EXPORT(A, SUFFIX, grad_x, grad_x_rows)                                                                \
   extern "C" int mc_grad_grid_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, void* x, int xd,         \
                                        const i64* xs, A* dgrid, const int32_t* row_start, const A* ly,             \
@@ -586,3 +823,14 @@ Shape make_shape(const i64* shape) {
 
 MC_EXPORT(float, f32)
 MC_EXPORT(double, f64)
+
+// Tells an OpenMP build whether to split rows over OpenMP threads itself (see over_threads): only when its OpenMP
+// runtime is PyTorch's. Returns the setting in force (always 0 without OpenMP).
+extern "C" int mc_set_threads_inside(int inside) {
+#ifdef _OPENMP
+  threads_inside = inside;
+#else
+  (void)inside;
+#endif
+  return threads_inside;
+}

@@ -6,12 +6,17 @@ model ``(x, σ-map)`` → blended on the CPU → :func:`~restorekit.inference.io
 Channel policy: a gray model on a colour image denoises each channel as a gray image (right for noise
 that is independent per channel, as AWGN is); a colour model on a gray image is refused, because replicated
 channels carry perfectly correlated noise that colour models are not trained on.
+
+CPU path: the model runs in channels_last as its inference twin (:func:`restorekit.layers.fuse`: the inverted
+bottlenecks' activations inside their filters' passes), equal to the model to float rounding;
+``RESTOREKIT_INFERENCE=eager`` runs the model as it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
 import time
 import weakref
@@ -23,11 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from restorekit._checks import check, fail
+from restorekit._checks import check, check_choice, fail
 from restorekit.errors import DeviceError
 from restorekit.inference import runtime, tiling
 from restorekit.inference.io import image_to_tensor, tensor_to_pixels
 from restorekit.inference.noise import estimate_sigma
+from restorekit.layers import fuse
 from restorekit.layers.tv_conv import frame_coordinates
 from restorekit.models import Requirements, create_model, default_model
 
@@ -37,6 +43,10 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 MODEL_CACHE_SIZE = 4
 
 _bytes_per_pixel: weakref.WeakKeyDictionary[nn.Module, float] = weakref.WeakKeyDictionary()
+# CPU inference: the fused twin of each model (see _prepared), and the variable that chooses the path.
+_fused: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
+INFERENCE_ENV = "RESTOREKIT_INFERENCE"
+INFERENCE_PATHS = ("fused", "eager")
 
 
 @dataclass(frozen=True)
@@ -265,9 +275,33 @@ def _checked(pixels: np.ndarray, tile: int | None, dtype: str | None, ensemble: 
     return pixels
 
 
+def inference_path() -> str:
+    """How CPU inference runs models: ``fused`` (the default: their layers' inference twins,
+    :func:`restorekit.layers.fuse`) or ``eager`` (the model as it is), from ``$RESTOREKIT_INFERENCE``.
+
+    Raises:
+        UsageError: Any other value.
+    """
+    path = os.environ.get(INFERENCE_ENV, "fused") or "fused"
+    check_choice(path, INFERENCE_PATHS, f"${INFERENCE_ENV}")
+    return path
+
+
 def _prepared(net: nn.Module, target: torch.device) -> nn.Module:
-    """The model in the layout its device runs fastest: channels_last on the CPU (see :func:`_tile_fn`)."""
-    return net.to(memory_format=torch.channels_last) if target.type == "cpu" else net
+    """The model as its device runs it fastest. On the CPU: channels_last (see :func:`_tile_fn`) and, on the
+    ``fused`` :func:`inference_path`, its inference twin (built once per model; parameters shared, so a model
+    changed in place is never served stale)."""
+    if target.type != "cpu":
+        return net
+    net = net.to(memory_format=torch.channels_last)
+    if inference_path() == "eager":
+        return net
+    twin = _fused.get(net)
+    if twin is None:
+        twin = fuse(net)
+        if twin is not net:  # a twin that is the model itself would keep its own weak key alive
+            _fused[net] = twin
+    return twin
 
 
 def denoise_image(
@@ -292,7 +326,7 @@ def denoise_image(
         ...     requirements = Requirements(task="denoise", in_channels=3, out_channels=3, sigma_range=(0, 75))
         ...     def forward(self, x, sigma):
         ...         return x
-        >>> out, info = denoise_image(np.zeros((24, 40, 3), np.float32), 25, Identity(), device="cpu")
+        >>> out, info = denoise_image(np.zeros((24, 40, 3), np.float32), 25, Identity(), device="cpu", dtype="fp32")
         >>> out.shape, info.sigma, info.dtype
         ((24, 40, 3), 25.0, 'fp32')
     """

@@ -15,8 +15,14 @@ so the kernel at a pixel of the run is ``k̂_t = A_t + lx·D_t`` and
 A block of up to 8 pixels of a run shares one computation of each ``A_t, D_t`` (four grid loads), and along
 each tap row ``8 + K − 1`` loads of ``x`` serve the ``8·K`` products; per pixel that is one multiply-add to
 interpolate and one to filter per tap (``2K² + 2`` against ``K²`` for a plain depthwise convolution), vectorised
-over 16 channels, reading ``x`` once and writing ``out`` once. The full-resolution kernel map never exists,
-not even one row of it.
+over the channels (16 fp32 lanes with AVX-512, 8 with AVX2, whose 16 registers would spill a block's 512-bit
+accumulators), reading ``x`` once and writing ``out`` once. The full-resolution kernel map never exists, not even
+one row of it. A 1×1 grid (one kernel for the image: a depthwise convolution) has a row loop of its own, without
+interpolation and, its rows held in zero-padded buffers, without edge tests.
+
+Inference extras (forward only, no autograd): per-channel PReLU slopes applied to each row of ``x`` as it is
+loaded and to the output before it is stored, so an inverted bottleneck's ``PReLU → filter → PReLU`` is one pass
+(:func:`malleable_conv_prelu_cpu`), and a standalone row-parallel PReLU (:func:`prelu_cpu`).
 
 Backward, with ``g = ∂L/∂out``:
 
@@ -41,8 +47,11 @@ backward), so the forward pass allocates no grid at all; the grid gradient is ac
 ``K = 3``) and unpacked into the kernel and bias gradients. The compute loops see channel-contiguous
 ``(W, C)`` rows: a channels_last fp32 (fp64) tensor is used in place; any other layout or dtype (NCHW,
 strided, bf16, fp16) goes through a converted row buffer per thread, so the extra memory is
-``O(threads·K·W·C)`` forward. Image rows are split into one contiguous range per
-``torch.get_num_threads()`` Python threads; ``ctypes`` releases the GIL during each call.
+``O(threads·K·W·C)`` forward (the conversion of a channels_last bf16 row is vectorised). Image rows are split
+into one contiguous range per ``torch.get_num_threads()`` threads: the forward and PReLU passes hand them to
+PyTorch's own OpenMP threads where the kernel's OpenMP runtime is PyTorch's (built with ``-fopenmp``,
+:func:`restorekit.ops._cpu_kernels.openmp_shared`), which a oneDNN call leaves spinning; the backward passes,
+and any build without that, use Python threads (``ctypes`` releases the GIL during each call).
 
 Build. The C++ source, ``kernels/malleable_conv_cpu.cpp``, is compiled once and cached by
 :mod:`restorekit.ops._cpu_kernels`. Without a working compiler :func:`available` is false and
@@ -64,7 +73,7 @@ from collections.abc import Callable
 
 import torch
 
-from restorekit.ops._cpu_kernels import build, int64s, parallel
+from restorekit.ops._cpu_kernels import build, int64s, openmp_shared, parallel
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
 DTYPES = tuple(_DTYPE_CODES)
@@ -96,7 +105,7 @@ class _MalleableConvCPU(torch.autograd.Function):
         ctx.save_for_backward(x, kernels, bias)
         ctx.kernel_size = kernel_size
         out = torch.empty_like(x)
-        _filter("forward", x, kernels, bias, kernel_size, x, out)
+        _filter("forward", x, kernels, bias, kernel_size, x, out, (None, None))
         return out
 
     @staticmethod
@@ -112,6 +121,42 @@ class _MalleableConvCPU(torch.autograd.Function):
         if need_kernels or need_bias:
             grad_kernels, grad_bias = _grad_grid(x, kernels, bias, kernel_size, grad_out)
         return grad_x, grad_kernels, grad_bias, None
+
+
+def malleable_conv_prelu_cpu(
+    x: torch.Tensor,
+    kernels: torch.Tensor,
+    bias: torch.Tensor,
+    kernel_size: int,
+    slope_in: torch.Tensor | None,
+    slope_out: torch.Tensor | None,
+) -> torch.Tensor:
+    """``prelu(malleable_conv(prelu(x, slope_in)), slope_out)`` in one pass, without autograd (inference).
+
+    Args:
+        x, kernels, bias, kernel_size: As for :func:`malleable_conv_cpu`.
+        slope_in: PReLU slopes ``(C,)`` applied to x, or ``None``.
+        slope_out: PReLU slopes ``(C,)`` applied to the output, or ``None``.
+    """
+    out = torch.empty_like(x)
+    slopes = tuple(_slopes(slope, x.dtype) for slope in (slope_in, slope_out))
+    _filter("forward", x, kernels, bias, kernel_size, x, out, slopes)
+    return out
+
+
+def prelu_cpu(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """PReLU with per-channel slopes ``(C,)`` of ``x (B, C, H, W)``, in x's dtype and memory format (no autograd)."""
+    batch, channels, height, width = x.shape
+    out = torch.empty_like(x)
+    slope = _slopes(slope, x.dtype)
+    fixed = (int64s(batch, channels, height, width, 1, 1, 1), *_view(x), *_view(out), slope.data_ptr())
+    function = _function("prelu", _accumulation_dtype(x.dtype))
+    parallel(function, fixed, batch * height, width * channels, "prelu", inside=_threads_inside())
+    return out
+
+
+def _slopes(slope: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if slope is None else slope.detach().to(_accumulation_dtype(dtype)).contiguous()
 
 
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -150,8 +195,13 @@ def _filter(
     kernel_size: int,
     source: torch.Tensor,
     target: torch.Tensor,
+    slopes: tuple[torch.Tensor | None, torch.Tensor | None] = (),
 ) -> None:
-    """Row-parallel ``forward`` (source x → target out) or ``grad_x`` (source ∂L/∂out → target ∂L/∂x)."""
+    """Row-parallel ``forward`` (source x → target out) or ``grad_x`` (source ∂L/∂out → target ∂L/∂x).
+
+    ``forward`` takes ``slopes``: the PReLU slopes applied to x before the filter and to its output, each a
+    contiguous ``(C,)`` tensor of the accumulation type or ``None``.
+    """
     batch, channels, height, width = x.shape
     rows, cols = bias.shape[-2:]
     dtype = _accumulation_dtype(x.dtype)
@@ -159,7 +209,9 @@ def _filter(
     x0, lx, _ = _sampling_table(width, cols, dtype)
     fixed = (_shape(x, bias, kernel_size), *_view(source), *_view(kernels), *_view(bias), *_view(target))
     fixed += (y0.data_ptr(), ly.data_ptr(), x0.data_ptr(), lx.data_ptr())
-    parallel(_function(kind, dtype), fixed, batch * height, width * channels, "malleable_conv")
+    fixed += tuple(None if slope is None else slope.data_ptr() for slope in slopes)
+    inside = kind == "forward" and _threads_inside()
+    parallel(_function(kind, dtype), fixed, batch * height, width * channels, "malleable_conv", inside=inside)
 
 
 def _grad_grid(
@@ -198,9 +250,17 @@ def _view(tensor: torch.Tensor) -> tuple[int, int, ctypes.Array]:
 
 
 @functools.cache
+def _threads_inside() -> bool:
+    """Whether the forward and PReLU entry points split their rows over PyTorch's OpenMP threads themselves
+    (the kernel was built with OpenMP, and its runtime is PyTorch's); decided, and set in the kernel, once."""
+    library = _library()
+    return library is not None and bool(library.mc_set_threads_inside(int(openmp_shared())))
+
+
+@functools.cache
 def _library() -> ctypes.CDLL | None:
     try:
-        library = ctypes.CDLL(str(build("malleable_conv_cpu")))
+        library = ctypes.CDLL(str(build("malleable_conv_cpu", openmp=True)))
     except (OSError, subprocess.SubprocessError) as exc:
         message = f"malleable_conv: the CPU kernel could not be built ({exc}); using the reference"
         warnings.warn(message, RuntimeWarning, stacklevel=2)
@@ -209,14 +269,18 @@ def _library() -> ctypes.CDLL | None:
     view = [pointer, integer, pointer]
     tables = [pointer] * 4
     for suffix in _SUFFIX.values():
-        for kind in ("forward", "grad_x"):
+        for kind, slopes in (("forward", [pointer, pointer]), ("grad_x", [])):
             function = getattr(library, f"mc_{kind}_{suffix}")
-            function.argtypes = [pointer, *view, *view, *view, *view, *tables, int64, int64]
+            function.argtypes = [pointer, *view, *view, *view, *view, *tables, *slopes, int64, int64]
             function.restype = integer
+        function = getattr(library, f"mc_prelu_{suffix}")
+        function.argtypes = [pointer, *view, *view, pointer, int64, int64]
+        function.restype = integer
         function = getattr(library, f"mc_grad_grid_{suffix}")
         function.argtypes = [pointer, *view, *view, pointer, *tables, integer, int64, int64]
         function.restype = integer
         function = getattr(library, f"mc_unpack_grid_{suffix}")
         function.argtypes = [pointer, *view, *view, pointer, int64, int64]
         function.restype = integer
+    library.mc_set_threads_inside.argtypes, library.mc_set_threads_inside.restype = [integer], integer
     return library

@@ -8,7 +8,13 @@ half-pixel centres (``align_corners=False``) and replicated borders:
     y_c(p) = Σ_t k̂_{c,t}(p) · x_c(p + t) + b̂_c(p),
 
 where ``φ_q`` are the bilinear weights (at most four non-zero per pixel) and ``t`` runs over the K×K taps
-(zero padding outside the image). The full-resolution kernel map is never built for the whole image.
+(zero padding outside the image). The full-resolution kernel map is never built for the whole image. A 1×1 grid is
+one kernel for the whole image: a plain depthwise convolution.
+
+Activations. An inverted bottleneck wraps this filter in two PReLUs (``prelu(x)_c = x_c`` where ``x_c > 0``, else
+``a_c·x_c``); given their slopes, the op computes ``prelu(filter(prelu(x, a_in)), a_out)``. Without autograd the
+CPU kernel applies them inside its one pass (the activated maps never exist); otherwise they run as
+:func:`torch.nn.functional.prelu` around the filter.
 """
 
 from __future__ import annotations
@@ -23,12 +29,20 @@ import torch.nn.functional as F
 
 from restorekit._checks import check, check_choice, check_shape
 from restorekit.ops import _malleable_cpu
+from restorekit.ops.prelu import prelu_reference
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
 BACKEND_ENV = "RESTOREKIT_MALLEABLE_BACKEND"
 
 
-def malleable_conv(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+def malleable_conv(
+    x: torch.Tensor,
+    kernels: torch.Tensor,
+    bias: torch.Tensor,
+    backend: str = "auto",
+    slope_in: torch.Tensor | None = None,
+    slope_out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Apply spatially varying depthwise filters sliced from a low-resolution grid.
 
     Args:
@@ -38,6 +52,8 @@ def malleable_conv(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, b
         bias: Low-resolution biases, ``(B, C, h, w)``.
         backend: ``auto`` (Triton on CUDA when importable, else the CPU path), ``reference``, ``cpu`` or
             ``triton``; the environment variable ``RESTOREKIT_MALLEABLE_BACKEND`` overrides ``auto``.
+        slope_in: PReLU slopes ``(C,)`` applied to ``x`` first, or ``None``.
+        slope_out: PReLU slopes ``(C,)`` applied to the result, or ``None``.
 
     Returns:
         ``(B, C, H, W)``, same dtype as ``x``.
@@ -46,14 +62,27 @@ def malleable_conv(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, b
         >>> x = torch.randn(1, 4, 16, 16)
         >>> malleable_conv(x, torch.randn(1, 36, 2, 2), torch.zeros(1, 4, 2, 2)).shape
         torch.Size([1, 4, 16, 16])
+        >>> out = malleable_conv(x, torch.ones(1, 4, 1, 1), torch.zeros(1, 4, 1, 1), slope_out=torch.zeros(4))
+        >>> bool(out.equal(x.relu()))
+        True
     """
-    kernel_size = _validate(x, kernels, bias)
+    kernel_size = _validate(x, kernels, bias, slope_in, slope_out)
     check_choice(backend, BACKENDS, "malleable_conv backend")
     chosen = _pick_backend(backend, x)
-    return _IMPLEMENTATIONS[chosen](x, kernels, bias, kernel_size)
+    slopes = [s for s in (slope_in, slope_out) if s is not None]
+    if chosen == "cpu" and slopes and not _needs_grad(x, kernels, bias, *slopes):
+        return _malleable_cpu.malleable_conv_prelu_cpu(x, kernels, bias, kernel_size, slope_in, slope_out)
+    x = _prelu(x, slope_in)
+    return _prelu(_IMPLEMENTATIONS[chosen](x, kernels, bias, kernel_size), slope_out)
 
 
-def malleable_conv_reference(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def malleable_conv_reference(
+    x: torch.Tensor,
+    kernels: torch.Tensor,
+    bias: torch.Tensor,
+    slope_in: torch.Tensor | None = None,
+    slope_out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Pure-PyTorch malleable convolution: a loop over the K² taps, one full-resolution map at a time.
 
     Extra memory without autograd is O(B·C·H·W) (one sliced tap map and the accumulator), never
@@ -65,6 +94,7 @@ def malleable_conv_reference(x: torch.Tensor, kernels: torch.Tensor, bias: torch
         True
     """
     height, width = x.shape[-2:]
+    x = _prelu(x, slope_in)
     kernel_size = _kernel_size(x, kernels)
     pad = kernel_size // 2
     padded = F.pad(x, (pad, pad, pad, pad))
@@ -73,7 +103,15 @@ def malleable_conv_reference(x: torch.Tensor, kernels: torch.Tensor, bias: torch
     for tap in range(kernel_size * kernel_size):
         i, j = divmod(tap, kernel_size)
         out = out + slice_grid(taps[:, :, tap], height, width) * padded[:, :, i : i + height, j : j + width]
-    return out
+    return _prelu(out, slope_out)
+
+
+def _prelu(x: torch.Tensor, slope: torch.Tensor | None) -> torch.Tensor:
+    return x if slope is None else prelu_reference(x, slope)
+
+
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def malleable_conv_naive(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -134,8 +172,22 @@ def _kernel_size(x: torch.Tensor, kernels: torch.Tensor) -> int:
     return math.isqrt(kernels.shape[1] // x.shape[1])
 
 
-def _validate(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor) -> int:
+def _validate(
+    x: torch.Tensor,
+    kernels: torch.Tensor,
+    bias: torch.Tensor,
+    slope_in: torch.Tensor | None = None,
+    slope_out: torch.Tensor | None = None,
+) -> int:
     sizes = check_shape(x, "B C H W", "malleable_conv x")
+    for name, slope in (("slope_in", slope_in), ("slope_out", slope_out)):
+        if slope is not None:
+            check(
+                isinstance(slope, torch.Tensor) and tuple(slope.shape) == (sizes["C"],) and slope.is_floating_point(),
+                f"malleable_conv {name}",
+                f"a float tensor of shape ({sizes['C']},)",
+                tuple(slope.shape) if isinstance(slope, torch.Tensor) else type(slope).__name__,
+            )
     grid = check_shape(bias, "B C h w", "malleable_conv bias")
     check(grid["B"] == sizes["B"] and grid["C"] == sizes["C"], "malleable_conv bias", "(B, C, h, w)", tuple(bias.shape))
     check(

@@ -1,4 +1,5 @@
-"""malleable_conv: the reference (gradcheck, naive oracle, identity), validation, dispatch and the CPU backend."""
+"""malleable_conv: the reference (gradcheck, naive oracle, identity), validation, dispatch, the CPU backend and
+the PReLU slopes fused into its pass."""
 
 from __future__ import annotations
 
@@ -176,3 +177,72 @@ def test_cpu_only_requested_gradients_and_broadcast_grad():
     malleable_conv(x, kernels, bias, backend="cpu").sum().backward()  # grad_out has zero strides
     expected = torch.autograd.grad(malleable_conv_reference(x, kernels, bias).sum(), kernels)[0]
     torch.testing.assert_close(kernels.grad, expected)
+
+
+def make_slopes(channels, dtype=torch.float64):
+    """Negative-part slopes on both sides of 0 and 1 (a PReLU may learn any)."""
+    return torch.linspace(-0.5, 1.5, channels, dtype=dtype)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("shape", [*SHAPES[:5], (2, 20, 9, 11, 1, 1, 3), (1, 17, 8, 6, 1, 1, 1)])
+def test_cpu_slopes_inside_the_pass_match_the_reference(shape, layout, dtype):
+    x, kernels, bias = make_inputs(*shape, dtype=dtype, layout=layout)
+    slope_in, slope_out = make_slopes(shape[1]), make_slopes(shape[1]).flip(0)
+    for slopes in ((slope_in, slope_out), (slope_in, None), (None, slope_out)):
+        with torch.inference_mode():
+            got = malleable_conv(x, kernels, bias, "cpu", *slopes)
+        want = malleable_conv_reference(x.double(), kernels.double(), bias.double(), *slopes)
+        assert got.dtype == dtype and got.shape == x.shape
+        error = (got.double() - want).abs().max().item()
+        assert error <= TOLERANCE[dtype] * max(want.abs().max().item(), 1.0), f"max error {error:.3g}"
+
+
+@needs_cpu_kernel
+def test_cpu_slopes_keep_memory_format():
+    x, kernels, bias = make_inputs(1, 20, 12, 10, 2, 2, 3, dtype=torch.float32, layout="channels_last")
+    out = malleable_conv(x, kernels, bias, "cpu", make_slopes(20, torch.float32), make_slopes(20, torch.float32))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3])
+def test_a_one_cell_grid_is_a_depthwise_convolution(kernel_size):
+    x, _, _ = make_inputs(2, 5, 9, 8, 1, 1, kernel_size, dtype=torch.float32, layout="channels_last")
+    weight, bias = torch.randn(5, 1, kernel_size, kernel_size), torch.randn(5)
+    grid = weight.reshape(1, -1, 1, 1).expand(2, -1, -1, -1), bias.reshape(1, 5, 1, 1).expand(2, -1, -1, -1)
+    expected = torch.nn.functional.conv2d(x, weight, bias, padding=kernel_size // 2, groups=5)
+    torch.testing.assert_close(malleable_conv(x, *grid), expected)
+
+
+@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=needs_cpu_kernel)])
+def test_slopes_with_autograd_run_around_the_filter(backend):
+    x, kernels, bias = make_inputs(1, 4, 7, 9, 2, 3, 3)
+    slope_in, slope_out = make_slopes(4), make_slopes(4).flip(0)
+    inputs = [t.requires_grad_() for t in (x, kernels, bias, slope_in, slope_out)]
+    assert torch.autograd.gradcheck(lambda *t: malleable_conv(*t[:3], backend, *t[3:]), inputs)
+
+
+@pytest.mark.parametrize("slope", [torch.zeros(4), torch.zeros(5, 1), torch.zeros(5, dtype=torch.long), 0.1])
+def test_bad_slopes_raise(slope):
+    x, kernels, bias = make_inputs(1, 5, 6, 6, 2, 2, 3, dtype=torch.float32)
+    with pytest.raises(UsageError, match="slope_in"):
+        malleable_conv(x, kernels, bias, slope_in=slope)
+
+
+@needs_cpu_kernel
+def test_cpu_forward_is_the_same_on_any_number_of_threads():
+    x, kernels, bias = make_inputs(1, 16, 64, 128, 8, 16, 3, dtype=torch.float32, layout="channels_last")
+    slopes = make_slopes(16, torch.float32), None
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        for count in (1, 2, 3):  # split over 1 to 3 threads (by OpenMP or by the caller), rows are independent
+            torch.set_num_threads(count)
+            with torch.inference_mode():
+                outs.append((malleable_conv(x, kernels, bias, "cpu"), malleable_conv(x, kernels, bias, "cpu", *slopes)))
+    finally:
+        torch.set_num_threads(threads)
+    for plain, activated in outs[1:]:
+        assert torch.equal(plain, outs[0][0]) and torch.equal(activated, outs[0][1])

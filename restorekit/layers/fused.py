@@ -1,0 +1,116 @@
+"""Inference twins of layers: the same computation, with element-wise work moved inside the kernels' passes.
+
+An inverted bottleneck (:class:`~restorekit.layers.blocks.InvertedBottleneck`) writes its expanded map (5× the
+channels) once per step: expand, PReLU, depthwise or malleable filter, PReLU, project. On the CPU the steps
+between the two 1×1 convolutions are bound by memory traffic, and ATen's PReLU on channels_last bf16 maps (the
+engine's layout and ``dtype="auto"`` precision) is slower still than that traffic. :class:`FusedInvertedBottleneck`
+runs the middle three as one pass of the malleable convolution's CPU kernel with both PReLUs inside it
+(:func:`restorekit.ops.malleable_conv` with slopes; a depthwise filter is its 1×1-grid case), so the activated
+maps never exist. A MalleConv's kernel predictor reads the activated map, which is therefore written once, by
+the one-pass :func:`restorekit.ops.prelu`.
+
+:func:`fuse` gives a model's inference twin: its module tree with each bottleneck replaced, parameters and
+buffers shared, the model itself untouched. The engine runs the twin on the CPU by default (``inference.api``;
+``RESTOREKIT_INFERENCE=eager`` runs the model as it is); tests hold it to the eager model (fp32 within 1e-4 end to
+end).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from restorekit.layers.blocks import InvertedBottleneck
+from restorekit.layers.malle_conv import MalleConv
+from restorekit.ops.malleable_conv import malleable_conv
+from restorekit.ops.prelu import prelu
+
+
+class FusedInvertedBottleneck(nn.Module):
+    """An :class:`InvertedBottleneck` for inference: expand → [PReLU → filter → PReLU in one pass] → project, + x.
+
+    Args:
+        block: The bottleneck to run (its modules and parameters are used, not copied); its mixer is a
+            MalleConv or a depthwise convolution (see :func:`fusable`).
+
+    Shape:
+        ``(B, C, H, W) → (B, C, H, W)``
+    """
+
+    def __init__(self, block: InvertedBottleneck):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block.project(self._mixed(x))
+
+    def _mixed(self, x: torch.Tensor) -> torch.Tensor:
+        """The filtered expanded map; no expanded map outlives its use, so the peak memory is the eager block's."""
+        block = self.block
+        expanded = block.expand(x)
+        slope_in, slope_out = block.act1.weight, block.act2.weight
+        if isinstance(block.mixer, MalleConv):
+            activated = prelu(expanded, slope_in)
+            del expanded
+            kernels, bias = block.mixer.predictor(activated)
+            return malleable_conv(activated, kernels, bias, slope_out=slope_out)
+        kernels, bias = depthwise_grid(block.mixer, expanded)
+        return malleable_conv(expanded, kernels, bias, slope_in=slope_in, slope_out=slope_out)
+
+
+def depthwise_grid(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A depthwise convolution's kernel and bias as a 1×1 malleable-convolution grid for ``x`` ``(B, C, H, W)``.
+
+    Returns:
+        kernels ``(B, C·K², 1, 1)`` and bias ``(B, C, 1, 1)`` in ``x``'s dtype (batch dimension broadcast).
+    """
+    batch, channels = x.shape[:2]
+    kernels = conv.weight.to(x.dtype).reshape(1, -1, 1, 1).expand(batch, -1, -1, -1)
+    bias = conv.bias if conv.bias is not None else conv.weight.new_zeros(channels)
+    return kernels, bias.to(x.dtype).reshape(1, channels, 1, 1).expand(batch, -1, -1, -1)
+
+
+def fusable(block: nn.Module) -> bool:
+    """Whether ``block`` is an :class:`InvertedBottleneck` whose mixer :class:`FusedInvertedBottleneck` can run:
+    a MalleConv, or a depthwise convolution with a 1×1 or 3×3 kernel, stride 1, "same" zero padding and no
+    dilation."""
+    if not isinstance(block, InvertedBottleneck):
+        return False
+    mixer, channels = block.mixer, block.expand.out_channels
+    if isinstance(mixer, MalleConv):
+        return True
+    return (
+        type(mixer) is nn.Conv2d
+        and mixer.in_channels == mixer.out_channels == mixer.groups == channels
+        and mixer.kernel_size in ((1, 1), (3, 3))
+        and mixer.stride == (1, 1)
+        and mixer.dilation == (1, 1)
+        and mixer.padding == (mixer.kernel_size[0] // 2,) * 2
+        and mixer.padding_mode == "zeros"
+    )
+
+
+def fuse(model: nn.Module) -> nn.Module:
+    """``model``'s inference twin: its module tree with each fusable bottleneck as a :class:`FusedInvertedBottleneck`.
+
+    The modules on the way to a replaced bottleneck are shallow copies (their parameters, buffers and other
+    attributes shared, their dictionaries of children and hooks their own); everything else is shared. ``model``
+    is left as it is, and returned itself when it holds nothing to fuse.
+
+    Example:
+        >>> net = nn.Sequential(InvertedBottleneck(4), nn.ReLU())
+        >>> twin = fuse(net)
+        >>> type(twin[0]).__name__, twin[0].block is net[0], type(net[0]).__name__
+        ('FusedInvertedBottleneck', True, 'InvertedBottleneck')
+    """
+    if fusable(model):
+        return FusedInvertedBottleneck(model)
+    children = {name: fuse(child) for name, child in model.named_children()}
+    if all(children[name] is child for name, child in model.named_children()):
+        return model
+    twin = copy.copy(model)
+    twin.__dict__.update({key: copy.copy(value) for key, value in vars(model).items() if isinstance(value, dict)})
+    twin._modules.update(children)
+    return twin

@@ -1,0 +1,69 @@
+"""PReLU with per-channel slopes: ``y_c = x_c`` where ``x_c > 0``, else ``a_c·x_c``.
+
+Why an op of its own: on a channels_last bf16 map, what MalleNet's bottlenecks produce in CPU inference at
+``dtype="auto"``, ATen's PReLU takes about 8× as long as a copy of the map (512²×80 on the 2-core EPYC of
+docs/benchmarks.md: 16 ms against 2 ms; this kernel 6 ms), and the PReLUs took a third of MalleNet-S's time
+(torch.profiler). The CPU kernel (in the malleable convolution's library, :mod:`restorekit.ops._malleable_cpu`)
+converts, activates and writes one image row at a time, vectorised over the channels. It has no backward: with
+a gradient to compute, the reference runs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from restorekit._checks import check, check_choice, check_shape
+from restorekit.ops import _malleable_cpu
+
+BACKENDS = ("auto", "reference", "cpu")
+
+
+def prelu(x: torch.Tensor, slope: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """Per-channel PReLU of a feature map.
+
+    Args:
+        x: Feature map, ``(B, C, H, W)``.
+        slope: Slopes for the negative part, ``(C,)`` (any float dtype; the arithmetic runs in ``x``'s
+            accumulation type).
+        backend: ``auto`` (the CPU kernel for CPU tensors when no gradient is needed and a compiler is present,
+            else the reference), ``reference`` or ``cpu``.
+
+    Returns:
+        ``(B, C, H, W)`` in ``x``'s dtype and memory format.
+
+    Example:
+        >>> x = torch.tensor([-2.0, 3.0]).view(1, 2, 1, 1)
+        >>> prelu(x, torch.tensor([0.5, 0.5])).flatten().tolist()
+        [-1.0, 3.0]
+    """
+    sizes = check_shape(x, "B C H W", "prelu x")
+    check(
+        isinstance(slope, torch.Tensor) and tuple(slope.shape) == (sizes["C"],) and slope.is_floating_point(),
+        "prelu slope",
+        f"a float tensor of shape ({sizes['C']},)",
+        tuple(slope.shape) if isinstance(slope, torch.Tensor) else type(slope).__name__,
+    )
+    check_choice(backend, BACKENDS, "prelu backend")
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or slope.requires_grad)
+    if backend == "auto":
+        usable = x.device.type == "cpu" and x.dtype in _malleable_cpu.DTYPES and not needs_grad
+        backend = "cpu" if usable and _malleable_cpu.available() else "reference"
+    if backend == "cpu":
+        what = "prelu backend 'cpu'"
+        check(x.device.type == "cpu", what, "CPU tensors", str(x.device))
+        check(x.dtype in _malleable_cpu.DTYPES, what, f"a dtype in {_malleable_cpu.DTYPES}", x.dtype)
+        check(not needs_grad, what, "no gradient to compute (the kernel has no backward)", "requires_grad")
+        check(_malleable_cpu.available(), what, "a C++ compiler (g++ or clang++, or $CXX)", "none found")
+        return _malleable_cpu.prelu_cpu(x, slope)
+    return prelu_reference(x, slope)
+
+
+def prelu_reference(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """:func:`torch.nn.functional.prelu` with the slopes in ``x``'s dtype. Shapes as in :func:`prelu`.
+
+    Example:
+        >>> prelu_reference(torch.tensor([-2.0]).view(1, 1, 1, 1), torch.tensor([0.25])).item()
+        -0.5
+    """
+    return F.prelu(x, slope.to(x.dtype))
