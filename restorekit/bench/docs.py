@@ -258,6 +258,24 @@ def _tune_tables(document: dict[str, Any]) -> list[str]:
     return out
 
 
+def _crops(document: dict[str, Any], source: str | Path) -> list[str]:
+    """The strip ``bench crops`` wrote (linked relative to the results file's ``docs/`` folder) and its PSNRs."""
+    config = document["config"]
+    image = Path(config["output"])
+    docs = Path(source).resolve().parent.parent  # docs/results/x.json → docs/
+    link = image.resolve().relative_to(docs) if image.resolve().is_relative_to(docs) else image
+    top, left, size = config["box"]
+    measure = "Y-channel PSNR" if config.get("task") == "sr" else "PSNR"
+    return [
+        f"![{section_title(document)}]({link.as_posix()})",
+        "",
+        f"A {size}-pixel crop at ({top}, {left}); under each tile the whole image's {measure} (dB):",
+        "",
+        to_markdown(document["rows"]),
+        "",
+    ]
+
+
 def section_title(document: dict[str, Any]) -> str:
     """A heading that says what a results file holds, e.g. ``Quality: kodak24, mcmaster (float, file)``."""
     config = document.get("config") or {}
@@ -291,6 +309,9 @@ def section_title(document: dict[str, Any]) -> str:
     if command == "tune":
         sets = ", ".join(Path(f).name for f in config.get("data", []))
         return f"Tunable denoising: PSNR / PSNRη per setting on {sets} (tunable vs DNI vs fixed)"
+    if command == "crops":
+        what = f"super-resolution ×{config.get('scale')}" if config.get("task") == "sr" else "denoising"
+        return f"Crops: {what}, {Path(config.get('image', '')).name}"
     if command == "kernels":
         sizes = ", ".join(str(v) for v in config.get("sizes", []) or [])
         return f"Kernels: {sizes}" if sizes else "Kernels"
@@ -392,6 +413,8 @@ def render(documents: Sequence[tuple[str | Path, dict[str, Any]]], command: str)
             lines += _tune_tables(document)
         elif document["command"] == "sr_quality":
             lines += _sr_tables(document)
+        elif document["command"] == "crops":
+            lines += _crops(document, source)
         else:
             lines += [to_markdown(document["rows"]), ""] if document["rows"] else ["(no rows)", ""]
         if document.get("methods"):

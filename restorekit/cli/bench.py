@@ -577,6 +577,7 @@ def kernels(
 @app.command("crops")
 @handle_errors
 def crops(
+    ctx: typer.Context,
     image: Annotated[Path, typer.Argument(help="A clean image (e.g. a scikit-image sample).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")] = Path("crops.png"),
     box: Annotated[str, typer.Option("--box", help="Crop as top,left,size in pixels.")] = "100,100,96",
@@ -592,6 +593,11 @@ def crops(
     scale: Annotated[int, typer.Option("--scale", help="With --task sr: the factor.")] = 2,
     model: Annotated[list[str] | None, typer.Option("-m", "--model", help="Model name or path; repeatable.")] = None,
     peers: Annotated[str, typer.Option("--peers", help="Peers, comma-separated, 'all' or 'none'.")] = "all",
+    machine: Machine = None,
+    save: Annotated[
+        list[Path] | None,
+        typer.Option("--save", help="Also write a results file (.json) that `bench report` shows with the PNG."),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Side-by-side crops (clean, noisy, restorekit models, peers) of one image, with whole-image PSNR; with
@@ -622,6 +628,16 @@ def crops(
             strip, scores = bench_crops.comparison_strip(image, methods, sigma, protocol, (top, left, size))
     PILImage.fromarray(strip).save(output)
     results.print(f"wrote {output}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores if v is not None))
+    if save:
+        config = {"image": str(image), "output": str(output), "box": [top, left, size], "task": task.value}
+        config |= {"scale": scale} if task == Task.sr else {"noise": noise, "sigma": sigma, "protocol": protocol}
+        config |= {"seed": seed} if task != Task.sr and noise == "camera" else {}
+        rows = [{"method": label, "psnr": psnr} for label, psnr in scores]
+        document = report.payload("crops", rows, environment(machine), config, _command_line(ctx))
+        for path in save:
+            check(path.suffix.lower() == ".json", f"--save {path}", "a .json file", path.suffix or "no suffix")
+            report.save(document, path)
+            console.print(f"wrote {path}")
 
 
 @app.command("scale-out")

@@ -135,3 +135,22 @@ def test_kernels_renders_rows(monkeypatch: pytest.MonkeyPatch):
     document = json.loads(result.stdout)
     assert document["rows"] == [{"op": "malleable_conv", "backend": "reference", "height": 32, "ms_median": 1.5}]
     assert document["config"]["sizes"] == ["48x32"] and document["config"]["dtype"] == "fp32"
+
+
+def test_crops_results_file_and_its_docs_section(colour_dir: Path, tiny_model: Path, tmp_path: Path):
+    image = sorted(colour_dir.iterdir())[0]
+    strip, saved = tmp_path / "docs" / "img" / "strip.png", tmp_path / "docs" / "results" / "crops.json"
+    strip.parent.mkdir(parents=True)
+    saved.parent.mkdir()
+    args = ("crops", str(image), "-m", str(tiny_model), "--peers", "none", "--box", "4,8,16", "--sigma", "30")
+    result = _invoke(*args, "-o", str(strip), "--save", str(saved))
+    assert result.exit_code == 0, result.output
+    document = json.loads(saved.read_text())
+    assert document["command"] == "crops" and document["config"]["box"] == [4, 8, 16]
+    assert [r["method"] for r in document["rows"]][-1] == "mallenet_s.tinytest" and strip.exists()
+    assert "--save" in document["argv"] and document["config"]["sigma"] == 30
+    page = tmp_path / "docs" / "benchmarks.md"
+    assert _invoke("report", str(saved), "-o", str(page)).exit_code == 0
+    text = page.read_text()
+    assert "## Crops: denoising, " in text and "](img/strip.png)" in text and "| mallenet_s.tinytest |" in text
+    assert _invoke(*args, "-o", str(strip), "--save", str(tmp_path / "crops.csv")).exit_code == 2  # JSON only
