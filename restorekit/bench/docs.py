@@ -305,7 +305,8 @@ def section_title(document: dict[str, Any]) -> str:
         sets = ", ".join(Path(f).name for f in config.get("data", []))
         scales = ", ".join(f"×{v}" for v in config.get("scales", []))
         limit = f", limit {config['limit']}" if config.get("limit") else ""
-        return f"Super-resolution quality: {sets} ({scales}{limit})"
+        dtype = f", dtype {config['dtype']}" if config.get("dtype") not in (None, "auto") else ""
+        return f"Super-resolution quality: {sets} ({scales}{limit}{dtype})"
     if command == "tune":
         sets = ", ".join(Path(f).name for f in config.get("data", []))
         return f"Tunable denoising: PSNR / PSNRη per setting on {sets} (tunable vs DNI vs fixed)"
