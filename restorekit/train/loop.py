@@ -110,9 +110,11 @@ def learning_rate(recipe: Recipe, step: int) -> float:
 def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -> dict[str, Any]:
     """Start ``model`` and its EMA from the weights file ``recipe.model.init``; returns its provenance.
 
-    The file may hold the same architecture, the plain twin of a tunable one (every expert starts as it), or a
-    super-resolution model of another factor: then every tensor but the factor-sized tail starts from it, and
-    the provenance lists the tensors left at their fresh initialisation.
+    The file may hold the same architecture, the plain twin of a tunable one (every expert starts as it), the
+    twin of a layout-aware ``tv_`` one (whose TVConv layers then keep their fresh initialisation, zero at the
+    output, so that the model starts as its twin), or a super-resolution model of another factor: then every
+    tensor but the factor-sized tail starts from it. The provenance lists the tensors left at their fresh
+    initialisation.
     """
     source = load_model(recipe.model.init)
     weights = source.state_dict()
@@ -124,6 +126,10 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
             weights = {key: weights[key] if key not in fresh else own[key] for key in own}
     elif recipe.model.architecture == f"tunable_{source.metadata['architecture']}":
         weights = expand_state_dict(model, weights)  # every expert starts as the trained plain model
+    elif recipe.model.architecture == f"tv_{source.metadata['architecture']}":
+        own = model.state_dict()
+        fresh = sorted(key for key in own if key not in weights)  # the TVConv layers; every other tensor is shared
+        weights = {key: weights.get(key, own[key]) for key in own}
     else:
         raise UsageError(
             f"model.init {recipe.model.init} is a {source.metadata['architecture']}, not a {recipe.model.architecture}"

@@ -153,4 +153,5 @@ def test_the_shipped_shading_recipes_are_twins():
     assert (tv.model.architecture, twin.model.architecture) == ("tv_acdanet_s", "acdanet_s")
     assert tv.data == twin.data and tv.optim == twin.optim
     assert tv.run.seed == twin.run.seed and tv.run.out != twin.run.out
+    assert tv.model.init == twin.model.init == "weights/acdanet_s.real_color.safetensors"  # one starting point
     assert tv.data.degradation == "shading" and tv.data.batch == 8 and tv.data.patch == 96

@@ -10,12 +10,13 @@ from safetensors import safe_open
 from restorekit.errors import UsageError
 from restorekit.models import _registry
 from restorekit.models._weights import load_model
+from restorekit.models.acdanet import ACDANet
 from restorekit.models.acdasr import ACDASR
 from restorekit.models.mallenet import MalleNet
 from restorekit.ops.resize import imresize
 from restorekit.train.config import load_recipe, recipe_from_dict, recipe_to_dict
 from restorekit.train.data import add_awgn, downscale, draw_degradation, load_clean_images, sample_patches
-from restorekit.train.loop import learning_rate, train
+from restorekit.train.loop import initialize, learning_rate, train
 from restorekit.train.publish import publish
 from tests.train.conftest import recipe_for, tiny_builder
 
@@ -144,6 +145,28 @@ def test_init_of_another_architecture_is_refused(tiny_arch, image_folder, tmp_pa
     raw["model"] |= {"architecture": "mallenet_other", "name": "mallenet_other.test", "init": str(first)}
     with pytest.raises(UsageError, match=r"model.init .* is a mallenet_tiny, not a mallenet_other"):
         train(recipe_from_dict(raw))
+
+
+def test_a_tv_model_starts_as_its_twin(image_folder, tmp_path, monkeypatch):
+    def tiny(tv_blocks):
+        return lambda in_channels=3: ACDANet(in_channels, width=4, quarter_width=8, blocks=2, tv_blocks=tv_blocks)
+
+    for name, tv_blocks in (("acdanet_tiny", 0), ("tv_acdanet_tiny", 1)):
+        monkeypatch.setitem(_registry._ARCHITECTURES, name, _registry.Architecture(name, ACDANet, tiny(tv_blocks)))
+    raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "twin", iterations=2))
+    raw["model"] |= {"architecture": "acdanet_tiny", "name": "acdanet_tiny.test"}
+    twin = load_model(train(recipe_from_dict(raw))).eval()
+    init = str(tmp_path / "twin" / "acdanet_tiny.test.safetensors")
+    raw["model"] |= {"architecture": "tv_acdanet_tiny", "name": "tv_acdanet_tiny.test", "init": init}
+    recipe = recipe_from_dict(raw)
+    model = tiny(1)().eval()
+    ema = {key: torch.zeros_like(value) for key, value in model.state_dict().items()}
+    provenance = initialize(model, ema, recipe)
+    assert provenance["reinitialised"] and all(".tv." in key for key in provenance["reinitialised"])
+    assert all(torch.equal(ema[key], value) for key, value in twin.state_dict().items())
+    x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, None), twin(x, None), atol=1e-6, rtol=0)
 
 
 def test_publish_writes_measured_quality_into_the_metadata(tiny_arch, image_folder, tmp_path):
