@@ -62,8 +62,11 @@ class CameraNoiseConfig:
     uniform over the integers in ``jpeg_quality``. With probability ``nr_probability`` an image also goes
     through a model of in-camera noise reduction before the JPEG step (:func:`in_camera_nr`): its rendered noise
     is low-passed, the chroma (Gaussian σ uniform in ``nr_chroma_sigma`` pixels) more than the luma (σ uniform
-    in ``nr_luma_sigma``), leaving the coarse, blotchy noise of camera JPEGs. The default 0 draws nothing, so
-    earlier recipes reproduce exactly.
+    in ``nr_luma_sigma``), leaving the coarse, blotchy noise of camera JPEGs, and the low-passed chroma is scaled by
+    a gain uniform in ``nr_chroma_gain``: cameras leave more low-frequency colour noise than a low-pass of this
+    pipeline's noise has (their stronger colour matrices and chroma processing), up to about as much as the luma's
+    in amplitude. The default probability 0 draws nothing, and the default gain (1, 1) draws no gain, so earlier
+    recipes reproduce exactly.
     """
 
     shot_range: tuple[float, float] = (1e-4, 0.012)
@@ -77,6 +80,7 @@ class CameraNoiseConfig:
     nr_probability: float = 0.0
     nr_luma_sigma: tuple[float, float] = (0.0, 1.0)
     nr_chroma_sigma: tuple[float, float] = (1.0, 3.0)
+    nr_chroma_gain: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         low, high = self.shot_range
@@ -89,6 +93,8 @@ class CameraNoiseConfig:
         for name in ("nr_luma_sigma", "nr_chroma_sigma"):
             low, high = getattr(self, name)
             check(0 <= low <= high, name, "0 <= low <= high (pixels)", getattr(self, name))
+        low, high = self.nr_chroma_gain
+        check(0 < low <= high, "nr_chroma_gain", "0 < low <= high", self.nr_chroma_gain)
         for name in ("sharpen_probability", "jpeg_probability", "nr_probability"):
             check(0 <= getattr(self, name) <= 1, name, "a probability in [0, 1]", getattr(self, name))
 
@@ -389,9 +395,12 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(rows, kernel.view(-1, 1, 2 * radius + 1, 1), groups=image.shape[1])
 
 
-def in_camera_nr(noisy: torch.Tensor, target: torch.Tensor, luma: float, chroma: float) -> torch.Tensor:
+def in_camera_nr(
+    noisy: torch.Tensor, target: torch.Tensor, luma: float, chroma: float, chroma_gain: float = 1.0
+) -> torch.Tensor:
     """A model of in-camera noise reduction: the rendered noise ``noisy − target`` low-passed in a luma/chroma
-    basis, the luma by a Gaussian of ``luma`` pixels and the chroma by one of ``chroma`` pixels.
+    basis, the luma by a Gaussian of ``luma`` pixels and the chroma by one of ``chroma`` pixels, then the chroma
+    scaled by ``chroma_gain``.
 
     Cameras denoise before they compress; what is left is spatially correlated, mostly in the chroma. The
     blur acts on the noise alone (the clean rendering is kept), so the target is unchanged.
@@ -401,7 +410,8 @@ def in_camera_nr(noisy: torch.Tensor, target: torch.Tensor, luma: float, chroma:
     """
     basis = torch.tensor(_OPPONENT, dtype=noisy.dtype, device=noisy.device)
     residual = torch.einsum("ij,bjhw->bihw", basis, noisy - target)
-    residual = torch.cat([gaussian_blur(residual[:, :1], luma), gaussian_blur(residual[:, 1:], chroma)], dim=1)
+    chroma_part = gaussian_blur(residual[:, 1:], chroma) * chroma_gain
+    residual = torch.cat([gaussian_blur(residual[:, :1], luma), chroma_part], dim=1)
     return (target + torch.einsum("ji,bjhw->bihw", basis, residual)).clamp(0, 1)
 
 
@@ -466,9 +476,13 @@ def synthesize(
         reduced = torch.rand(batch, generator=generator, device=generator.device) < config.nr_probability
         luma = _uniform(batch, *config.nr_luma_sigma, generator)
         chroma = _uniform(batch, *config.nr_chroma_sigma, generator)
+        gain = torch.ones(batch)
+        if config.nr_chroma_gain != (1.0, 1.0):  # drawn only when set, so that earlier recipes reproduce exactly
+            gain = _uniform(batch, *config.nr_chroma_gain, generator)
         for index in torch.nonzero(reduced).flatten().tolist():
             part = slice(index, index + 1)
-            noisy[part] = in_camera_nr(noisy[part], target[part], float(luma[index]), float(chroma[index]))
+            levels = float(luma[index]), float(chroma[index]), float(gain[index])
+            noisy[part] = in_camera_nr(noisy[part], target[part], *levels)
     if compressed.any():
         chosen = compressed.to(noisy.device)
         noisy[chosen] = jpeg_roundtrip(noisy[chosen], quality[compressed].cpu())

@@ -11,6 +11,7 @@ import yaml
 
 from restorekit._checks import check, check_choice
 from restorekit.errors import UsageError
+from restorekit.train.camera_noise import CameraNoiseConfig
 from restorekit.train.shading import AXIS_OFFSET, CORNER_GAIN
 
 DEGRADATIONS = ("awgn", "camera", "bicubic", "shading")
@@ -37,9 +38,11 @@ class DataConfig:
     camera-noise synthesis (:mod:`restorekit.train.camera_noise`), leaves ``clean_fraction`` clean (8-bit),
     and gives the rest AWGN with σ in ``sigma``; ``awgn`` gives every image AWGN. ``camera_nr`` is the share of
     camera-noise images that also go through in-camera noise reduction
-    (:func:`restorekit.train.camera_noise.in_camera_nr`). ``degradation: bicubic``
-    (for super-resolution models) gives the model each crop downscaled by ``scale`` with MATLAB's antialiased
-    bicubic and rounded to 8 bits, and the crop itself as the target (``patch`` is the high-resolution side).
+    (:func:`restorekit.train.camera_noise.in_camera_nr`), with Gaussian low-passes of ``camera_nr_luma`` and
+    ``camera_nr_chroma`` pixels and a chroma gain in ``camera_nr_chroma_gain`` (ranges; :meth:`camera_noise`).
+    ``degradation: bicubic`` (for super-resolution models) gives the model each crop downscaled by ``scale``
+    with MATLAB's antialiased bicubic and rounded to 8 bits, and the crop itself as the target (``patch`` is the
+    high-resolution side).
     ``degradation: shading`` (for layout-aware models and their twins) treats every training image as a whole
     camera frame: crops come from frames whose long side is scaled to ``frame_side`` (a range, so that a crop
     covers a good share of its frame and corners come often), with their frame coordinates
@@ -65,10 +68,22 @@ class DataConfig:
     camera_fraction: float = 0.0
     clean_fraction: float = 0.0
     camera_nr: float = 0.0
+    camera_nr_luma: tuple[float, float] = (0.0, 1.0)
+    camera_nr_chroma: tuple[float, float] = (1.0, 3.0)
+    camera_nr_chroma_gain: tuple[float, float] = (1.0, 1.0)
     scale: int = 1
     frame_side: tuple[float, float] | None = None
     corner_gain: tuple[float, float] = CORNER_GAIN
     axis_offset: float = AXIS_OFFSET
+
+    def camera_noise(self) -> CameraNoiseConfig:
+        """The ranges of the camera-noise synthesis that ``degradation: camera`` draws from."""
+        return CameraNoiseConfig(
+            nr_probability=self.camera_nr,
+            nr_luma_sigma=self.camera_nr_luma,
+            nr_chroma_sigma=self.camera_nr_chroma,
+            nr_chroma_gain=self.camera_nr_chroma_gain,
+        )
 
 
 @dataclass(frozen=True)
@@ -176,6 +191,8 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
             f"[low, high] with patch ({data.patch}) ≤ low ≤ high, for degradation shading",
             frame,
         )
+    if data.degradation == "camera":
+        data.camera_noise()  # checks the synthesis ranges
     sr = data.degradation == "bicubic"
     scale = data.scale if isinstance(data.scale, int) and not isinstance(data.scale, bool) else str(data.scale)
     check_choice(scale, (2, 3, 4) if sr else (1,), f"{source} data.scale ({data.degradation})")

@@ -182,7 +182,7 @@ def degrade_mixture(
     clean_fraction: float,
     sigma_range: tuple[float, float],
     generator: torch.Generator,
-    camera_nr: float = 0.0,
+    camera: CameraNoiseConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Degrade a batch for a blind real-noise denoiser: camera noise, AWGN and clean images mixed.
 
@@ -196,7 +196,8 @@ def degrade_mixture(
         camera_fraction, clean_fraction: Shares of the batch.
         sigma_range: σ range of the AWGN share (0–255 scale).
         generator: Source of every random choice.
-        camera_nr: Probability that a camera-noise image also goes through in-camera noise reduction.
+        camera: Ranges of the camera-noise synthesis (its in-camera noise reduction among them); ``None``: the
+            defaults.
 
     Returns:
         ``(noisy, target)``, both ``(B, 3, H, W)``.
@@ -207,8 +208,7 @@ def degrade_mixture(
     gaussian = batch - cameras - untouched
     noisy, target = clean.clone(), clean.clone()
     if cameras:
-        config = CameraNoiseConfig(nr_probability=camera_nr)
-        noisy[:cameras], target[:cameras] = synthesize(clean[:cameras], generator, config)
+        noisy[:cameras], target[:cameras] = synthesize(clean[:cameras], generator, camera or CameraNoiseConfig())
     if gaussian:
         part = slice(cameras, cameras + gaussian)
         sigma, _ = draw_degradation(gaussian, sigma_range, 0.0, generator)

@@ -170,7 +170,7 @@ def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tens
     batch = torch.from_numpy(np.stack(clean)).permute(0, 3, 1, 2).float().div(255)
     generator = torch.Generator().manual_seed(12345)
     if recipe.data.degradation == "camera":  # the synthetic validation split: every crop through the synthesis
-        noisy, target = degrade_mixture(batch, 1.0, 0.0, recipe.data.sigma, generator, recipe.data.camera_nr)
+        noisy, target = degrade_mixture(batch, 1.0, 0.0, recipe.data.sigma, generator, recipe.data.camera_noise())
         return target, noisy, None
     if recipe.data.degradation == "bicubic":  # super-resolution: the crop and its bicubic downscale
         return batch, downscale(batch, recipe.data.scale), None
@@ -269,7 +269,7 @@ def draw_batch(
     clean = sample_patches(images, data.batch, data.patch, data_rng, data.rescale, data.channel_shuffle)
     if data.degradation == "camera":
         noisy, clean = degrade_mixture(
-            clean, data.camera_fraction, data.clean_fraction, data.sigma, generator, data.camera_nr
+            clean, data.camera_fraction, data.clean_fraction, data.sigma, generator, data.camera_noise()
         )
         sigma = torch.zeros(data.batch)  # blind models take no noise level
     elif data.degradation == "bicubic":

@@ -328,3 +328,42 @@ def test_without_nr_nothing_more_is_drawn():
     synthesize(clean, generator, CameraNoiseConfig(nr_probability=0.0))
     synthesize(clean, reference)
     assert torch.equal(generator.get_state(), reference.get_state())
+
+
+def test_chroma_gain_scales_the_low_passed_chroma_alone():
+    from restorekit.train.camera_noise import in_camera_nr
+
+    target = torch.full((1, 3, 40, 40), 0.5)
+    noisy = target + 0.02 * torch.randn(1, 3, 40, 40, generator=seeded())
+    plain = in_camera_nr(noisy, target, luma=0.5, chroma=2.0) - target
+    scaled = in_camera_nr(noisy, target, luma=0.5, chroma=2.0, chroma_gain=2.5) - target
+    torch.testing.assert_close(scaled.mean(1), plain.mean(1), atol=1e-6, rtol=0)  # the luma is untouched
+    torch.testing.assert_close(scaled[:, 0] - scaled[:, 2], 2.5 * (plain[:, 0] - plain[:, 2]), atol=1e-6, rtol=0)
+
+
+def test_the_default_chroma_gain_draws_nothing_and_a_range_does():
+    clean = smooth_images(2, 32, period=12)
+    base = CameraNoiseConfig(nr_probability=1.0)
+    generator, reference = seeded(5), seeded(5)
+    synthesize(clean, generator, base)
+    synthesize(clean, reference, CameraNoiseConfig(nr_probability=1.0, nr_chroma_gain=(1.0, 1.0)))
+    assert torch.equal(generator.get_state(), reference.get_state())
+    with pytest.raises(UsageError):
+        CameraNoiseConfig(nr_chroma_gain=(0.0, 2.0))
+    noisy, target = synthesize(clean, seeded(5), CameraNoiseConfig(nr_probability=1.0, nr_chroma_gain=(3.0, 3.0)))
+    plain, plain_target = synthesize(clean, seeded(5), base)
+    assert torch.equal(target, plain_target)
+    chroma = ((noisy - target)[:, 0] - (noisy - target)[:, 2]).std()
+    assert chroma > 1.5 * ((plain - plain_target)[:, 0] - (plain - plain_target)[:, 2]).std()
+
+
+def test_recipes_carry_the_nr_ranges_into_the_synthesis():
+    from restorekit.train.config import recipe_from_dict
+
+    data = {"train": ["x"], "degradation": "camera", "camera_fraction": 1.0, "camera_nr": 0.5}
+    ranges = {"camera_nr_luma": [0.3, 1.2], "camera_nr_chroma": [1.5, 4.0], "camera_nr_chroma_gain": [1.0, 3.0]}
+    recipe = recipe_from_dict({"model": {"architecture": "a", "name": "a.b"}, "data": data | ranges})
+    config = recipe.data.camera_noise()
+    assert (config.nr_probability, config.nr_luma_sigma, config.nr_chroma_gain) == (0.5, (0.3, 1.2), (1.0, 3.0))
+    with pytest.raises(UsageError):
+        recipe_from_dict({"model": {"architecture": "a", "name": "a.b"}, "data": data | {"camera_nr_chroma": [3, 1]}})
