@@ -297,6 +297,8 @@ MC_INLINE void over_blocks(i64 px, i64 end, Block&& block) {
   for (; px < end; ++px) block(Int<1>{}, px);
 }
 
+inline i64 min_i64(i64 a, i64 b) { return a < b ? a : b; }
+
 // End of the run of pixels starting at px whose upper cell column is x0[px].
 inline i64 run_end(const int32_t* x0, i64 px, i64 W) {
   i64 end = px + 1;
@@ -328,11 +330,26 @@ struct Cell {
 
 // Packs grid row y of batch b — kernels (B, C·K², h, w) and bias (B, C, h, w), any strides and dtype — into
 // `row`, (w, P, C) in the accumulation type (planes: the K² taps, then the bias), or (unpack) writes such a row
-// back into kernels and bias. 16×16 (channels × columns) tiles go through L1 so both sides stay contiguous.
+// back into kernels and bias. Channel-contiguous sources (channels_last, or channel slices of one such predictor
+// output: a cell's C·K² kernel values in a row) are transposed one cell at a time, (C, K²) → (K², C), in L1;
+// any other layout goes through 16×16 (channels × columns) tiles so that both sides stay contiguous.
 template <typename A, typename S>
 void pack_row(const Shape& s, const View& kv, const View& bv, i64 b, i64 y, A* row, bool unpack) {
   constexpr i64 tile = 16;
   const i64 T = (i64)s.K * s.K, P = T + 1, C = s.C;
+  if (!unpack && kv.sc == 1 && bv.sc == 1) {
+    const S* ksrc = (const S*)kv.data + b * kv.sb + y * kv.sh;
+    const S* bsrc = (const S*)bv.data + b * bv.sb + y * bv.sh;
+    for (i64 x = 0; x < s.w; ++x) {
+      const S* cell = ksrc + x * kv.sw;
+      A* dst = row + x * P * C;
+      for (i64 c = 0; c < C; ++c)
+        for (i64 t = 0; t < T; ++t) dst[t * C + c] = widen(cell[c * T + t]);
+      const S* bias = bsrc + x * bv.sw;
+      for (i64 c = 0; c < C; ++c) dst[T * C + c] = widen(bias[c]);
+    }
+    return;
+  }
   A block[tile][tile];
   for (i64 x0 = 0; x0 < s.w; x0 += tile) {
     const i64 nx = s.w - x0 < tile ? s.w - x0 : tile;
@@ -639,6 +656,38 @@ int prelu_rows(const Shape& s, const View& sv, const View& dv, const A* slope, i
   return 0;
 }
 
+// PReLU then k×k average pooling (ceil mode: edge windows clipped, averaged over what they cover), over output
+// rows [begin, end) of (B·h): src (B, C, H, W) → dst (B, C, h, w), h = ⌈H/k⌉, w = ⌈W/k⌉ (s.h, s.w; k = s.K).
+// The activated map is never written: a MalleConv's kernel predictor reads it only through this pooling.
+template <typename A>
+int prelu_pool_rows(const Shape& s, const View& sv, const View& dv, const A* slope, i64 begin, i64 end) {
+  const i64 k = s.K, C = s.C;
+  RowSource<A> src(sv, s.H, s.W, C, 1, slope);
+  RowSink<A> dst(dv, s.w, C);
+  if (!src.ok() || !dst.ok()) return 1;
+  for (i64 r = begin; r < end; ++r) {
+    const i64 b = r / s.h, oy = r % s.h, y_end = min_i64(s.H, (oy + 1) * k);
+    A* out = dst.row(b, oy);
+    for (i64 i = 0; i < s.w * C; ++i) out[i] = 0;
+    for (i64 y = oy * k; y < y_end; ++y) {
+      const A* row = src.get(b, y);
+      for (i64 ox = 0; ox < s.w; ++ox) {
+        A* cell = out + ox * C;
+        const i64 x_end = min_i64(s.W, (ox + 1) * k);
+        for (i64 x = ox * k; x < x_end; ++x)
+          for (i64 c = 0; c < C; ++c) cell[c] += row[x * C + c];
+      }
+    }
+    const i64 rows = y_end - oy * k;
+    for (i64 ox = 0; ox < s.w; ++ox) {
+      const A scale = (A)1 / (A)(rows * (min_i64(s.W, (ox + 1) * k) - ox * k));
+      for (i64 c = 0; c < C; ++c) out[ox * C + c] *= scale;
+    }
+    dst.commit(b, oy);
+  }
+  return 0;
+}
+
 template <typename A, int K>
 int grad_x_rows(const Shape& s, const View& gv, const View& kv, const View& bv, const View& dv, const int32_t* y0,
                 const A* ly, const int32_t* x0, const A* lx, i64 begin, i64 end) {
@@ -806,6 +855,13 @@ Shape make_shape(const i64* shape) {
     const View sv = make_view(src, sd, ss), dv = make_view(dst, dd, ds);                                          \
     return over_threads(begin, end, s.W * s.C,                                                                    \
                         [&](i64 first, i64 last) { return prelu_rows<A>(s, sv, dv, slope, first, last); });       \
+  }                                                                                                                \
+  extern "C" int mc_prelu_pool_##SUFFIX(const i64* shape, void* src, int sd, const i64* ss, void* dst, int dd,     \
+                                        const i64* ds, const A* slope, i64 begin, i64 end) {                       \
+    const Shape s = make_shape(shape);                                                                             \
+    const View sv = make_view(src, sd, ss), dv = make_view(dst, dd, ds);                                          \
+    return over_threads(begin, end, s.K * s.W * s.C,                                                              \
+                        [&](i64 first, i64 last) { return prelu_pool_rows<A>(s, sv, dv, slope, first, last); });  \
   }                                                                                                                \
   MC_FILTER_EXPORT(A, SUFFIX, grad_x, grad_x_rows)                                                                \
   extern "C" int mc_grad_grid_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, void* x, int xd,         \

@@ -6,8 +6,8 @@ between the two 1×1 convolutions are bound by memory traffic, and ATen's PReLU 
 engine's layout and ``dtype="auto"`` precision) is slower still than that traffic. :class:`FusedInvertedBottleneck`
 runs the middle three as one pass of the malleable convolution's CPU kernel with both PReLUs inside it
 (:func:`restorekit.ops.malleable_conv` with slopes; a depthwise filter is its 1×1-grid case), so the activated
-maps never exist. A MalleConv's kernel predictor reads the activated map, which is therefore written once, by
-the one-pass :func:`restorekit.ops.prelu`.
+maps never exist. A MalleConv's kernel predictor reads the activated map only through an average pooling, which
+the one-pass :func:`restorekit.ops.prelu` does as it activates (``pool=k``), so that map is never written either.
 
 :func:`fuse` gives a model's inference twin: its module tree with each bottleneck replaced, parameters and
 buffers shared, the model itself untouched. The engine runs the twin on the CPU by default (``inference.api``;
@@ -52,12 +52,29 @@ class FusedInvertedBottleneck(nn.Module):
         expanded = block.expand(x)
         slope_in, slope_out = block.act1.weight, block.act2.weight
         if isinstance(block.mixer, MalleConv):
+            predictor = block.mixer.predictor
+            pool = pooling(predictor.body[0])
+            if pool:  # the predictor reads the activated map only through its pooling: activate and pool in one pass
+                features = predictor.body[1:](prelu(expanded, slope_in, pool=pool))
+                kernels, bias = predictor.kernels_from(features)
+                return malleable_conv(expanded, kernels, bias, slope_in=slope_in, slope_out=slope_out)
             activated = prelu(expanded, slope_in)
             del expanded
-            kernels, bias = block.mixer.predictor(activated)
+            kernels, bias = predictor(activated)
             return malleable_conv(activated, kernels, bias, slope_out=slope_out)
         kernels, bias = depthwise_grid(block.mixer, expanded)
         return malleable_conv(expanded, kernels, bias, slope_in=slope_in, slope_out=slope_out)
+
+
+def pooling(layer: nn.Module) -> int:
+    """k if ``layer`` is a k×k average pooling that :func:`restorekit.ops.prelu` can do (``pool=k``), else 0."""
+    if not isinstance(layer, nn.AvgPool2d) or layer.divisor_override is not None:
+        return 0
+    kernel, stride, padding = (
+        torch.nn.modules.utils._pair(v) for v in (layer.kernel_size, layer.stride, layer.padding)
+    )
+    square = kernel[0] == kernel[1] and stride == kernel and padding == (0, 0)
+    return kernel[0] if square and (layer.ceil_mode or kernel[0] == 1) else 0
 
 
 def depthwise_grid(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

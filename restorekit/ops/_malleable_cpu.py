@@ -155,6 +155,24 @@ def prelu_cpu(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def prelu_pool_cpu(x: torch.Tensor, slope: torch.Tensor, pool: int) -> torch.Tensor:
+    """``avg_pool2d(prelu(x, slope), pool, ceil_mode=True)`` of ``x (B, C, H, W)`` in one pass, without writing the
+    activated map: ``(B, C, ⌈H/pool⌉, ⌈W/pool⌉)`` in x's dtype and memory format (no autograd)."""
+    batch, channels, height, width = x.shape
+    rows, cols = -(-height // pool), -(-width // pool)
+    out = torch.empty(batch, channels, rows, cols, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
+    slope = _slopes(slope, x.dtype)
+    fixed = (int64s(batch, channels, height, width, rows, cols, pool), *_view(x), *_view(out), slope.data_ptr())
+    function = _function("prelu_pool", _accumulation_dtype(x.dtype))
+    parallel(function, fixed, batch * rows, pool * width * channels, "prelu_pool", inside=_threads_inside())
+    return out
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def _slopes(slope: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     return None if slope is None else slope.detach().to(_accumulation_dtype(dtype)).contiguous()
 
@@ -273,9 +291,10 @@ def _library() -> ctypes.CDLL | None:
             function = getattr(library, f"mc_{kind}_{suffix}")
             function.argtypes = [pointer, *view, *view, *view, *view, *tables, *slopes, int64, int64]
             function.restype = integer
-        function = getattr(library, f"mc_prelu_{suffix}")
-        function.argtypes = [pointer, *view, *view, pointer, int64, int64]
-        function.restype = integer
+        for kind in ("prelu", "prelu_pool"):
+            function = getattr(library, f"mc_{kind}_{suffix}")
+            function.argtypes = [pointer, *view, *view, pointer, int64, int64]
+            function.restype = integer
         function = getattr(library, f"mc_grad_grid_{suffix}")
         function.argtypes = [pointer, *view, *view, pointer, *tables, integer, int64, int64]
         function.restype = integer

@@ -19,8 +19,8 @@ from restorekit.ops import _malleable_cpu
 BACKENDS = ("auto", "reference", "cpu")
 
 
-def prelu(x: torch.Tensor, slope: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    """Per-channel PReLU of a feature map.
+def prelu(x: torch.Tensor, slope: torch.Tensor, backend: str = "auto", pool: int = 1) -> torch.Tensor:
+    """Per-channel PReLU of a feature map, optionally average-pooled.
 
     Args:
         x: Feature map, ``(B, C, H, W)``.
@@ -28,9 +28,12 @@ def prelu(x: torch.Tensor, slope: torch.Tensor, backend: str = "auto") -> torch.
             accumulation type).
         backend: ``auto`` (the CPU kernel for CPU tensors when no gradient is needed and a compiler is present,
             else the reference), ``reference`` or ``cpu``.
+        pool: ``k`` > 1 average-pools the activated map over k×k cells as ``F.avg_pool2d(…, k, ceil_mode=True)``
+            does (edge cells clipped to the map and averaged over what they cover); the CPU kernel does it in the
+            same pass, never writing the activated map (what a MalleConv's kernel predictor reads).
 
     Returns:
-        ``(B, C, H, W)`` in ``x``'s dtype and memory format.
+        ``(B, C, ⌈H/pool⌉, ⌈W/pool⌉)`` in ``x``'s dtype and memory format.
 
     Example:
         >>> x = torch.tensor([-2.0, 3.0]).view(1, 2, 1, 1)
@@ -45,6 +48,7 @@ def prelu(x: torch.Tensor, slope: torch.Tensor, backend: str = "auto") -> torch.
         tuple(slope.shape) if isinstance(slope, torch.Tensor) else type(slope).__name__,
     )
     check_choice(backend, BACKENDS, "prelu backend")
+    check(isinstance(pool, int) and pool >= 1, "prelu pool", "an integer >= 1", pool)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or slope.requires_grad)
     if backend == "auto":
         usable = x.device.type == "cpu" and x.dtype in _malleable_cpu.DTYPES and not needs_grad
@@ -55,8 +59,9 @@ def prelu(x: torch.Tensor, slope: torch.Tensor, backend: str = "auto") -> torch.
         check(x.dtype in _malleable_cpu.DTYPES, what, f"a dtype in {_malleable_cpu.DTYPES}", x.dtype)
         check(not needs_grad, what, "no gradient to compute (the kernel has no backward)", "requires_grad")
         check(_malleable_cpu.available(), what, "a C++ compiler (g++ or clang++, or $CXX)", "none found")
-        return _malleable_cpu.prelu_cpu(x, slope)
-    return prelu_reference(x, slope)
+        return _malleable_cpu.prelu_cpu(x, slope) if pool == 1 else _malleable_cpu.prelu_pool_cpu(x, slope, pool)
+    out = prelu_reference(x, slope)
+    return out if pool == 1 else F.avg_pool2d(out, pool, ceil_mode=True)
 
 
 def prelu_reference(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:

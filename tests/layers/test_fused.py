@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from restorekit.layers import FusedInvertedBottleneck, InvertedBottleneck, MalleConv, fuse
-from restorekit.layers.fused import fusable
+from restorekit.layers.fused import fusable, pooling
 
 
 def randomized(block: nn.Module, seed: int = 0) -> nn.Module:
@@ -25,6 +25,8 @@ def bottlenecks() -> dict[str, InvertedBottleneck]:
         "depthwise": InvertedBottleneck(6),
         "malleconv": InvertedBottleneck(4, mixer=MalleConv(20, 8, kernel_size=3, stride=4)),
         "malleconv_k1": InvertedBottleneck(4, mixer=MalleConv(20, 8, kernel_size=1, stride=2)),
+        "malleconv_s8": InvertedBottleneck(4, mixer=MalleConv(20, 8, kernel_size=3, stride=8)),
+        "malleconv_s1": InvertedBottleneck(4, mixer=MalleConv(20, 8, kernel_size=3, stride=1)),  # no pooling
         "pointwise": InvertedBottleneck(5, mixer=nn.Conv2d(25, 25, 1, groups=25)),
     }
 
@@ -99,3 +101,13 @@ def test_fuse_sees_weights_changed_in_place_and_keeps_hooks_apart():
 def test_fuse_returns_a_model_without_bottlenecks_itself():
     net = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU())
     assert fuse(net) is net
+
+
+def test_pooling_is_what_the_one_pass_prelu_can_pool():
+    assert pooling(nn.AvgPool2d(4, ceil_mode=True)) == 4
+    assert pooling(MalleConv(20, 8, stride=8).predictor.body[0]) == 4
+    assert pooling(nn.AvgPool2d(4)) == 0  # floor mode drops edge cells: not what prelu(pool=4) computes
+    assert pooling(nn.AvgPool2d(3, stride=2, ceil_mode=True)) == 0
+    assert pooling(nn.AvgPool2d(2, ceil_mode=True, padding=1)) == 0
+    assert pooling(nn.AvgPool2d(2, ceil_mode=True, divisor_override=3)) == 0
+    assert pooling(nn.Conv2d(2, 2, 1)) == 0

@@ -154,6 +154,21 @@ def test_cpu_matches_reference_low_precision(shape, layout, dtype):
 
 
 @needs_cpu_kernel
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_cpu_reads_channel_slices_of_a_channels_last_predictor_output(shape, dtype):
+    # What a kernel predictor's head gives: one channels_last map, split into kernels and bias (channel stride 1,
+    # pixel stride C·(K² + 1)), the layout whose grid rows the kernel transposes cell by cell.
+    x, kernels, bias = make_inputs(*shape, dtype=dtype, layout="channels_last")
+    head = torch.cat([kernels, bias], dim=1).contiguous(memory_format=torch.channels_last)
+    sliced = head.split([kernels.shape[1], bias.shape[1]], dim=1)
+    assert sliced[0].stride(1) == sliced[1].stride(1) == 1
+    expected = outputs_and_grads(malleable_conv_reference, x.double(), kernels.double(), bias.double())
+    results = outputs_and_grads(lambda *t: malleable_conv(*t, backend="cpu"), x, *sliced)
+    assert_matches(results, expected, dtype)
+
+
+@needs_cpu_kernel
 def test_cpu_gradcheck():
     x, kernels, bias = make_inputs(1, 3, 7, 6, 3, 2, 3, layout="channels_last")
     inputs = [t.requires_grad_() for t in (x, kernels, bias)]

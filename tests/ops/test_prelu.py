@@ -41,6 +41,26 @@ def test_cpu_matches_f_prelu(channels, layout, dtype):
 
 
 @needs_cpu_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("channels", CHANNELS)
+@pytest.mark.parametrize("pool", [2, 4, 8])
+def test_cpu_pooled_matches_avg_pool_of_f_prelu(pool, channels, layout, dtype):
+    x = make_input(channels, layout, dtype)  # 7×11: clipped edge cells on both axes for every pool size
+    slope = torch.linspace(-0.5, 1.5, channels)
+    with torch.inference_mode():
+        out = prelu(x, slope, backend="cpu", pool=pool)
+        reference = prelu(x, slope, backend="reference", pool=pool)
+    expected = F.avg_pool2d(F.prelu(x.double(), slope.double()), pool, ceil_mode=True)
+    assert out.dtype == dtype and out.shape == expected.shape == reference.shape
+    tolerance = {torch.float64: 1e-12, torch.float32: 1e-6, torch.bfloat16: 2**-7}[dtype]
+    torch.testing.assert_close(out.double(), expected, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(reference.double(), expected, rtol=2 * tolerance, atol=2 * tolerance)
+    if layout == "channels_last":
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@needs_cpu_kernel
 def test_cpu_keeps_memory_format():
     x = make_input(16, "channels_last", torch.bfloat16)
     assert prelu(x, torch.full((16,), 0.1), backend="cpu").is_contiguous(memory_format=torch.channels_last)
@@ -69,6 +89,11 @@ def test_reference_is_f_prelu_in_the_input_dtype():
 def test_bad_slope_raises(slope):
     with pytest.raises(UsageError, match="prelu slope"):
         prelu(torch.zeros(1, 4, 2, 2), slope)
+
+
+def test_bad_pool_raises():
+    with pytest.raises(UsageError, match="pool"):
+        prelu(torch.ones(1, 2, 4, 4), torch.ones(2), pool=0)
 
 
 def test_bad_input_and_backend_raise():
