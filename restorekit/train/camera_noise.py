@@ -62,11 +62,11 @@ class CameraNoiseConfig:
     uniform over the integers in ``jpeg_quality``. With probability ``nr_probability`` an image also goes
     through a model of in-camera noise reduction before the JPEG step (:func:`in_camera_nr`): its rendered noise
     is low-passed, the chroma (Gaussian σ uniform in ``nr_chroma_sigma`` pixels) more than the luma (σ uniform
-    in ``nr_luma_sigma``), leaving the coarse, blotchy noise of camera JPEGs, and the low-passed chroma is scaled by
-    a gain uniform in ``nr_chroma_gain``: cameras leave more low-frequency colour noise than a low-pass of this
-    pipeline's noise has (their stronger colour matrices and chroma processing), up to about as much as the luma's
-    in amplitude. The default probability 0 draws nothing, and the default gain (1, 1) draws no gain, so earlier
-    recipes reproduce exactly.
+    in ``nr_luma_sigma``), leaving the coarse, blotchy noise of camera JPEGs, and the low-passed chroma and luma are
+    scaled by gains uniform in ``nr_chroma_gain`` and ``nr_luma_gain``: cameras leave more low-frequency noise than a
+    low-pass of this pipeline's noise has (their demosaicking, colour matrices and chroma processing) — correlated
+    noise about as strong as the white noise it came from. The default probability 0 draws nothing, and the default
+    gains (1, 1) draw no gain, so earlier recipes reproduce exactly.
     """
 
     shot_range: tuple[float, float] = (1e-4, 0.012)
@@ -81,6 +81,7 @@ class CameraNoiseConfig:
     nr_luma_sigma: tuple[float, float] = (0.0, 1.0)
     nr_chroma_sigma: tuple[float, float] = (1.0, 3.0)
     nr_chroma_gain: tuple[float, float] = (1.0, 1.0)
+    nr_luma_gain: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         low, high = self.shot_range
@@ -93,8 +94,9 @@ class CameraNoiseConfig:
         for name in ("nr_luma_sigma", "nr_chroma_sigma"):
             low, high = getattr(self, name)
             check(0 <= low <= high, name, "0 <= low <= high (pixels)", getattr(self, name))
-        low, high = self.nr_chroma_gain
-        check(0 < low <= high, "nr_chroma_gain", "0 < low <= high", self.nr_chroma_gain)
+        for name in ("nr_chroma_gain", "nr_luma_gain"):
+            low, high = getattr(self, name)
+            check(0 < low <= high, name, "0 < low <= high", getattr(self, name))
         for name in ("sharpen_probability", "jpeg_probability", "nr_probability"):
             check(0 <= getattr(self, name) <= 1, name, "a probability in [0, 1]", getattr(self, name))
 
@@ -396,11 +398,16 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def in_camera_nr(
-    noisy: torch.Tensor, target: torch.Tensor, luma: float, chroma: float, chroma_gain: float = 1.0
+    noisy: torch.Tensor,
+    target: torch.Tensor,
+    luma: float,
+    chroma: float,
+    chroma_gain: float = 1.0,
+    luma_gain: float = 1.0,
 ) -> torch.Tensor:
     """A model of in-camera noise reduction: the rendered noise ``noisy − target`` low-passed in a luma/chroma
-    basis, the luma by a Gaussian of ``luma`` pixels and the chroma by one of ``chroma`` pixels, then the chroma
-    scaled by ``chroma_gain``.
+    basis, the luma by a Gaussian of ``luma`` pixels and the chroma by one of ``chroma`` pixels, then scaled by
+    ``luma_gain`` and ``chroma_gain``.
 
     Cameras denoise before they compress; what is left is spatially correlated, mostly in the chroma. The
     blur acts on the noise alone (the clean rendering is kept), so the target is unchanged.
@@ -411,7 +418,7 @@ def in_camera_nr(
     basis = torch.tensor(_OPPONENT, dtype=noisy.dtype, device=noisy.device)
     residual = torch.einsum("ij,bjhw->bihw", basis, noisy - target)
     chroma_part = gaussian_blur(residual[:, 1:], chroma) * chroma_gain
-    residual = torch.cat([gaussian_blur(residual[:, :1], luma), chroma_part], dim=1)
+    residual = torch.cat([gaussian_blur(residual[:, :1], luma) * luma_gain, chroma_part], dim=1)
     return (target + torch.einsum("ji,bjhw->bihw", basis, residual)).clamp(0, 1)
 
 
@@ -479,9 +486,12 @@ def synthesize(
         gain = torch.ones(batch)
         if config.nr_chroma_gain != (1.0, 1.0):  # drawn only when set, so that earlier recipes reproduce exactly
             gain = _uniform(batch, *config.nr_chroma_gain, generator)
+        luma_gain = torch.ones(batch)
+        if config.nr_luma_gain != (1.0, 1.0):
+            luma_gain = _uniform(batch, *config.nr_luma_gain, generator)
         for index in torch.nonzero(reduced).flatten().tolist():
             part = slice(index, index + 1)
-            levels = float(luma[index]), float(chroma[index]), float(gain[index])
+            levels = float(luma[index]), float(chroma[index]), float(gain[index]), float(luma_gain[index])
             noisy[part] = in_camera_nr(noisy[part], target[part], *levels)
     if compressed.any():
         chosen = compressed.to(noisy.device)

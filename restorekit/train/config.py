@@ -39,7 +39,8 @@ class DataConfig:
     and gives the rest AWGN with σ in ``sigma``; ``awgn`` gives every image AWGN. ``camera_nr`` is the share of
     camera-noise images that also go through in-camera noise reduction
     (:func:`restorekit.train.camera_noise.in_camera_nr`), with Gaussian low-passes of ``camera_nr_luma`` and
-    ``camera_nr_chroma`` pixels and a chroma gain in ``camera_nr_chroma_gain`` (ranges; :meth:`camera_noise`).
+    ``camera_nr_chroma`` pixels and gains in ``camera_nr_luma_gain`` and ``camera_nr_chroma_gain`` (ranges;
+    :meth:`camera_noise`).
     ``degradation: bicubic`` (for super-resolution models) gives the model each crop downscaled by ``scale``
     with MATLAB's antialiased bicubic and rounded to 8 bits, and the crop itself as the target (``patch`` is the
     high-resolution side).
@@ -71,6 +72,7 @@ class DataConfig:
     camera_nr_luma: tuple[float, float] = (0.0, 1.0)
     camera_nr_chroma: tuple[float, float] = (1.0, 3.0)
     camera_nr_chroma_gain: tuple[float, float] = (1.0, 1.0)
+    camera_nr_luma_gain: tuple[float, float] = (1.0, 1.0)
     scale: int = 1
     frame_side: tuple[float, float] | None = None
     corner_gain: tuple[float, float] = CORNER_GAIN
@@ -83,6 +85,7 @@ class DataConfig:
             nr_luma_sigma=self.camera_nr_luma,
             nr_chroma_sigma=self.camera_nr_chroma,
             nr_chroma_gain=self.camera_nr_chroma_gain,
+            nr_luma_gain=self.camera_nr_luma_gain,
         )
 
 
