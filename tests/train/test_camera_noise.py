@@ -367,3 +367,21 @@ def test_recipes_carry_the_nr_ranges_into_the_synthesis():
     assert (config.nr_probability, config.nr_luma_sigma, config.nr_chroma_gain) == (0.5, (0.3, 1.2), (1.0, 3.0))
     with pytest.raises(UsageError):
         recipe_from_dict({"model": {"architecture": "a", "name": "a.b"}, "data": data | {"camera_nr_chroma": [3, 1]}})
+
+
+def test_luma_gain_scales_the_low_passed_luma_alone_and_draws_only_when_set():
+    from restorekit.train.camera_noise import in_camera_nr
+
+    target = torch.full((1, 3, 40, 40), 0.5)
+    noisy = target + 0.02 * torch.randn(1, 3, 40, 40, generator=seeded())
+    plain = in_camera_nr(noisy, target, luma=1.0, chroma=2.0) - target
+    scaled = in_camera_nr(noisy, target, luma=1.0, chroma=2.0, luma_gain=2.0) - target
+    torch.testing.assert_close(scaled.mean(1), 2.0 * plain.mean(1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(scaled[:, 0] - scaled[:, 2], plain[:, 0] - plain[:, 2], atol=1e-6, rtol=0)
+    clean = smooth_images(2, 32, period=12)
+    generator, reference = seeded(6), seeded(6)
+    synthesize(clean, generator, CameraNoiseConfig(nr_probability=1.0, nr_luma_gain=(1.0, 1.0)))
+    synthesize(clean, reference, CameraNoiseConfig(nr_probability=1.0))
+    assert torch.equal(generator.get_state(), reference.get_state())
+    with pytest.raises(UsageError):
+        CameraNoiseConfig(nr_luma_gain=(2.0, 1.0))
