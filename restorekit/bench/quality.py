@@ -19,6 +19,13 @@ method denoises the same noisy input: blind models as they are, σ-conditioned o
 as ``<model>+oracle`` (kind ``oracle``; the map clipped to the model's σ range, which at σ = 25 the strongest
 corners exceed for MalleNet's 75). Rows are :func:`evaluate`'s with ``protocol`` ``shading`` (float) or
 ``shading_file``.
+
+Real noise (:func:`evaluate_pairs`): the rows also say what the noise is and how much of it each method removed,
+in a luma/chroma basis (the opponent basis of the camera-noise synthesis, orthonormal: luma (R + G + B)/√3, two
+chroma axes). The ``noisy`` row gives the noise ``n = noisy − clean``: ``noise_std`` (0–255 scale) and
+``noise_corr`` (its correlation with itself 1, 2 and 4 pixels to the right), each as ``{"luma": …, "chroma": …}``;
+a method's row gives ``removed`` = ⟨noisy − output, n⟩ / ⟨n, n⟩ per part, the share of the noise it took out
+(1: all of it; 0: none; what a reference's own error or misalignment puts into n, no denoiser removes).
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ SHADING_PROTOCOLS = {"float": "shading", "file": "shading_file"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # Keys that identify a summary group; the others are averaged.
 GROUP_KEYS = ("dataset", "channels", "sigma", "protocol", "sigma_mode", "method", "kind")
+# Luma and two chroma axes, orthonormal (restorekit.train.camera_noise's opponent basis).
+OPPONENT = np.array([[3**-0.5] * 3, [2**-0.5, 0.0, -(2**-0.5)], [6**-0.5, -2 * 6**-0.5, 6**-0.5]])
+CORRELATION_LAGS = (1, 2, 4)
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -212,10 +222,36 @@ def evaluate_pairs(
             "protocol": REAL,
             "sigma_mode": "estimate",
         }
-        rows += _run_methods(base, clean, noisy, told, methods, skipped)
+        rows += _run_methods(base, clean, noisy, told, methods, skipped, residuals=True)
         if progress is not None:
             progress(f"{dataset}/{noisy_path.name}")
     return rows, list(skipped.values())
+
+
+def _parts(residual: np.ndarray) -> dict[str, np.ndarray]:
+    """A residual ``(H, W, C)`` split into luma ``(H, W, 1)`` and chroma ``(H, W, 2)`` (colour) or luma alone."""
+    if residual.shape[-1] != 3:
+        return {"luma": residual}
+    basis = residual @ OPPONENT.T
+    return {"luma": basis[..., :1], "chroma": basis[..., 1:]}
+
+
+def noise_profile(noisy: np.ndarray, clean: np.ndarray) -> dict[str, Any]:
+    """The noise ``noisy − clean`` of a real pair: its standard deviation (0–255) and its correlation with itself
+    ``CORRELATION_LAGS`` pixels to the right, for the luma and (colour) the chroma."""
+    std, corr = {}, {}
+    for name, part in _parts(noisy.astype(np.float64) - clean).items():
+        part = part - part.mean(axis=(0, 1))
+        power = float(np.mean(part**2))
+        std[name] = 255 * power**0.5
+        corr[name] = [float(np.mean(part[:, lag:] * part[:, :-lag])) / max(power, 1e-20) for lag in CORRELATION_LAGS]
+    return {"noise_std": std, "noise_corr": corr}
+
+
+def noise_removed(noisy: np.ndarray, clean: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    """The share of the noise ``n = noisy − clean`` that ``output`` removed, per part: ⟨noisy − output, n⟩ / ⟨n, n⟩."""
+    noise, removed = _parts(noisy.astype(np.float64) - clean), _parts(noisy.astype(np.float64) - output)
+    return {name: float(np.sum(removed[name] * n) / max(np.sum(n * n), 1e-20)) for name, n in noise.items()}
 
 
 def _run_methods(
@@ -225,11 +261,15 @@ def _run_methods(
     told: float,
     methods: Sequence[Method],
     skipped: dict[tuple[str, int], dict[str, str]],
+    residuals: bool = False,
 ) -> list[dict[str, Any]]:
     """The ``noisy`` row and one row per method that takes the image's channels (the others go to ``skipped``);
-    methods that need σ are told ``told``."""
+    methods that need σ are told ``told``. ``residuals``: real noise, whose profile and removed share the rows
+    give (see the module)."""
     channels = base["channels"]
     rows = [base | _measure(clean, noisy, "noisy", "input", None, None)]
+    if residuals:
+        rows[0] |= noise_profile(noisy, clean)
     for method in methods:
         if channels not in method.channels:
             reason = f"takes {_channels_text(method.channels)} images, not {_channels_text((channels,))}"
@@ -240,6 +280,8 @@ def _run_methods(
         output = np.clip(method.run(noisy, sigma_used), 0, 1)
         seconds = time.perf_counter() - start
         rows.append(base | _measure(clean, output, method.name, method.kind, sigma_used, seconds))
+        if residuals:
+            rows[-1]["removed"] = noise_removed(noisy, clean, output)
     return rows
 
 
@@ -271,7 +313,8 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         rows: Rows from :func:`evaluate`.
 
     Returns:
-        Rows with the same keys, ``image`` set to ``"mean"``, no ``height``/``width``, and ``images`` (count).
+        Rows with the same keys, ``image`` set to ``"mean"``, no ``height``/``width``, and ``images`` (count);
+        real-noise rows also the mean share of the noise removed (``removed``).
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
@@ -298,4 +341,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "images": len(members),
             }
         )
+        if all("removed" in m for m in members):  # real noise: the mean share removed, per part
+            parts = members[0]["removed"]
+            summary[-1]["removed"] = {part: statistics.fmean(m["removed"][part] for m in members) for part in parts}
     return summary

@@ -10,7 +10,7 @@ import pytest
 
 from restorekit.bench.baselines import PEERS
 from restorekit.bench.methods import model_method
-from restorekit.bench.quality import evaluate, list_images, psnr, ssim, summarize
+from restorekit.bench.quality import OPPONENT, evaluate, list_images, psnr, ssim, summarize
 from restorekit.errors import InputError
 from restorekit.inference.io import load_image
 from restorekit.inference.noise import estimate_sigma
@@ -144,9 +144,38 @@ def test_pairs_are_matched_by_name_and_measured_against_the_clean_image(tmp_path
     assert not skipped and len(rows) == 4
     assert {r["sigma"] for r in rows} == {"real"} and rows[0]["method"] == "noisy"
     assert rows[1]["sigma_used"] is not None  # a σ-conditioned model is told the estimate
+    assert set(rows[0]["noise_std"]) == {"luma", "chroma"} and len(rows[0]["noise_corr"]["luma"]) == 3
+    assert set(rows[1]["removed"]) == {"luma", "chroma"} and "removed" not in rows[0]
     summary = summarize(rows)
+    model_mean = next(r for r in summary if r["method"] == rows[1]["method"])
+    assert model_mean["removed"]["luma"] == pytest.approx((rows[1]["removed"]["luma"] + rows[3]["removed"]["luma"]) / 2)
     page = render([("q.json", {**_document(rows, summary)})], "restorekit bench report q.json -o x.md")
     assert "real noise: noisy/clean pairs" in page and "| real noise |" in page
+
+
+def test_real_noise_rows_profile_the_noise_and_the_share_each_method_removed():
+    from restorekit.bench.quality import noise_profile, noise_removed
+
+    rng = np.random.default_rng(1)
+    clean = rng.uniform(0.2, 0.8, size=(64, 80, 3))
+    noise = rng.normal(0, 10 / 255, clean.shape)
+    noisy = clean + noise
+    profile = noise_profile(noisy, clean)
+    assert profile["noise_std"]["luma"] == pytest.approx(10, rel=0.05)  # orthonormal basis: white noise keeps σ
+    assert profile["noise_std"]["chroma"] == pytest.approx(10, rel=0.05)
+    assert all(abs(c) < 0.05 for part in profile["noise_corr"].values() for c in part)  # white
+    smooth = noise[:, 1:] + noise[:, :-1]  # correlated noise: 0.5 at one pixel, 0 beyond
+    corr = noise_profile(clean[:, 1:] + smooth, clean[:, 1:])["noise_corr"]["luma"]
+    assert corr[0] == pytest.approx(0.5, abs=0.05) and abs(corr[1]) < 0.05
+    for kept in (0.0, 0.5, 1.0):  # an output that leaves `kept` of the noise removed 1 − kept of it
+        removed = noise_removed(noisy, clean, clean + kept * noise)
+        assert removed == pytest.approx({"luma": 1 - kept, "chroma": 1 - kept}, abs=1e-9)
+    chroma_only = noise @ OPPONENT.T
+    chroma_only[..., 0] = 0  # the output removes the luma part alone
+    removed = noise_removed(noisy, clean, noisy - chroma_only @ OPPONENT)
+    assert removed["chroma"] == pytest.approx(1.0) and abs(removed["luma"]) < 1e-9
+    gray = noise_profile(noisy[..., :1], clean[..., :1])
+    assert set(gray["noise_std"]) == {"luma"}
 
 
 def _document(rows, summary):
