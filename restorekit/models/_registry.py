@@ -95,7 +95,7 @@ _DEFAULTS = {
         1: ("mallenet_m.awgn_gray", "mallenet_s.awgn_gray"),
     },
     "tune": {3: ("tunable_mallenet_s.awgn_color",), 1: ("tunable_mallenet_s.awgn_gray",)},
-    "real": {3: ("acdanet_s.real_color_nr", "acdanet_s.real_color")},
+    "real": {3: ("acdanet_s.real_color_nr2", "acdanet_s.real_color_nr", "acdanet_s.real_color")},
     "sr2": {3: ("acdasr_s.x2",)},
     "sr3": {3: ("acdasr_s.x3",)},
     "sr4": {3: ("acdasr_s.x4",)},
