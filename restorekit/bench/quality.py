@@ -45,6 +45,7 @@ from restorekit.bench.noise import PROTOCOLS, add_noise, add_shading
 from restorekit.errors import InputError
 from restorekit.inference.io import load_image
 from restorekit.inference.noise import estimate_sigma
+from restorekit.train import camera_noise
 
 SIGMA_MODES = ("true", "estimate")
 DEGRADATIONS = ("awgn", "shading")
@@ -54,8 +55,8 @@ SHADING_PROTOCOLS = {"float": "shading", "file": "shading_file"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # Keys that identify a summary group; the others are averaged.
 GROUP_KEYS = ("dataset", "channels", "sigma", "protocol", "sigma_mode", "method", "kind")
-# Luma and two chroma axes, orthonormal (restorekit.train.camera_noise's opponent basis).
-OPPONENT = np.array([[3**-0.5] * 3, [2**-0.5, 0.0, -(2**-0.5)], [6**-0.5, -2 * 6**-0.5, 6**-0.5]])
+# Luma and two chroma axes, orthonormal: the camera-noise synthesis's opponent basis.
+OPPONENT = np.array(camera_noise.OPPONENT)
 CORRELATION_LAGS = (1, 2, 4)
 
 

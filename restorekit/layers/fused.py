@@ -71,7 +71,7 @@ def pooling(layer: nn.Module) -> int:
     if not isinstance(layer, nn.AvgPool2d) or layer.divisor_override is not None:
         return 0
     kernel, stride, padding = (
-        torch.nn.modules.utils._pair(v) for v in (layer.kernel_size, layer.stride, layer.padding)
+        v if isinstance(v, tuple) else (v, v) for v in (layer.kernel_size, layer.stride, layer.padding)
     )
     square = kernel[0] == kernel[1] and stride == kernel and padding == (0, 0)
     return kernel[0] if square and (layer.ceil_mode or kernel[0] == 1) else 0

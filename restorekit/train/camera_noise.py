@@ -128,6 +128,11 @@ def _uniform(batch: int, low: float, high: float, generator: torch.Generator) ->
     return low + (high - low) * torch.rand(batch, generator=generator, device=generator.device)
 
 
+def _gains(batch: int, bounds: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """Gains uniform in ``bounds``; for the default (1, 1) ones, drawing nothing, so earlier recipes reproduce."""
+    return torch.ones(batch) if tuple(bounds) == (1.0, 1.0) else _uniform(batch, *bounds, generator)
+
+
 def random_ccm(batch: int, generator: torch.Generator) -> torch.Tensor:
     """Random linear sRGB → camera matrices, ``(batch, 3, 3)``, each row summing to 1.
 
@@ -377,7 +382,7 @@ def process(raw: torch.Tensor, params: CameraParams) -> torch.Tensor:
 
 
 # sRGB → an orthonormal luma/chroma basis: rows (1, 1, 1)/√3, (1, 0, −1)/√2, (1, −2, 1)/√6.
-_OPPONENT = (
+OPPONENT = (
     (3**-0.5, 3**-0.5, 3**-0.5),
     (2**-0.5, 0.0, -(2**-0.5)),
     (6**-0.5, -2 * 6**-0.5, 6**-0.5),
@@ -415,7 +420,7 @@ def in_camera_nr(
     Shape:
         ``noisy``, ``target``: ``(B, 3, H, W)`` → ``(B, 3, H, W)``, clipped to [0, 1].
     """
-    basis = torch.tensor(_OPPONENT, dtype=noisy.dtype, device=noisy.device)
+    basis = torch.tensor(OPPONENT, dtype=noisy.dtype, device=noisy.device)
     residual = torch.einsum("ij,bjhw->bihw", basis, noisy - target)
     chroma_part = gaussian_blur(residual[:, 1:], chroma) * chroma_gain
     residual = torch.cat([gaussian_blur(residual[:, :1], luma) * luma_gain, chroma_part], dim=1)
@@ -483,15 +488,11 @@ def synthesize(
         reduced = torch.rand(batch, generator=generator, device=generator.device) < config.nr_probability
         luma = _uniform(batch, *config.nr_luma_sigma, generator)
         chroma = _uniform(batch, *config.nr_chroma_sigma, generator)
-        gain = torch.ones(batch)
-        if config.nr_chroma_gain != (1.0, 1.0):  # drawn only when set, so that earlier recipes reproduce exactly
-            gain = _uniform(batch, *config.nr_chroma_gain, generator)
-        luma_gain = torch.ones(batch)
-        if config.nr_luma_gain != (1.0, 1.0):
-            luma_gain = _uniform(batch, *config.nr_luma_gain, generator)
+        chroma_gain = _gains(batch, config.nr_chroma_gain, generator)
+        luma_gain = _gains(batch, config.nr_luma_gain, generator)
         for index in torch.nonzero(reduced).flatten().tolist():
             part = slice(index, index + 1)
-            levels = float(luma[index]), float(chroma[index]), float(gain[index]), float(luma_gain[index])
+            levels = float(luma[index]), float(chroma[index]), float(chroma_gain[index]), float(luma_gain[index])
             noisy[part] = in_camera_nr(noisy[part], target[part], *levels)
     if compressed.any():
         chosen = compressed.to(noisy.device)

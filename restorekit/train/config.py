@@ -69,10 +69,10 @@ class DataConfig:
     camera_fraction: float = 0.0
     clean_fraction: float = 0.0
     camera_nr: float = 0.0
-    camera_nr_luma: tuple[float, float] = (0.0, 1.0)
-    camera_nr_chroma: tuple[float, float] = (1.0, 3.0)
-    camera_nr_chroma_gain: tuple[float, float] = (1.0, 1.0)
-    camera_nr_luma_gain: tuple[float, float] = (1.0, 1.0)
+    camera_nr_luma: tuple[float, float] = CameraNoiseConfig.nr_luma_sigma
+    camera_nr_chroma: tuple[float, float] = CameraNoiseConfig.nr_chroma_sigma
+    camera_nr_chroma_gain: tuple[float, float] = CameraNoiseConfig.nr_chroma_gain
+    camera_nr_luma_gain: tuple[float, float] = CameraNoiseConfig.nr_luma_gain
     scale: int = 1
     frame_side: tuple[float, float] | None = None
     corner_gain: tuple[float, float] = CORNER_GAIN
