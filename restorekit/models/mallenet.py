@@ -5,6 +5,10 @@ noise-level map as in FFDNet, so one model covers σ ∈ [0, 75]). Each level: a
 bottlenecks (expansion 5, PReLU) the first of which filters with a MalleConv whose kernel grid is 8× coarser
 than the image. Coarse-to-fine merging (bilinear 2× upsampling, concatenation, 1×1 fusion, one more
 bottleneck), and a 3×3 tail that predicts the noise, which is subtracted from the input.
+
+MalleNet-R (``blind=True``), the paper's real-noise variant: the same network without the noise-level input,
+for noise whose level varies with the signal and within the frame, so the network must see it. It can start
+from a trained σ-conditioned MalleNet of the same width (:func:`blind_state_dict`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class MalleNet(nn.Module):
         kernel_size: MalleConv kernel size (3 as in the paper, 1 as in the release's scale/offset).
         grid_stride: Kernel-grid stride in full-resolution pixels.
         predictor_width: Width of the MalleConv kernel predictors.
+        blind: No noise-level input (MalleNet-R); ``sigma`` is then accepted and ignored.
 
     Shape:
         ``x (B, C, H, W)`` in [0, 1], ``sigma (B, 1, H, W)`` noise level σ/255 → ``(B, C, H, W)``;
@@ -47,13 +52,14 @@ class MalleNet(nn.Module):
         kernel_size: int = 3,
         grid_stride: int = 8,
         predictor_width: int = 16,
+        blind: bool = False,
     ):
         super().__init__()
         widths = [width * m for m in (1, 1, 2, 4)]
         self.stems = nn.ModuleList()
         self.encoders = nn.ModuleList()
         for level in range(LEVELS):
-            level_in = (in_channels + 1) * 4**level
+            level_in = (in_channels + (not blind)) * 4**level
             hidden = widths[level] * expansion
             stride = max(grid_stride >> level, 1)
             malle = MalleConv(hidden, predictor_width, kernel_size, stride)
@@ -71,11 +77,12 @@ class MalleNet(nn.Module):
             size_multiple=2 ** (LEVELS - 1),
             min_size=16,
             receptive_field=64,
-            sigma_range=(0.0, 75.0),
+            sigma_range=None if blind else (0.0, 75.0),
         )
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        level_input = torch.cat([x, sigma.expand(-1, 1, -1, -1)], dim=1)
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        blind = self.requirements.sigma_range is None
+        level_input = x if blind else torch.cat([x, sigma.expand(-1, 1, -1, -1)], dim=1)
         features = []
         for level in range(LEVELS):
             if level:
@@ -92,6 +99,32 @@ class MalleNet(nn.Module):
 def mallenet_s(in_channels: int = 3) -> MalleNet:
     """MalleNet-S: width 16."""
     return MalleNet(in_channels=in_channels, width=16)
+
+
+@register_architecture(MalleNet)
+def mallenet_r(in_channels: int = 3) -> MalleNet:
+    """MalleNet-R: MalleNet-S without the noise-level input, for real camera noise (blind)."""
+    return MalleNet(in_channels=in_channels, width=16, blind=True)
+
+
+BLIND_TWINS = {"mallenet_r": "mallenet_s"}  # a blind architecture → the σ-conditioned one it can start from
+BLIND_START_SIGMA = 10.0  # the σ a blind twin starts at: a typical real camera-noise level (0–255 scale)
+
+
+def blind_state_dict(weights: dict[str, torch.Tensor], in_channels: int, sigma: float) -> dict[str, torch.Tensor]:
+    """The weights of a σ-conditioned MalleNet as a blind one's (same width): at every level the stem drops
+    the input channels of the noise-level map and adds what they gave at a constant ``sigma`` (0–255 scale)
+    to its bias, so that the blind network starts as the conditioned one at that σ (exactly, but for the
+    stems' zero-padded borders). Pixel-unshuffle keeps the map's channels last at every level.
+    """
+    out = dict(weights)
+    for level in range(LEVELS):
+        key = f"stems.{level}"
+        image = in_channels * 4**level
+        weight = weights[f"{key}.weight"]
+        out[f"{key}.weight"] = weight[:, :image].clone()
+        out[f"{key}.bias"] = weights[f"{key}.bias"] + weight[:, image:].sum(dim=(1, 2, 3)) * (sigma / 255)
+    return out
 
 
 @register_architecture(MalleNet)

@@ -40,6 +40,7 @@ from restorekit.layers.tunable import expand_state_dict
 from restorekit.layers.tv_conv import frame_coordinates
 from restorekit.models._registry import architecture
 from restorekit.models._weights import load_model, save_model
+from restorekit.models.mallenet import BLIND_START_SIGMA, BLIND_TWINS, blind_state_dict
 from restorekit.train.checkpoint import load_checkpoint, save_checkpoint
 from restorekit.train.config import Recipe, recipe_to_yaml
 from restorekit.train.data import (
@@ -112,7 +113,8 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
 
     The file may hold the same architecture, the plain twin of a tunable one (every expert starts as it), the
     twin of a layout-aware ``tv_`` one (whose TVConv layers then keep their fresh initialisation, zero at the
-    output, so that the model starts as its twin), or a super-resolution model of another factor: then every
+    output, so that the model starts as its twin), the σ-conditioned twin of a blind MalleNet-R (which starts as
+    it at σ = ``BLIND_START_SIGMA``; :func:`~restorekit.models.mallenet.blind_state_dict`), or a super-resolution model of another factor: then every
     tensor but the factor-sized tail starts from it. The provenance lists the tensors left at their fresh
     initialisation.
     """
@@ -130,6 +132,8 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
         own = model.state_dict()
         fresh = sorted(key for key in own if key not in weights)  # the TVConv layers; every other tensor is shared
         weights = {key: weights.get(key, own[key]) for key in own}
+    elif BLIND_TWINS.get(recipe.model.architecture) == source.metadata["architecture"]:
+        weights = blind_state_dict(weights, source.requirements.in_channels, BLIND_START_SIGMA)
     else:
         raise UsageError(
             f"model.init {recipe.model.init} is a {source.metadata['architecture']}, not a {recipe.model.architecture}"
