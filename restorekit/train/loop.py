@@ -113,10 +113,10 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
 
     The file may hold the same architecture, the plain twin of a tunable one (every expert starts as it), the
     twin of a layout-aware ``tv_`` one (whose TVConv layers then keep their fresh initialisation, zero at the
-    output, so that the model starts as its twin), the σ-conditioned twin of a blind MalleNet-R (which starts as
-    it at σ = ``BLIND_START_SIGMA``; :func:`~restorekit.models.mallenet.blind_state_dict`), or a super-resolution model of another factor: then every
-    tensor but the factor-sized tail starts from it. The provenance lists the tensors left at their fresh
-    initialisation.
+    output, so that the model starts as its twin), the σ-conditioned twin of a blind MalleNet-R (which starts
+    as it at σ = ``BLIND_START_SIGMA``; :func:`~restorekit.models.mallenet.blind_state_dict`), or a
+    super-resolution model of another factor: then every tensor but the factor-sized tail starts from it. The
+    provenance lists the tensors left at their fresh initialisation.
     """
     source = load_model(recipe.model.init)
     weights = source.state_dict()

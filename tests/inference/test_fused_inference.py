@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from restorekit.bench.noise import add_noise
 from restorekit.errors import UsageError
 from restorekit.inference import api
+from restorekit.inference.io import load_image
 from restorekit.layers import FusedInvertedBottleneck
+from restorekit.models import create_model, default_model
 from restorekit.models.mallenet import MalleNet
 
 CPU = torch.device("cpu")
@@ -56,6 +59,27 @@ def test_fused_bf16_matches_eager_within_bf16_rounding(monkeypatch):
     reference = run(monkeypatch, "eager", net, pixels, 32, "fp32")
     assert np.abs(fused - eager).max() <= 2e-2
     assert np.abs(fused - reference).max() <= np.abs(eager - reference).max() + 1e-2  # no worse than eager bf16
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.parametrize(
+    ("folder", "kind", "pattern"),
+    [("kodak24", "denoise", "*.png"), ("mcmaster", "denoise", "*.tif*"), ("set12", "denoise", "*.png"),
+     ("real_cc15", "real", "*_real.png")],
+)  # fmt: skip
+def test_fused_fp32_matches_eager_within_1e4_on_the_evaluation_sets(monkeypatch, data_dir, folder, kind, pattern):
+    """The shipped default models, whole evaluation sets: AWGN σ = 25 (file protocol, seeded) or the real photos."""
+    files = sorted((data_dir / "eval" / folder).glob(pattern))
+    assert files
+    for path in files:
+        pixels = load_image(path).pixels
+        net = create_model(default_model(pixels.shape[2], kind))
+        if kind == "denoise":
+            pixels = add_noise(pixels, path.name, 25, protocol="file")
+        eager = run(monkeypatch, "eager", net, pixels, None, "fp32")
+        fused = run(monkeypatch, "fused", net, pixels, None, "fp32")
+        assert np.abs(fused - eager).max() <= 1e-4, path.name
 
 
 def test_fused_gray_model_per_channel(monkeypatch):

@@ -113,6 +113,14 @@ def test_noise_level_map_conditions_the_output():
         assert torch.isfinite(model(x, ramp)).all()
 
 
+def test_a_blind_mallenet_takes_no_noise_level():
+    model = create_model("mallenet_r", pretrained=False)
+    assert model.requirements.sigma_range is None and model.stems[0].in_channels == 3
+    x, sigma = sample_input(model.requirements)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x, sigma * 2))
+
+
 def test_hyperparameters_are_recorded():
     model = tiny_mallenet(in_channels=1)
     assert model.hyperparameters["in_channels"] == 1

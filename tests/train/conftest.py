@@ -11,8 +11,8 @@ from restorekit.models.mallenet import MalleNet
 from restorekit.train.config import recipe_from_dict
 
 
-def tiny_builder(in_channels: int = 3) -> MalleNet:
-    return MalleNet(in_channels=in_channels, width=4, blocks=(1, 1, 1, 1), predictor_width=4)
+def tiny_builder(in_channels: int = 3, blind: bool = False) -> MalleNet:
+    return MalleNet(in_channels=in_channels, width=4, blocks=(1, 1, 1, 1), predictor_width=4, blind=blind)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from restorekit.models.acdanet import ACDANet
 from restorekit.models.acdasr import ACDASR
 from restorekit.models.mallenet import MalleNet
 from restorekit.ops.resize import imresize
+from restorekit.train import loop
 from restorekit.train.config import load_recipe, recipe_from_dict, recipe_to_dict
 from restorekit.train.data import add_awgn, downscale, draw_degradation, load_clean_images, sample_patches
 from restorekit.train.loop import initialize, learning_rate, train
@@ -167,6 +168,33 @@ def test_a_tv_model_starts_as_its_twin(image_folder, tmp_path, monkeypatch):
     x = torch.rand(1, 3, 16, 24)
     with torch.no_grad():
         torch.testing.assert_close(model(x, None), twin(x, None), atol=1e-6, rtol=0)
+
+
+def test_a_blind_mallenet_starts_as_its_conditioned_twin_at_the_start_sigma(
+    tiny_arch, image_folder, tmp_path, monkeypatch
+):
+    blind = _registry.Architecture(
+        "mallenet_tiny_r", MalleNet, lambda in_channels=3: tiny_builder(in_channels, blind=True)
+    )
+    monkeypatch.setitem(_registry._ARCHITECTURES, "mallenet_tiny_r", blind)
+    monkeypatch.setitem(loop.BLIND_TWINS, "mallenet_tiny_r", "mallenet_tiny")
+    twin = load_model(train(recipe_for(image_folder, tmp_path / "twin", iterations=2))).eval()
+    raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "blind", iterations=2))
+    init = str(tmp_path / "twin" / "mallenet_tiny.test.safetensors")
+    raw["model"] |= {"architecture": "mallenet_tiny_r", "name": "mallenet_tiny_r.test", "init": init}
+    model = blind.build().eval()
+    ema = {key: torch.zeros_like(value) for key, value in model.state_dict().items()}
+    initialize(model, ema, recipe_from_dict(raw))
+    assert model.requirements.sigma_range is None
+    assert all(torch.equal(ema[key], value) for key, value in model.state_dict().items())
+    x = torch.rand(1, 3, 192, 192)
+    sigma = torch.full((1, 1, 192, 192), loop.BLIND_START_SIGMA / 255)
+    with torch.no_grad():
+        start, conditioned = model(x), twin(x, sigma)
+        other = twin(x, sigma * 2)
+    inner = (..., slice(64, -64), slice(64, -64))  # beyond the stems' zero-padded borders' reach
+    torch.testing.assert_close(start[inner], conditioned[inner], atol=1e-5, rtol=0)
+    assert (other[inner] - conditioned[inner]).abs().max() > 1e-4  # the σ map matters, so the fold is what matched
 
 
 def test_publish_writes_measured_quality_into_the_metadata(tiny_arch, image_folder, tmp_path):
