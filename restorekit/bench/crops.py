@@ -79,17 +79,19 @@ def sr_strip(
 
 
 def render(tiles: list[tuple[str, float | None, np.ndarray]], box: tuple[int, int, int], zoom: int) -> np.ndarray:
-    """The labelled tiles side by side: each image cropped to ``box`` = (top, left, size), zoomed ``zoom``×."""
+    """The labelled tiles side by side: each image cropped to ``box`` = (top, left, size), zoomed ``zoom``×.
+
+    A label breaks after each ``+`` (an average of models, a self-ensemble), so that it fits its tile."""
     top, left, size = box
-    label_height = 18
+    texts = [(label if psnr is None else f"{label} {psnr:.2f} dB").replace("+", "+\n") for label, psnr, _ in tiles]
+    label_height = 6 + 12 * max(text.count("\n") + 1 for text in texts)
     strip = []
-    for label, psnr, image in tiles:
+    for text, (_, _, image) in zip(texts, tiles, strict=True):
         crop = np.clip(image[top : top + size, left : left + size], 0, 1)
         crop = np.repeat(np.repeat(crop, zoom, axis=0), zoom, axis=1)
         crop = np.broadcast_to(crop, (*crop.shape[:2], 3)) if crop.shape[2] == 1 else crop
         tile = PILImage.new("RGB", (crop.shape[1], crop.shape[0] + label_height), "white")
         tile.paste(PILImage.fromarray(np.round(crop * 255).astype(np.uint8)), (0, label_height))
-        text = label if psnr is None else f"{label} {psnr:.2f} dB"
-        ImageDraw.Draw(tile).text((3, 3), text, fill="black")
+        ImageDraw.Draw(tile).multiline_text((3, 3), text, fill="black", spacing=2)
         strip.append(np.asarray(tile))
     return np.concatenate(strip, axis=1)

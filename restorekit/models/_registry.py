@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from restorekit._checks import fail
 from restorekit.errors import WeightsError
+from restorekit.models.average import SEPARATOR, ModelAverage
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ def create_model(name: str, pretrained: bool = True, device: str | torch.device 
 
     Args:
         name: ``arch_variant.tag`` for a trained model (see :func:`list_models`), ``arch_variant`` for an
-            untrained architecture (only with ``pretrained=False``), or a path to a ``.safetensors`` file.
+            untrained architecture (only with ``pretrained=False``), a path to a ``.safetensors`` file, or
+            trained models joined by ``+`` for the average of their outputs
+            (:class:`~restorekit.models.average.ModelAverage`).
         pretrained: Load the shipped weights (built from their metadata, loaded strictly).
         device: Where to put the model; ``None`` leaves it on the CPU.
 
@@ -78,7 +82,9 @@ def create_model(name: str, pretrained: bool = True, device: str | torch.device 
     """
     from restorekit.models import _weights
 
-    if name.endswith(".safetensors"):
+    if SEPARATOR in name and not Path(name).is_file():
+        model = ModelAverage([create_model(part) for part in name.split(SEPARATOR)])
+    elif name.endswith(".safetensors"):
         model = _weights.load_model(name)
     elif pretrained or "." in name:
         model = _weights.load_model(_weights.shipped_path(name))
@@ -95,7 +101,15 @@ _DEFAULTS = {
         1: ("mallenet_m.awgn_gray", "mallenet_s.awgn_gray"),
     },
     "tune": {3: ("tunable_mallenet_s.awgn_color",), 1: ("tunable_mallenet_s.awgn_gray",)},
-    "real": {3: ("acdanet_s.real_color_nr2", "acdanet_s.real_color_nr", "acdanet_s.real_color")},
+    "real": {
+        3: (
+            "mallenet_r.real_color+acdanet_s.real_color_nr2",
+            "mallenet_r.real_color",
+            "acdanet_s.real_color_nr2",
+            "acdanet_s.real_color_nr",
+            "acdanet_s.real_color",
+        )
+    },
     "sr2": {3: ("acdasr_s.x2",)},
     "sr3": {3: ("acdasr_s.x3",)},
     "sr4": {3: ("acdasr_s.x4",)},
@@ -112,7 +126,7 @@ def default_model(channels: int, kind: str = "denoise") -> str:
 
     shipped = _weights.shipped()
     for name in _DEFAULTS[kind].get(3 if kind.startswith("sr") else channels, ()):
-        if name in shipped:
+        if all(part in shipped for part in name.split(SEPARATOR)):  # an average: every member ships
             return name
     if kind.startswith("sr"):
         raise WeightsError(f"no trained ×{kind[2:]} super-resolution model ships with this install")
