@@ -55,6 +55,7 @@ class MalleNet(nn.Module):
         blind: bool = False,
     ):
         super().__init__()
+        self.blind = blind
         widths = [width * m for m in (1, 1, 2, 4)]
         self.stems = nn.ModuleList()
         self.encoders = nn.ModuleList()
@@ -81,8 +82,7 @@ class MalleNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
-        blind = self.requirements.sigma_range is None
-        level_input = x if blind else torch.cat([x, sigma.expand(-1, 1, -1, -1)], dim=1)
+        level_input = x if self.blind else torch.cat([x, sigma.expand(-1, 1, -1, -1)], dim=1)
         features = []
         for level in range(LEVELS):
             if level:

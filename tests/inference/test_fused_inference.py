@@ -72,9 +72,13 @@ def test_fused_fp32_matches_eager_within_1e4_on_the_evaluation_sets(monkeypatch,
     """The shipped default models, whole evaluation sets: AWGN σ = 25 (file protocol, seeded) or the real photos."""
     files = sorted((data_dir / "eval" / folder).glob(pattern))
     assert files
+    nets = {}  # per channel count, loaded once
     for path in files:
         pixels = load_image(path).pixels
-        net = create_model(default_model(pixels.shape[2], kind))
+        channels = pixels.shape[2]
+        if channels not in nets:
+            nets[channels] = create_model(default_model(channels, kind))
+        net = nets[channels]
         if kind == "denoise":
             pixels = add_noise(pixels, path.name, 25, protocol="file")
         eager = run(monkeypatch, "eager", net, pixels, None, "fp32")
