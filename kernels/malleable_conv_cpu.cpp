@@ -1,9 +1,13 @@
-// Malleable convolution on CPU: forward, grad x and grad of the low-resolution grid (see restorekit/ops/_malleable_cpu.py for the maths and the build).
+// Malleable convolution on CPU: forward, grad x and grad of the low-resolution grid, and for inference the whole
+// inverted bottleneck around it (see restorekit/ops/_malleable_cpu.py for the maths and the build).
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
 #endif
 
 typedef int64_t i64;
@@ -111,6 +115,7 @@ template <typename V, typename A> MC_INLINE V load(const A* p) {
 template <typename V, typename A> MC_INLINE void store(A* p, V v) { memcpy(p, &v, sizeof(V)); }
 
 template <typename T> struct Tag { typedef T type; };
+template <int N> struct Int { static constexpr int value = N; };
 
 // Calls body(Tag<V>, c0) for each chunk of channels starting at c0.
 template <typename A, typename Body>
@@ -177,6 +182,16 @@ MC_INLINE void prelu_row(A* row, i64 W, i64 C, const A* slope) {
   });
 }
 
+// Stores PB output vectors (pixels C apart), each through the PReLU of `slope` if it is not null.
+template <typename A, typename V, int PB>
+MC_INLINE void store_activated(A* out, i64 C, V (&acc)[PB], const A* slope, i64 c0) {
+  if (slope) {
+    const V sl = load<V>(slope + c0);
+    for (int u = 0; u < PB; ++u) acc[u] = prelu(acc[u], sl);
+  }
+  for (int u = 0; u < PB; ++u) store(out + u * C, acc[u]);
+}
+
 template <typename A, typename S>
 void gather_row(const View& v, i64 b, i64 y, i64 W, i64 C, A* dst) {
   const S* src = (const S*)v.data + b * v.sb + y * v.sh;
@@ -232,19 +247,190 @@ bool is_direct(const View& v, i64 W, i64 C) {
   return v.dtype == dtype_of<A>() && (C == 1 || v.sc == 1) && (W == 1 || v.sw == C);
 }
 
+// A 1×1 convolution run inside the filter's pass (a fused inverted bottleneck, mc_bottleneck): `in` channels →
+// `out`, weight (in, out) — the transposed (out, in) weight, so that a vector of outputs reads contiguous
+// weights — and bias (out,), both of the accumulation type. With `pairs` (bf16 inputs on a CPU with AVX512-BF16,
+// `in` even and `out` a multiple of 16) it runs on bf16 dot products instead: pairs holds the weight in bf16 as
+// (in/2, out, 2), two consecutive inputs' weights side by side, the layout of vdpbf16ps.
 template <typename A>
-struct RowSource {  // read-only rows, cached in `slots` ring entries keyed by (b, y), PReLU applied if slope
+struct Pointwise {
+  const A* weight;
+  const A* bias;
+  i64 in, out;
+  const uint16_t* pairs;
+};
+
+// Output pixels px … px + PB − 1 of a 1×1 convolution of a channel-contiguous row, G output chunks from c0: bias +
+// Σ_i src(p, i)·weight(i, ·), each input value broadcast over a chunk, plus `residual` (laid out as dst) if it is
+// not null, through the PReLU of `slope` if it is not null. Per input, G weight vectors and PB broadcasts feed
+// G·PB independent multiply-adds, all accumulators in registers.
+#if MC_VECTOR_BYTES == 64
+constexpr int kTileChunks = 4, kTilePixels = 4;  // 16 accumulators of AVX-512's 32 registers
+#else
+constexpr int kTileChunks = 2, kTilePixels = 4;  // 8 of AVX2's 16
+#endif
+
+template <typename A, typename V, int G, int PB>
+MC_INLINE void finish_tile(const Pointwise<A>& pw, V (&acc)[PB][G], const A* residual, const A* slope, i64 px, i64 c0,
+                           A* dst) {
+  constexpr i64 L = sizeof(V) / sizeof(A);
+  for (int g = 0; g < G; ++g) {
+    const i64 c = c0 + g * L;
+    V column[PB];
+    for (int u = 0; u < PB; ++u) {
+      column[u] = acc[u][g];
+      if (residual) column[u] += load<V>(residual + (px + u) * pw.out + c);
+    }
+    store_activated(dst + px * pw.out + c, pw.out, column, slope, c);
+  }
+}
+
+template <typename A, typename V, int G, int PB>
+MC_INLINE void pointwise_tile(const Pointwise<A>& pw, const A* src, const A* residual, const A* slope, i64 px, i64 c0,
+                              A* dst) {
+  constexpr i64 L = sizeof(V) / sizeof(A);
+  const i64 in = pw.in, out = pw.out;
+  V acc[PB][G];
+  for (int g = 0; g < G; ++g) {
+    const V bias = load<V>(pw.bias + c0 + g * L);
+    for (int u = 0; u < PB; ++u) acc[u][g] = bias;
+  }
+  const A* pixels = src + px * in;
+  for (i64 i = 0; i < in; ++i) {
+    V w[G];
+    for (int g = 0; g < G; ++g) w[g] = load<V>(pw.weight + i * out + c0 + g * L);
+    for (int u = 0; u < PB; ++u) {
+      const A v = pixels[u * in + i];
+      for (int g = 0; g < G; ++g) acc[u][g] += v * w[g];
+    }
+  }
+  finish_tile<A, V, G, PB>(pw, acc, residual, slope, px, c0, dst);
+}
+
+#if defined(__AVX512BF16__)
+// The same on bf16 dot products: src is the row in bf16 (two inputs read as one 32-bit value), and each vdpbf16ps
+// adds two inputs' products to 16 fp32 accumulators.
+template <int G, int PB>
+MC_INLINE void pointwise_tile_bf16(const Pointwise<float>& pw, const uint16_t* src, const float* residual,
+                                   const float* slope, i64 px, i64 c0, float* dst) {
+  const i64 half = pw.in / 2, out = pw.out;
+  __m512 acc[PB][G];
+  for (int g = 0; g < G; ++g) {
+    const __m512 bias = _mm512_loadu_ps(pw.bias + c0 + 16 * g);
+    for (int u = 0; u < PB; ++u) acc[u][g] = bias;
+  }
+  for (i64 p = 0; p < half; ++p) {
+    __m512bh w[G];
+    for (int g = 0; g < G; ++g) w[g] = (__m512bh)_mm512_loadu_si512(pw.pairs + (p * out + c0 + 16 * g) * 2);
+    for (int u = 0; u < PB; ++u) {
+      int32_t two;
+      memcpy(&two, src + (px + u) * pw.in + 2 * p, 4);
+      const __m512bh v = (__m512bh)_mm512_set1_epi32(two);
+      for (int g = 0; g < G; ++g) acc[u][g] = _mm512_dpbf16_ps(acc[u][g], v, w[g]);
+    }
+  }
+  vec_f32 done[PB][G];
+  memcpy(done, acc, sizeof(done));
+  finish_tile<float, vec_f32, G, PB>(pw, done, residual, slope, px, c0, dst);
+}
+#endif
+
+// Calls tile(Int<G>, c0) over the output chunks of a row: groups of kTileChunks full vectors, then the rest of the
+// full vectors as one group, then (V = A) the remaining channels one at a time.
+template <typename A, typename Tile>
+MC_INLINE void over_chunk_groups(i64 C, Tile&& tile) {
+  constexpr i64 L = sizeof(typename Vector<A>::type) / sizeof(A);
+  i64 c0 = 0;
+  for (; c0 + kTileChunks * L <= C; c0 += kTileChunks * L) tile(Int<kTileChunks>{}, Tag<typename Vector<A>::type>{}, c0);
+  switch ((C - c0) / L) {
+    case 3: tile(Int<3>{}, Tag<typename Vector<A>::type>{}, c0); break;
+    case 2: tile(Int<2>{}, Tag<typename Vector<A>::type>{}, c0); break;
+    case 1: tile(Int<1>{}, Tag<typename Vector<A>::type>{}, c0); break;
+    default: break;
+  }
+  for (c0 += (C - c0) / L * L; c0 < C; ++c0) tile(Int<1>{}, Tag<A>{}, c0);
+}
+
+// dst (W, out) = the 1×1 convolution of src (W, in) on bf16 dot products (pw.pairs), src in bf16.
+template <typename A>
+void pointwise_row_bf16(const Pointwise<A>& pw, const uint16_t* src, i64 W, const A* residual, const A* slope,
+                        A* dst) {
+#if defined(__AVX512BF16__)
+  if constexpr (sizeof(A) == 4) {
+    over_chunk_groups<float>(pw.out, [&](auto group, auto, i64 c0) {  // out is a multiple of 16: full vectors only
+      constexpr int G = decltype(group)::value;
+      i64 px = 0;
+      for (; px + kTilePixels <= W; px += kTilePixels)
+        pointwise_tile_bf16<G, kTilePixels>(pw, src, residual, slope, px, c0, dst);
+      for (; px < W; ++px) pointwise_tile_bf16<G, 1>(pw, src, residual, slope, px, c0, dst);
+    });
+    return;
+  }
+#endif
+  (void)pw, (void)src, (void)W, (void)residual, (void)slope, (void)dst;
+}
+
+// dst (W, out) = the 1×1 convolution of src (W, in); `scratch` holds W·in bf16 values for the dot-product path.
+template <typename A>
+void pointwise_row(const Pointwise<A>& pw, const A* src, i64 W, const A* residual, const A* slope, A* dst,
+                   uint16_t* scratch) {
+  if (pw.pairs) {
+    narrow_run<bf16_t, A>(src, (bf16_t*)scratch, W * pw.in);
+    pointwise_row_bf16<A>(pw, scratch, W, residual, slope, dst);
+    return;
+  }
+  over_chunk_groups<A>(pw.out, [&](auto group, auto tag, i64 c0) {
+    constexpr int G = decltype(group)::value;
+    typedef typename decltype(tag)::type V;
+    i64 px = 0;
+    for (; px + kTilePixels <= W; px += kTilePixels) pointwise_tile<A, V, G, kTilePixels>(pw, src, residual, slope, px, c0, dst);
+    for (; px < W; ++px) pointwise_tile<A, V, G, 1>(pw, src, residual, slope, px, c0, dst);
+  });
+}
+
+// Whether this build has the bf16 dot-product path of Pointwise (see `pairs`).
+constexpr int kHasBf16Dot =
+#if defined(__AVX512BF16__)
+    1;
+#else
+    0;
+#endif
+
+// Row y of a filter's input, (W, C) into dst: row y of x (C channels), or with `expand` the 1×1 convolution of
+// row y of x (expand->in channels, read into `scratch`, room for 2·W·expand->in values), then the PReLU of `slope`
+// if it is not null.
+template <typename A>
+void input_row(const View& v, i64 b, i64 y, i64 W, i64 C, const A* slope, const Pointwise<A>* expand, A* scratch,
+               A* dst) {
+  if (expand && expand->pairs && v.dtype == kBF16 && v.sc == 1 && (W == 1 || v.sw == expand->in)) {
+    const uint16_t* x = (const uint16_t*)v.data + b * v.sb + y * v.sh;  // the bf16 row as it is
+    pointwise_row_bf16<A>(*expand, x, W, nullptr, slope, dst);
+    return;
+  }
+  if (expand) {
+    load_row<A>(v, b, y, W, expand->in, scratch);
+    pointwise_row<A>(*expand, scratch, W, nullptr, slope, dst, (uint16_t*)(scratch + W * expand->in));
+    return;
+  }
+  load_row<A>(v, b, y, W, C, dst);
+  if (slope) prelu_row<A>(dst, W, C, slope);
+}
+
+template <typename A>
+struct RowSource {  // read-only rows (input_row), cached in `slots` ring entries keyed by (b, y)
   View v;
   i64 H, W, C;
   const A* slope;
+  const Pointwise<A>* expand;
   bool direct;
   int slots;
-  A* buf;
+  A* buf;  // the slots, then (with expand) input_row's scratch
   i64 key[3];
-  RowSource(const View& view, i64 H_, i64 W_, i64 C_, int slots_, const A* slope_ = nullptr)
-      : v(view), H(H_), W(W_), C(C_), slope(slope_), direct(!slope_ && is_direct<A>(view, W_, C_)), slots(slots_),
-        buf(nullptr) {
-    if (!direct) buf = (A*)malloc(sizeof(A) * slots * W * C);
+  RowSource(const View& view, i64 H_, i64 W_, i64 C_, int slots_, const A* slope_ = nullptr,
+            const Pointwise<A>* expand_ = nullptr)
+      : v(view), H(H_), W(W_), C(C_), slope(slope_), expand(expand_),
+        direct(!slope_ && !expand_ && is_direct<A>(view, W_, C_)), slots(slots_), buf(nullptr) {
+    if (!direct) buf = (A*)malloc(sizeof(A) * W * (slots * C + (expand ? 2 * expand->in : 0)));
     for (int s = 0; s < 3; ++s) key[s] = -1;
   }
   ~RowSource() { free(buf); }
@@ -254,8 +440,7 @@ struct RowSource {  // read-only rows, cached in `slots` ring entries keyed by (
     if (direct) return (const A*)v.data + b * v.sb + y * v.sh;
     const int s = (int)(y % slots);
     if (key[s] != b * H + y) {
-      load_row<A>(v, b, y, W, C, buf + s * W * C);
-      if (slope) prelu_row<A>(buf + s * W * C, W, C, slope);
+      input_row<A>(v, b, y, W, C, slope, expand, buf + slots * W * C, buf + s * W * C);
       key[s] = b * H + y;
     }
     return buf + s * W * C;
@@ -263,30 +448,45 @@ struct RowSource {  // read-only rows, cached in `slots` ring entries keyed by (
 };
 
 template <typename A>
-struct RowSink {  // write-only rows
+struct RowSink {  // write-only rows; with `project`, commit writes project(row) + x (row y of `residual`) instead
   View v;
   i64 W, C;
+  const Pointwise<A>* project;
+  View residual;
   bool direct;
-  A* buf;
-  RowSink(const View& view, i64 W_, i64 C_) : v(view), W(W_), C(C_), direct(is_direct<A>(view, W_, C_)), buf(nullptr) {
-    if (!direct) buf = (A*)malloc(sizeof(A) * W * C);
+  A* buf;  // a row of C values, then (with project) a row of x, one of the output and pointwise_row's scratch
+  RowSink(const View& view, i64 W_, i64 C_, const Pointwise<A>* project_ = nullptr, const View* residual_ = nullptr)
+      : v(view), W(W_), C(C_), project(project_), residual(residual_ ? *residual_ : view),
+        direct(!project_ && is_direct<A>(view, W_, C_)), buf(nullptr) {
+    if (!direct) buf = (A*)malloc(sizeof(A) * W * (C + (project ? 2 * project->out + C : 0)));
   }
   ~RowSink() { free(buf); }
   bool ok() const { return direct || buf != nullptr; }
   A* row(i64 b, i64 y) { return direct ? (A*)v.data + b * v.sb + y * v.sh : buf; }
   void commit(i64 b, i64 y) {
-    if (!direct) store_row<A>(v, b, y, W, C, buf);
+    if (direct) return;
+    if (!project) {
+      store_row<A>(v, b, y, W, C, buf);
+      return;
+    }
+    A* x = buf + W * C;
+    A* out = x + W * project->out;
+    load_row<A>(residual, b, y, W, project->out, x);
+    pointwise_row<A>(*project, buf, W, x, nullptr, out, (uint16_t*)(out + W * project->out));
+    store_row<A>(v, b, y, W, project->out, out);
   }
 };
 
 struct Shape {
   i64 B, C, H, W, h, w;
   int K;
+  // The grid as one channel-contiguous tensor of planes (a cell's P·C values: plane t of channel c at t·C + c, the
+  // K² taps then the bias; the kernels view is that tensor, the bias view unused) instead of kernels and bias.
+  bool as_planes = false;
   i64 planes() const { return (i64)K * K + 1; }  // K² taps and the bias
 };
 
-// Calls block(Int<PB>, px) over the run [px, end) of pixels sharing one cell: blocks of 8, then 4, then 1.
-template <int PB> struct Int { static constexpr int value = PB; };
+// Calls block(Int<PB>, px) over the run [px, end) of pixels sharing one cell: blocks of 8, then 4, 2 and 1.
 template <typename Block>
 MC_INLINE void over_blocks(i64 px, i64 end, Block&& block) {
   for (; px + 8 <= end; px += 8) block(Int<8>{}, px);
@@ -294,7 +494,11 @@ MC_INLINE void over_blocks(i64 px, i64 end, Block&& block) {
     block(Int<4>{}, px);
     px += 4;
   }
-  for (; px < end; ++px) block(Int<1>{}, px);
+  if (px + 2 <= end) {
+    block(Int<2>{}, px);
+    px += 2;
+  }
+  if (px < end) block(Int<1>{}, px);
 }
 
 inline i64 min_i64(i64 a, i64 b) { return a < b ? a : b; }
@@ -318,10 +522,10 @@ struct Cell {
   template <typename V>
   MC_INLINE void plane(i64 off, V& a, V& d) const {
     const V a0 = load<V>(p0 + off);
-    a = a0 + ly * (load<V>(p1 + off) - a0);
+    a = ly ? a0 + ly * (load<V>(p1 + off) - a0) : a0;  // ly = 0 on the rows through cell centres
     if (next) {
       const V b0 = load<V>(p0 + next + off);
-      d = b0 + ly * (load<V>(p1 + next + off) - b0) - a;
+      d = (ly ? b0 + ly * (load<V>(p1 + next + off) - b0) : b0) - a;
     } else {
       d = V{};
     }
@@ -337,6 +541,11 @@ template <typename A, typename S>
 void pack_row(const Shape& s, const View& kv, const View& bv, i64 b, i64 y, A* row, bool unpack) {
   constexpr i64 tile = 16;
   const i64 T = (i64)s.K * s.K, P = T + 1, C = s.C;
+  if (s.as_planes) {  // already a cell's packed layout: a conversion only
+    const S* src = (const S*)kv.data + b * kv.sb + y * kv.sh;
+    for (i64 x = 0; x < s.w; ++x) widen_run<A, S>(src + x * kv.sw, row + x * P * C, P * C);
+    return;
+  }
   if (!unpack && kv.sc == 1 && bv.sc == 1) {
     const S* ksrc = (const S*)kv.data + b * kv.sb + y * kv.sh;
     const S* bsrc = (const S*)bv.data + b * bv.sb + y * bv.sh;
@@ -439,16 +648,6 @@ struct GridRows {
   }
 };
 
-// Stores PB output vectors (pixels C apart), each through the PReLU of `slope` if it is not null.
-template <typename A, typename V, int PB>
-MC_INLINE void store_activated(A* out, i64 C, V (&acc)[PB], const A* slope, i64 c0) {
-  if (slope) {
-    const V sl = load<V>(slope + c0);
-    for (int u = 0; u < PB; ++u) acc[u] = prelu(acc[u], sl);
-  }
-  for (int u = 0; u < PB; ++u) store(out + u * C, acc[u]);
-}
-
 // x at column `col` of a channel-contiguous row, zero outside the image (checked only in EDGE blocks).
 template <typename V, bool EDGE, typename A>
 MC_INLINE V load_x(const A* row, i64 col, i64 W, i64 C, i64 c0) {
@@ -537,11 +736,11 @@ MC_INLINE void grad_grid_block(const Shape& s, i64 c0, i64 px0, const A* lx, con
 
 template <typename A, int K>
 int forward_rows(const Shape& s, const View& xv, const View& kv, const View& bv, const View& ov, const int32_t* y0,
-                 const A* ly, const int32_t* x0, const A* lx, const A* slope_in, const A* slope_out, i64 begin,
-                 i64 end) {
+                 const A* ly, const int32_t* x0, const A* lx, const A* slope_in, const A* slope_out,
+                 const Pointwise<A>* expand, const Pointwise<A>* project, i64 begin, i64 end) {
   constexpr int pad = K / 2;
-  RowSource<A> xs(xv, s.H, s.W, s.C, K, slope_in);
-  RowSink<A> os(ov, s.W, s.C);
+  RowSource<A> xs(xv, s.H, s.W, s.C, K, slope_in, expand);
+  RowSink<A> os(ov, s.W, s.C, project, &xv);
   PackedRows<A> packed(s, kv, bv, 2);
   if (!xs.ok() || !os.ok() || !packed.ok()) return 1;
   for (i64 r = begin; r < end; ++r) {
@@ -552,7 +751,8 @@ int forward_rows(const Shape& s, const View& xv, const View& kv, const View& bv,
     A* out = os.row(b, y);
     for (i64 px = 0; px < s.W;) {
       const i64 stop = run_end(x0, px, s.W);
-      const Cell<A> cell = rows.cell(s, x0[px]);
+      Cell<A> cell = rows.cell(s, x0[px]);
+      if (stop == px + 1 && lx[px] == 0) cell.next = 0;  // one pixel on its cell's centre (a grid as fine as x)
       over_blocks(px, stop, [&](auto pb, i64 p) {
         constexpr int PB = decltype(pb)::value;
         const bool edge = p < pad || p + PB > s.W - pad;
@@ -595,12 +795,13 @@ MC_INLINE void depthwise_block(i64 C, i64 c0, i64 px, const A* const* rows, cons
 
 template <typename A, int K>
 int depthwise_rows(const Shape& s, const View& xv, const View& kv, const View& bv, const View& ov, const A* slope_in,
-                   const A* slope_out, i64 begin, i64 end) {
+                   const A* slope_out, const Pointwise<A>* expand, const Pointwise<A>* project, i64 begin, i64 end) {
   constexpr int pad = K / 2;
   const i64 W = s.W, C = s.C, row_size = (W + 2 * pad) * C;
   PackedRows<A> packed(s, kv, bv, 1);
-  RowSink<A> os(ov, W, C);
-  A* buf = (A*)calloc((size_t)(K + 1) * row_size, sizeof(A));  // K ring slots, then the zero row
+  RowSink<A> os(ov, W, C, project, &xv);
+  // K ring slots, then the zero row, then (with expand) input_row's scratch
+  A* buf = (A*)calloc((size_t)((K + 1) * row_size + (expand ? 2 * W * expand->in : 0)), sizeof(A));
   if (!packed.ok() || !os.ok() || !buf) {
     free(buf);
     return 1;
@@ -619,8 +820,7 @@ int depthwise_rows(const Shape& s, const View& xv, const View& kv, const View& b
       }
       A* slot = buf + (yy % K) * row_size;
       if (key[yy % K] != b * s.H + yy) {
-        load_row<A>(xv, b, yy, W, C, slot + pad * C);
-        if (slope_in) prelu_row<A>(slot + pad * C, W, C, slope_in);
+        input_row<A>(xv, b, yy, W, C, slope_in, expand, buf + (K + 1) * row_size, slot + pad * C);
         key[yy % K] = b * s.H + yy;
       }
       rows[i] = slot;
@@ -660,9 +860,10 @@ int prelu_rows(const Shape& s, const View& sv, const View& dv, const A* slope, i
 // rows [begin, end) of (B·h): src (B, C, H, W) → dst (B, C, h, w), h = ⌈H/k⌉, w = ⌈W/k⌉ (s.h, s.w; k = s.K).
 // The activated map is never written: a MalleConv's kernel predictor reads it only through this pooling.
 template <typename A>
-int prelu_pool_rows(const Shape& s, const View& sv, const View& dv, const A* slope, i64 begin, i64 end) {
+int prelu_pool_rows(const Shape& s, const View& sv, const View& dv, const A* slope, const Pointwise<A>* expand,
+                    i64 begin, i64 end) {
   const i64 k = s.K, C = s.C;
-  RowSource<A> src(sv, s.H, s.W, C, 1, slope);
+  RowSource<A> src(sv, s.H, s.W, C, 1, slope, expand);
   RowSink<A> dst(dv, s.w, C);
   if (!src.ok() || !dst.ok()) return 1;
   for (i64 r = begin; r < end; ++r) {
@@ -671,12 +872,15 @@ int prelu_pool_rows(const Shape& s, const View& sv, const View& dv, const A* slo
     for (i64 i = 0; i < s.w * C; ++i) out[i] = 0;
     for (i64 y = oy * k; y < y_end; ++y) {
       const A* row = src.get(b, y);
-      for (i64 ox = 0; ox < s.w; ++ox) {
-        A* cell = out + ox * C;
-        const i64 x_end = min_i64(s.W, (ox + 1) * k);
-        for (i64 x = ox * k; x < x_end; ++x)
-          for (i64 c = 0; c < C; ++c) cell[c] += row[x * C + c];
-      }
+      over_chunks<A>(C, [&](auto tag, i64 c0) {
+        typedef typename decltype(tag)::type V;
+        for (i64 ox = 0; ox < s.w; ++ox) {
+          V sum = load<V>(out + ox * C + c0);
+          const i64 x_end = min_i64(s.W, (ox + 1) * k);
+          for (i64 x = ox * k; x < x_end; ++x) sum += load<V>(row + x * C + c0);
+          store(out + ox * C + c0, sum);
+        }
+      });
     }
     const i64 rows = y_end - oy * k;
     for (i64 ox = 0; ox < s.w; ++ox) {
@@ -810,6 +1014,23 @@ int over_threads(i64 begin, i64 end, i64 work_per_row, Rows&& rows) {
   return rows(begin, end);
 }
 
+// The forward filter over rows [begin, end) of (B·H), split over threads: the depthwise row loop for a 1×1 grid,
+// else the grid's; with expand and project, a whole inverted bottleneck (x → expand → filter → project, + x).
+template <typename A>
+int filter_rows(const Shape& s, const View& xv, const View& kv, const View& bv, const View& ov, const int32_t* y0,
+                const A* ly, const int32_t* x0, const A* lx, const A* slope_in, const A* slope_out,
+                const Pointwise<A>* expand, const Pointwise<A>* project, i64 begin, i64 end) {
+  const bool flat = s.h == 1 && s.w == 1;
+  return over_threads(begin, end, s.W * s.C, [&](i64 first, i64 last) {
+    if (flat)
+      return s.K == 3 ? depthwise_rows<A, 3>(s, xv, kv, bv, ov, slope_in, slope_out, expand, project, first, last)
+                      : depthwise_rows<A, 1>(s, xv, kv, bv, ov, slope_in, slope_out, expand, project, first, last);
+    return s.K == 3
+               ? forward_rows<A, 3>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, expand, project, first, last)
+               : forward_rows<A, 1>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, expand, project, first, last);
+  });
+}
+
 Shape make_shape(const i64* shape) {
   return Shape{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], (int)shape[6]};
 }
@@ -840,13 +1061,32 @@ Shape make_shape(const i64* shape) {
     const Shape s = make_shape(shape);                                                                            \
     const View xv = make_view(x, xd, xs), kv = make_view(k, kd, ks), bv = make_view(bias, bd, bs);               \
     const View ov = make_view(out, od, os);                                                                       \
-    const bool flat = s.h == 1 && s.w == 1;                                                                       \
-    return over_threads(begin, end, s.W * s.C, [&](i64 first, i64 last) {                                        \
-      if (flat)                                                                                                    \
-        return s.K == 3 ? depthwise_rows<A, 3>(s, xv, kv, bv, ov, slope_in, slope_out, first, last)                \
-                        : depthwise_rows<A, 1>(s, xv, kv, bv, ov, slope_in, slope_out, first, last);               \
-      return s.K == 3 ? forward_rows<A, 3>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, first, last)   \
-                      : forward_rows<A, 1>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, first, last);  \
+    return filter_rows<A>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, nullptr, nullptr, begin, end);  \
+  }                                                                                                                \
+  extern "C" int mc_bottleneck_##SUFFIX(const i64* shape, void* x, int xd, const i64* xs, void* grid, int gd,      \
+                                        const i64* gs, void* out, int od, const i64* os, const int32_t* y0,         \
+                                        const A* ly, const int32_t* x0, const A* lx, const A* slope_in,             \
+                                        const A* slope_out, const A* expand_weight, const A* expand_bias,           \
+                                        const uint16_t* expand_pairs, const A* project_weight,                      \
+                                        const A* project_bias, const uint16_t* project_pairs, i64 in_channels,      \
+                                        i64 begin, i64 end) {                                                      \
+    Shape s = make_shape(shape);                                                                                   \
+    s.as_planes = true;                                                                                            \
+    const View xv = make_view(x, xd, xs), kv = make_view(grid, gd, gs), bv = kv;                                  \
+    const View ov = make_view(out, od, os);                                                                       \
+    const Pointwise<A> expand{expand_weight, expand_bias, in_channels, s.C, expand_pairs};                        \
+    const Pointwise<A> project{project_weight, project_bias, s.C, in_channels, project_pairs};                    \
+    return filter_rows<A>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, &expand, &project, begin, end); \
+  }                                                                                                                \
+  extern "C" int mc_expand_pool_##SUFFIX(const i64* shape, void* src, int sd, const i64* ss, void* dst, int dd,    \
+                                         const i64* ds, const A* slope, const A* expand_weight,                    \
+                                         const A* expand_bias, const uint16_t* expand_pairs, i64 in_channels,      \
+                                         i64 begin, i64 end) {                                                     \
+    const Shape s = make_shape(shape);                                                                             \
+    const View sv = make_view(src, sd, ss), dv = make_view(dst, dd, ds);                                          \
+    const Pointwise<A> expand{expand_weight, expand_bias, in_channels, s.C, expand_pairs};                        \
+    return over_threads(begin, end, s.K * s.W * s.C, [&](i64 first, i64 last) {                                  \
+      return prelu_pool_rows<A>(s, sv, dv, slope, &expand, first, last);                                          \
     });                                                                                                            \
   }                                                                                                                \
   extern "C" int mc_prelu_##SUFFIX(const i64* shape, void* src, int sd, const i64* ss, void* dst, int dd,          \
@@ -861,7 +1101,7 @@ Shape make_shape(const i64* shape) {
     const Shape s = make_shape(shape);                                                                             \
     const View sv = make_view(src, sd, ss), dv = make_view(dst, dd, ds);                                          \
     return over_threads(begin, end, s.K * s.W * s.C,                                                              \
-                        [&](i64 first, i64 last) { return prelu_pool_rows<A>(s, sv, dv, slope, first, last); });  \
+                        [&](i64 first, i64 last) { return prelu_pool_rows<A>(s, sv, dv, slope, nullptr, first, last); }); \
   }                                                                                                                \
   MC_FILTER_EXPORT(A, SUFFIX, grad_x, grad_x_rows)                                                                \
   extern "C" int mc_grad_grid_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, void* x, int xd,         \
@@ -879,6 +1119,10 @@ Shape make_shape(const i64* shape) {
 
 MC_EXPORT(float, f32)
 MC_EXPORT(double, f64)
+
+// Whether this build can run a Pointwise on bf16 dot products (then mc_bottleneck_f32 and mc_expand_pool_f32 take
+// weight pairs).
+extern "C" int mc_has_bf16_dot() { return kHasBf16Dot; }
 
 // Tells an OpenMP build whether to split rows over OpenMP threads itself (see over_threads): only when its OpenMP
 // runtime is PyTorch's. Returns the setting in force (always 0 without OpenMP).

@@ -369,6 +369,7 @@ def _summary(documents: Sequence[tuple[str | Path, dict[str, Any]]]) -> list[str
         machine = (document.get("environment") or {}).get("machine") or document["environment"].get("cpu")
         rows = [r for r in document["rows"] if r.get("median_ms")]
         cbm3d = {r["size"]: r["median_ms"] for r in rows if r["method"] == "cbm3d"}
+        ffdnet = {r["size"]: r["median_ms"] for r in rows if r["method"] == "ffdnet_shape"}
         for r in rows:
             if r.get("kind") == "restorekit" and r["size"] in cbm3d:
                 others = {p["method"]: p["median_ms"] for p in rows if p["size"] == r["size"] and p is not r}
@@ -380,6 +381,7 @@ def _summary(documents: Sequence[tuple[str | Path, dict[str, Any]]]) -> list[str
                         "dtype": r["dtype"],
                         "ms": r["median_ms"],
                         "× faster than CBM3D": cbm3d[r["size"]] / r["median_ms"],
+                        "× FFDNet-shaped time": r["median_ms"] / ffdnet[r["size"]] if r["size"] in ffdnet else "",
                         "others (ms)": ", ".join(f"{k} {v:.0f}" for k, v in others.items() if k != "cbm3d"),
                     }
                 )

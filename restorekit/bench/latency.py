@@ -9,7 +9,9 @@ A configuration (:class:`Case`) is one method × image size × device × dtype. 
 2. ``warmup`` untimed runs (at least one for models: the first sizes the tiles);
 3. models only: one more untimed run under :class:`torch.utils.flop_counter.FlopCounterMode` gives
    ``gflops`` (PyTorch counts convolutions and matrix products, 2 FLOPs per multiply-add; element-wise work
-   such as MalleConv's kernel slicing is not counted; with tiling, the tile overlaps are included) and the
+   such as MalleConv's kernel slicing is not counted; with tiling, the tile overlaps are included; counted on
+   the eager path, ``RESTOREKIT_INFERENCE=eager``, as the fused CPU kernels run the same convolutions out of
+   the counter's sight) and the
    ``device``, ``dtype`` and ``tile`` the engine actually used;
 4. timed runs until ``repeats`` are done or ``budget_s`` has passed (at least one): ``median_ms`` and
    ``p95_ms`` (linear interpolation) of the wall time of the whole call, array in → array out, including
@@ -26,6 +28,7 @@ or ``uint8``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import multiprocessing
@@ -33,7 +36,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -51,7 +54,7 @@ from restorekit.bench.methods import Method, model_method
 from restorekit.bench.noise import add_noise
 from restorekit.errors import RestoreKitError
 from restorekit.inference import runtime
-from restorekit.inference.api import DTYPES, denoise_image, resolve_device, super_resolve_image
+from restorekit.inference.api import DTYPES, INFERENCE_ENV, denoise_image, resolve_device, super_resolve_image
 
 try:
     import resource
@@ -174,7 +177,7 @@ def measure(case: Case) -> dict[str, Any]:
     for _ in range(case.warmup):
         method.run(noisy, case.sigma)
     if not peer:
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter, _eager_inference():
             if method.model.requirements.task == "sr":
                 scale = method.model.requirements.scale
                 _, info = super_resolve_image(noisy, scale, method.model, case.device, case.tile, case.dtype)
@@ -332,3 +335,17 @@ def plan(
                     {"method": peer.name, "reason": f"{width}x{height} is above --peer-max-mp {peer_max_mp:g}"}
                 )
     return cases, [*measured.values(), *available], skipped
+
+
+@contextlib.contextmanager
+def _eager_inference() -> Iterator[None]:
+    """Run the engine on the eager path inside (this process runs one configuration; the setting is restored)."""
+    before = os.environ.get(INFERENCE_ENV)
+    os.environ[INFERENCE_ENV] = "eager"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[INFERENCE_ENV]
+        else:
+            os.environ[INFERENCE_ENV] = before

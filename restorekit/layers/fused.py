@@ -1,13 +1,14 @@
 """Inference twins of layers: the same computation, with element-wise work moved inside the kernels' passes.
 
 An inverted bottleneck (:class:`~restorekit.layers.blocks.InvertedBottleneck`) writes its expanded map (5× the
-channels) once per step: expand, PReLU, depthwise or malleable filter, PReLU, project. On the CPU the steps
-between the two 1×1 convolutions are bound by memory traffic, and ATen's PReLU on channels_last bf16 maps (the
-engine's layout and ``dtype="auto"`` precision) is slower still than that traffic. :class:`FusedInvertedBottleneck`
-runs the middle three as one pass of the malleable convolution's CPU kernel with both PReLUs inside it
-(:func:`restorekit.ops.malleable_conv` with slopes; a depthwise filter is its 1×1-grid case), so the activated
-maps never exist. A MalleConv's kernel predictor reads the activated map only through an average pooling, which
-the one-pass :func:`restorekit.ops.prelu` does as it activates (``pool=k``), so that map is never written either.
+channels) once per step: expand, PReLU, depthwise or malleable filter, PReLU, project. On the CPU those steps are
+bound by that memory traffic. :class:`FusedInvertedBottleneck` runs the whole block as one pass of
+:func:`restorekit.ops.bottleneck.inverted_bottleneck` (a depthwise filter is the malleable convolution's 1×1-grid
+case), whose CPU kernel keeps the expanded map to a few rows in cache. A MalleConv's kernel predictor reads the
+activated map, through an average pooling where it starts with one: :func:`~restorekit.ops.bottleneck.
+expand_prelu_pool` expands, activates and pools in one pass, and the block's pass expands again rather than
+read a stored map, so the expanded map is never written. The predictor's head gives the grid as the op's planes
+(its output rows reordered).
 
 :func:`fuse` gives a model's inference twin: its module tree with each bottleneck replaced, parameters and
 buffers shared, the model itself untouched. The engine runs the twin on the CPU by default (``inference.api``;
@@ -20,16 +21,16 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from restorekit.layers.blocks import InvertedBottleneck
 from restorekit.layers.malle_conv import MalleConv
-from restorekit.ops.malleable_conv import malleable_conv
-from restorekit.ops.prelu import prelu
+from restorekit.ops.bottleneck import expand_prelu_pool, inverted_bottleneck, planes
 
 
 class FusedInvertedBottleneck(nn.Module):
-    """An :class:`InvertedBottleneck` for inference: expand → [PReLU → filter → PReLU in one pass] → project, + x.
+    """An :class:`InvertedBottleneck` for inference: expand → PReLU → filter → PReLU → project, + x in one pass.
 
     Args:
         block: The bottleneck to run (its modules and parameters are used, not copied); its mixer is a
@@ -42,28 +43,26 @@ class FusedInvertedBottleneck(nn.Module):
     def __init__(self, block: InvertedBottleneck):
         super().__init__()
         self.block = block
+        if isinstance(block.mixer, MalleConv):  # the predictor head's output rows as the grid's planes (t·C + c)
+            head, channels = block.mixer.predictor.head, block.mixer.predictor.channels
+            order = torch.arange(head.out_channels, device=head.weight.device).view(channels, -1).t().flatten()
+            self.register_buffer("plane_order", order, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block.project(self._mixed(x))
-
-    def _mixed(self, x: torch.Tensor) -> torch.Tensor:
-        """The filtered expanded map; no expanded map outlives its use, so the peak memory is the eager block's."""
         block = self.block
-        expanded = block.expand(x)
+        expand, project = (block.expand.weight, block.expand.bias), (block.project.weight, block.project.bias)
         slope_in, slope_out = block.act1.weight, block.act2.weight
-        if isinstance(block.mixer, MalleConv):
-            predictor = block.mixer.predictor
-            pool = pooling(predictor.body[0])
-            if pool:  # the predictor reads the activated map only through its pooling: activate and pool in one pass
-                features = predictor.body[1:](prelu(expanded, slope_in, pool=pool))
-                kernels, bias = predictor.kernels_from(features)
-                return malleable_conv(expanded, kernels, bias, slope_in=slope_in, slope_out=slope_out)
-            activated = prelu(expanded, slope_in)
-            del expanded
-            kernels, bias = predictor(activated)
-            return malleable_conv(activated, kernels, bias, slope_out=slope_out)
-        kernels, bias = depthwise_grid(block.mixer, expanded)
-        return malleable_conv(expanded, kernels, bias, slope_in=slope_in, slope_out=slope_out)
+        if not isinstance(block.mixer, MalleConv):
+            return inverted_bottleneck(x, expand, planes(*depthwise_grid(block.mixer, x)), project, slope_in, slope_out)
+        # The predictor reads the activated map, through its pooling if it starts with one: expand, activate and pool
+        # in one pass. The block's pass then expands x again rather than read a stored expanded map.
+        predictor = block.mixer.predictor
+        pool = pooling(predictor.body[0])
+        body = predictor.body[1:] if pool else predictor.body
+        features = body(expand_prelu_pool(x, expand, slope_in, max(pool, 1)))
+        head = predictor.head
+        grid = F.conv2d(features, head.weight[self.plane_order], head.bias[self.plane_order])
+        return inverted_bottleneck(x, expand, grid.to(x.dtype), project, slope_in, slope_out)
 
 
 def pooling(layer: nn.Module) -> int:
@@ -78,12 +77,13 @@ def pooling(layer: nn.Module) -> int:
 
 
 def depthwise_grid(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A depthwise convolution's kernel and bias as a 1×1 malleable-convolution grid for ``x`` ``(B, C, H, W)``.
+    """A depthwise convolution's kernel and bias as a 1×1 malleable-convolution grid, for a batch like ``x``'s.
 
     Returns:
-        kernels ``(B, C·K², 1, 1)`` and bias ``(B, C, 1, 1)`` in ``x``'s dtype (batch dimension broadcast).
+        kernels ``(B, C·K², 1, 1)`` and bias ``(B, C, 1, 1)`` in ``x``'s dtype (C = the convolution's channels; the
+        batch dimension broadcast).
     """
-    batch, channels = x.shape[:2]
+    batch, channels = x.shape[0], conv.out_channels
     kernels = conv.weight.to(x.dtype).reshape(1, -1, 1, 1).expand(batch, -1, -1, -1)
     bias = conv.bias if conv.bias is not None else conv.weight.new_zeros(channels)
     return kernels, bias.to(x.dtype).reshape(1, channels, 1, 1).expand(batch, -1, -1, -1)

@@ -137,7 +137,9 @@ def _isa_flags() -> list[str]:
         return []
     capability = torch.backends.cpu.get_cpu_capability()
     if capability.startswith("AVX512"):
-        return ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mprefer-vector-width=512"]
+        flags = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mprefer-vector-width=512"]
+        bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        return [*flags, "-mavx512bf16"] if bf16 else flags
     if capability == "AVX2":
         return ["-mavx2", "-mfma"]
     return []

@@ -22,7 +22,10 @@ interpolation and, its rows held in zero-padded buffers, without edge tests.
 
 Inference extras (forward only, no autograd): per-channel PReLU slopes applied to each row of ``x`` as it is
 loaded and to the output before it is stored, so an inverted bottleneck's ``PReLU → filter → PReLU`` is one pass
-(:func:`malleable_conv_prelu_cpu`), and a standalone row-parallel PReLU (:func:`prelu_cpu`).
+(:func:`malleable_conv_prelu_cpu`); a 1×1 convolution computing each row of x as it is loaded and one projecting
+each output row before it is stored (plus x), so a whole bottleneck is one pass (:func:`bottleneck_cpu`, see
+``ops.bottleneck``); the expansion, PReLU and average pooling a kernel predictor reads (:func:`expand_pool_cpu`);
+and a standalone row-parallel PReLU (:func:`prelu_cpu`).
 
 Backward, with ``g = ∂L/∂out``:
 
@@ -168,6 +171,102 @@ def prelu_pool_cpu(x: torch.Tensor, slope: torch.Tensor, pool: int) -> torch.Ten
     return out
 
 
+def bottleneck_cpu(
+    x: torch.Tensor,
+    expand: tuple[torch.Tensor, torch.Tensor | None],
+    grid: torch.Tensor,
+    kernel_size: int,
+    project: tuple[torch.Tensor, torch.Tensor | None],
+    slope_in: torch.Tensor | None,
+    slope_out: torch.Tensor | None,
+) -> torch.Tensor:
+    """``x + project(prelu(filter(prelu(expand(x), slope_in)), slope_out))`` in one pass, without autograd.
+
+    Args:
+        x: Feature map ``(B, Ci, H, W)``, any strides, fp32/fp64/bf16/fp16.
+        expand: The 1×1 convolution ``Ci → C``: weight ``(C, Ci, 1, 1)`` and bias ``(C,)`` or ``None``.
+        grid: The filter's grid as planes, ``(B, (K²+1)·C, h, w)`` in x's dtype (plane t of channel c at channel
+            ``t·C + c``: the K² taps, then the bias; see ``ops.inverted_bottleneck``), channels_last or any strides
+            whose channels are contiguous.
+        kernel_size: K ∈ {1, 3}.
+        project: The 1×1 convolution ``C → Ci``: weight ``(Ci, C, 1, 1)`` and bias ``(Ci,)`` or ``None``.
+        slope_in, slope_out: PReLU slopes ``(C,)`` or ``None``.
+
+    Returns:
+        ``(B, Ci, H, W)`` in x's dtype and memory format. The expanded and filtered maps exist only as a few
+        rows per thread, in the accumulation type (so with bf16 x they are not rounded to bf16 between steps).
+    """
+    batch, in_channels, height, width = x.shape
+    hidden = expand[0].shape[0]
+    rows, cols = grid.shape[-2:]
+    dtype = _accumulation_dtype(x.dtype)
+    y0, ly, _ = _sampling_table(height, rows, dtype)
+    x0, lx, _ = _sampling_table(width, cols, dtype)
+    if grid.stride(1) != 1:
+        grid = grid.contiguous(memory_format=torch.channels_last)
+    expand_weight, expand_bias, expand_pairs = _pointwise(*expand, x.dtype)
+    project_weight, project_bias, project_pairs = _pointwise(*project, x.dtype)
+    slopes = tuple(_slopes(slope, x.dtype) for slope in (slope_in, slope_out))
+    out = torch.empty_like(x)
+    fixed = (int64s(batch, hidden, height, width, rows, cols, kernel_size), *_view(x), *_view(grid), *_view(out))
+    fixed += (y0.data_ptr(), ly.data_ptr(), x0.data_ptr(), lx.data_ptr())
+    fixed += tuple(None if slope is None else slope.data_ptr() for slope in slopes)
+    fixed += (expand_weight.data_ptr(), expand_bias.data_ptr(), _pointer(expand_pairs))
+    fixed += (project_weight.data_ptr(), project_bias.data_ptr(), _pointer(project_pairs), in_channels)
+    function = _function("bottleneck", dtype)
+    parallel(function, fixed, batch * height, width * hidden, "inverted_bottleneck", inside=_threads_inside())
+    return out
+
+
+def expand_pool_cpu(
+    x: torch.Tensor, expand: tuple[torch.Tensor, torch.Tensor | None], slope: torch.Tensor, pool: int
+) -> torch.Tensor:
+    """``avg_pool2d(prelu(expand(x), slope), pool, ceil_mode=True)`` in one pass (no autograd): the expanded map is
+    never written. ``x (B, Ci, H, W)``, expand as for :func:`bottleneck_cpu` → ``(B, C, ⌈H/pool⌉, ⌈W/pool⌉)`` in
+    x's dtype and memory format."""
+    batch, in_channels, height, width = x.shape
+    hidden = expand[0].shape[0]
+    rows, cols = -(-height // pool), -(-width // pool)
+    dtype = _accumulation_dtype(x.dtype)
+    weight, bias, pairs = _pointwise(*expand, x.dtype)
+    out = torch.empty(batch, hidden, rows, cols, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
+    slope = _slopes(slope, x.dtype)
+    fixed = (int64s(batch, hidden, height, width, rows, cols, pool), *_view(x), *_view(out), slope.data_ptr())
+    fixed += (weight.data_ptr(), bias.data_ptr(), _pointer(pairs), in_channels)
+    function = _function("expand_pool", dtype)
+    parallel(function, fixed, batch * rows, pool * width * hidden, "expand_pool", inside=_threads_inside())
+    return out
+
+
+def _pointwise(
+    weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A 1×1 convolution's weight ``(out, in, 1, 1)`` as the kernel reads it, for a feature map of ``dtype``: ``(in,
+    out)`` contiguous and the bias (zeros for none) in the accumulation type, and for bf16 maps, where the build has
+    bf16 dot products and the shape suits them (``in`` even, ``out`` a multiple of 16), the weight rounded to bf16 as
+    ``(in/2, out, 2)`` (else ``None``): the same rounding as a bf16 convolution under autocast."""
+    accumulation = _accumulation_dtype(dtype)
+    matrix = weight.detach().flatten(1).t()
+    transposed = matrix.to(accumulation).contiguous()
+    bias = transposed.new_zeros(matrix.shape[1]) if bias is None else bias.detach().to(accumulation).contiguous()
+    inputs, outputs = matrix.shape
+    pairs = None
+    if dtype == torch.bfloat16 and _bf16_dot() and inputs % 2 == 0 and outputs % 16 == 0:
+        pairs = matrix.to(torch.bfloat16).reshape(inputs // 2, 2, outputs).transpose(1, 2).contiguous()
+    return transposed, bias, pairs
+
+
+def _pointer(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+@functools.cache
+def _bf16_dot() -> bool:
+    """Whether the kernel was built with bf16 dot products (AVX512-BF16, see ``ops._cpu_kernels``)."""
+    library = _library()
+    return library is not None and bool(library.mc_has_bf16_dot())
+
+
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
     channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     return torch.channels_last if channels_last else torch.contiguous_format
@@ -295,11 +394,18 @@ def _library() -> ctypes.CDLL | None:
             function = getattr(library, f"mc_{kind}_{suffix}")
             function.argtypes = [pointer, *view, *view, pointer, int64, int64]
             function.restype = integer
+        function = getattr(library, f"mc_bottleneck_{suffix}")
+        function.argtypes = [pointer, *view, *view, *view, *tables, *[pointer] * 8, int64, int64, int64]
+        function.restype = integer
+        function = getattr(library, f"mc_expand_pool_{suffix}")
+        function.argtypes = [pointer, *view, *view, *[pointer] * 4, int64, int64, int64]
+        function.restype = integer
         function = getattr(library, f"mc_grad_grid_{suffix}")
         function.argtypes = [pointer, *view, *view, pointer, *tables, integer, int64, int64]
         function.restype = integer
         function = getattr(library, f"mc_unpack_grid_{suffix}")
         function.argtypes = [pointer, *view, *view, pointer, int64, int64]
         function.restype = integer
+    library.mc_has_bf16_dot.argtypes, library.mc_has_bf16_dot.restype = [], integer
     library.mc_set_threads_inside.argtypes, library.mc_set_threads_inside.restype = [integer], integer
     return library

@@ -31,10 +31,11 @@ def _quality() -> dict:
 
 def _latency() -> dict:
     rows = [
-        {"method": m, "size": "512x512", "device": "cpu", "dtype": "fp32", "tile": None, "runs": 3,
+        {"method": m, "kind": "restorekit" if m.startswith("mallenet") else "peer", "size": "512x512",
+         "device": "cpu", "dtype": "fp32", "tile": None, "runs": 3,
          "median_ms": ms, "p95_ms": ms, "cpu_ms": ms, "mp_per_s": 0.26 / ms * 1e3, "rss_peak_mb": 900.0,
          "rss_baseline_mb": 400.0, "cuda_peak_mb": None, "gflops": None, "parameters": None, "error": None}
-        for m, ms in (("cbm3d", 17000.0), ("mallenet_s.x", 170.0))
+        for m, ms in (("cbm3d", 17000.0), ("mallenet_s.x", 170.0), ("ffdnet_shape", 340.0))
     ]  # fmt: skip
     return report.payload("latency", rows, ENV, {}, "restorekit bench latency")
 
@@ -61,6 +62,8 @@ def test_render():
     assert section.index("| noisy |") < section.index("| mallenet_s.x |") < section.index("| cbm3d |")
     summary = page[page.index("## Summary") : page.index("## Quality: ")]
     assert "| kodak24 | σ=15 | mallenet_s.x |" in summary and "-2.13" in summary
+    assert "| × faster than CBM3D | × FFDNet-shaped time | others (ms) |" in summary
+    assert "| mallenet_s.x | 512x512 | fp32 | 170.0 | 100.0 | 0.5000 | ffdnet_shape 340 |" in summary
     assert "## Latency: " in page
     assert "#### cpu" in page and "| median ms | p95 ms | CPU ms | MP/s | × CBM3D |" in page
     assert "| mallenet_s.x | 512x512 | fp32 | 3 | 170.0 | 170.0 | 170.0 | 1.529 | 100.0 |" in page
