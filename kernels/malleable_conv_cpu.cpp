@@ -265,10 +265,16 @@ struct Pointwise {
 // not null, through the PReLU of `slope` if it is not null. Per input, G weight vectors and PB broadcasts feed
 // G·PB independent multiply-adds, all accumulators in registers.
 #if MC_VECTOR_BYTES == 64
-constexpr int kTileChunks = 4, kTilePixels = 4;  // 16 accumulators of AVX-512's 32 registers
+constexpr int kTileChunks = 4, kTileAccumulators = 16;  // of AVX-512's 32 registers
 #else
-constexpr int kTileChunks = 2, kTilePixels = 4;  // 8 of AVX2's 16
+constexpr int kTileChunks = 2, kTileAccumulators = 8;  // of AVX2's 16
 #endif
+// Pixels per tile for G chunks: as many as the accumulators allow (a power of two), so that a narrow output
+// (G = 1) still has enough independent multiply-adds in flight.
+template <int G>
+constexpr int tile_pixels() {
+  return G == 1 ? kTileAccumulators : G == 2 ? kTileAccumulators / 2 : 4;
+}
 
 template <typename A, typename V, int G, int PB>
 MC_INLINE void finish_tile(const Pointwise<A>& pw, V (&acc)[PB][G], const A* residual, const A* slope, i64 px, i64 c0,
@@ -335,17 +341,18 @@ MC_INLINE void pointwise_tile_bf16(const Pointwise<float>& pw, const uint16_t* s
 }
 #endif
 
-// Calls tile(Int<G>, c0) over the output chunks of a row: groups of kTileChunks full vectors, then the rest of the
-// full vectors as one group, then (V = A) the remaining channels one at a time.
+// Calls tile(Int<G>, Tag<V>, c0) over the output chunks of a row: groups of kTileChunks full vectors, then the
+// rest of the full vectors as one group, then (V = A) the remaining channels one at a time.
 template <typename A, typename Tile>
 MC_INLINE void over_chunk_groups(i64 C, Tile&& tile) {
   constexpr i64 L = sizeof(typename Vector<A>::type) / sizeof(A);
   i64 c0 = 0;
-  for (; c0 + kTileChunks * L <= C; c0 += kTileChunks * L) tile(Int<kTileChunks>{}, Tag<typename Vector<A>::type>{}, c0);
+  typedef Tag<typename Vector<A>::type> Full;
+  for (; c0 + kTileChunks * L <= C; c0 += kTileChunks * L) tile(Int<kTileChunks>{}, Full{}, c0);
   switch ((C - c0) / L) {
-    case 3: tile(Int<3>{}, Tag<typename Vector<A>::type>{}, c0); break;
-    case 2: tile(Int<2>{}, Tag<typename Vector<A>::type>{}, c0); break;
-    case 1: tile(Int<1>{}, Tag<typename Vector<A>::type>{}, c0); break;
+    case 3: tile(Int<3>{}, Full{}, c0); break;
+    case 2: tile(Int<2>{}, Full{}, c0); break;
+    case 1: tile(Int<1>{}, Full{}, c0); break;
     default: break;
   }
   for (c0 += (C - c0) / L * L; c0 < C; ++c0) tile(Int<1>{}, Tag<A>{}, c0);
@@ -360,8 +367,8 @@ void pointwise_row_bf16(const Pointwise<A>& pw, const uint16_t* src, i64 W, cons
     over_chunk_groups<float>(pw.out, [&](auto group, auto, i64 c0) {  // out is a multiple of 16: full vectors only
       constexpr int G = decltype(group)::value;
       i64 px = 0;
-      for (; px + kTilePixels <= W; px += kTilePixels)
-        pointwise_tile_bf16<G, kTilePixels>(pw, src, residual, slope, px, c0, dst);
+      constexpr int PB = tile_pixels<G>();
+      for (; px + PB <= W; px += PB) pointwise_tile_bf16<G, PB>(pw, src, residual, slope, px, c0, dst);
       for (; px < W; ++px) pointwise_tile_bf16<G, 1>(pw, src, residual, slope, px, c0, dst);
     });
     return;
@@ -382,8 +389,9 @@ void pointwise_row(const Pointwise<A>& pw, const A* src, i64 W, const A* residua
   over_chunk_groups<A>(pw.out, [&](auto group, auto tag, i64 c0) {
     constexpr int G = decltype(group)::value;
     typedef typename decltype(tag)::type V;
+    constexpr int PB = tile_pixels<G>();
     i64 px = 0;
-    for (; px + kTilePixels <= W; px += kTilePixels) pointwise_tile<A, V, G, kTilePixels>(pw, src, residual, slope, px, c0, dst);
+    for (; px + PB <= W; px += PB) pointwise_tile<A, V, G, PB>(pw, src, residual, slope, px, c0, dst);
     for (; px < W; ++px) pointwise_tile<A, V, G, 1>(pw, src, residual, slope, px, c0, dst);
   });
 }
@@ -396,20 +404,26 @@ constexpr int kHasBf16Dot =
     0;
 #endif
 
+// dst (W, pw.out) = the 1×1 convolution of row y of v (pw.in channels), through the PReLU of `slope` if it is not
+// null; the row is read into `scratch` (room for 2·W·pw.in values) unless the dot products can read it in place.
+template <typename A>
+void pointwise_of_row(const Pointwise<A>& pw, const View& v, i64 b, i64 y, i64 W, const A* slope, A* scratch, A* dst) {
+  if (pw.pairs && v.dtype == kBF16 && v.sc == 1 && (W == 1 || v.sw == pw.in)) {
+    const uint16_t* x = (const uint16_t*)v.data + b * v.sb + y * v.sh;  // the bf16 row as it is
+    pointwise_row_bf16<A>(pw, x, W, nullptr, slope, dst);
+    return;
+  }
+  load_row<A>(v, b, y, W, pw.in, scratch);
+  pointwise_row<A>(pw, scratch, W, nullptr, slope, dst, (uint16_t*)(scratch + W * pw.in));
+}
+
 // Row y of a filter's input, (W, C) into dst: row y of x (C channels), or with `expand` the 1×1 convolution of
-// row y of x (expand->in channels, read into `scratch`, room for 2·W·expand->in values), then the PReLU of `slope`
-// if it is not null.
+// row y of x (scratch as for pointwise_of_row), then the PReLU of `slope` if it is not null.
 template <typename A>
 void input_row(const View& v, i64 b, i64 y, i64 W, i64 C, const A* slope, const Pointwise<A>* expand, A* scratch,
                A* dst) {
-  if (expand && expand->pairs && v.dtype == kBF16 && v.sc == 1 && (W == 1 || v.sw == expand->in)) {
-    const uint16_t* x = (const uint16_t*)v.data + b * v.sb + y * v.sh;  // the bf16 row as it is
-    pointwise_row_bf16<A>(*expand, x, W, nullptr, slope, dst);
-    return;
-  }
   if (expand) {
-    load_row<A>(v, b, y, W, expand->in, scratch);
-    pointwise_row<A>(*expand, scratch, W, nullptr, slope, dst, (uint16_t*)(scratch + W * expand->in));
+    pointwise_of_row<A>(*expand, v, b, y, W, slope, scratch, dst);
     return;
   }
   load_row<A>(v, b, y, W, C, dst);
@@ -598,19 +612,22 @@ void pack_row_any(const Shape& s, const View& kv, const View& bv, i64 b, i64 y, 
   }
 }
 
-// Packed grid rows on demand, least recently used first out of `slots` (≥ the rows one image row needs).
+// Packed grid rows on demand, least recently used first out of `slots` (≥ the rows one image row needs). With
+// `head`, the grid is not read but computed, a row at a time: the 1×1 convolution `head` of the features kv
+// (B, head->in, h, w), whose outputs are the planes in the packed order (plane t of channel c at t·C + c).
 template <typename A>
 struct PackedRows {
   static constexpr int kMaxSlots = 6;
   const Shape& s;
   View kv, bv;
   int slots;
+  const Pointwise<A>* head;
   i64 size, clock;
-  A* buf;
+  A* buf;  // the slots, then (with head) pointwise_of_row's scratch
   i64 key[kMaxSlots], used[kMaxSlots];
-  PackedRows(const Shape& shape, const View& k, const View& bias, int slots_)
-      : s(shape), kv(k), bv(bias), slots(slots_), size(shape.w * shape.planes() * shape.C), clock(0) {
-    buf = (A*)malloc(sizeof(A) * slots * size);
+  PackedRows(const Shape& shape, const View& k, const View& bias, int slots_, const Pointwise<A>* head_ = nullptr)
+      : s(shape), kv(k), bv(bias), slots(slots_), head(head_), size(shape.w * shape.planes() * shape.C), clock(0) {
+    buf = (A*)malloc(sizeof(A) * (slots * size + (head ? 2 * shape.w * head->in : 0)));
     for (int i = 0; i < slots; ++i) key[i] = used[i] = -1;
   }
   ~PackedRows() { free(buf); }
@@ -624,7 +641,10 @@ struct PackedRows {
       }
       if (used[i] < used[slot]) slot = i;
     }
-    pack_row_any<A>(s, kv, bv, b, y, buf + slot * size, false);
+    if (head)
+      pointwise_of_row<A>(*head, kv, b, y, s.w, nullptr, buf + slots * size, buf + slot * size);
+    else
+      pack_row_any<A>(s, kv, bv, b, y, buf + slot * size, false);
     key[slot] = b * s.h + y;
     used[slot] = ++clock;
     return buf + slot * size;
@@ -737,11 +757,12 @@ MC_INLINE void grad_grid_block(const Shape& s, i64 c0, i64 px0, const A* lx, con
 template <typename A, int K>
 int forward_rows(const Shape& s, const View& xv, const View& kv, const View& bv, const View& ov, const int32_t* y0,
                  const A* ly, const int32_t* x0, const A* lx, const A* slope_in, const A* slope_out,
-                 const Pointwise<A>* expand, const Pointwise<A>* project, i64 begin, i64 end) {
+                 const Pointwise<A>* expand, const Pointwise<A>* project, const Pointwise<A>* head, i64 begin,
+                 i64 end) {
   constexpr int pad = K / 2;
   RowSource<A> xs(xv, s.H, s.W, s.C, K, slope_in, expand);
   RowSink<A> os(ov, s.W, s.C, project, &xv);
-  PackedRows<A> packed(s, kv, bv, 2);
+  PackedRows<A> packed(s, kv, bv, 2, head);
   if (!xs.ok() || !os.ok() || !packed.ok()) return 1;
   for (i64 r = begin; r < end; ++r) {
     const i64 b = r / s.H, y = r % s.H;
@@ -795,10 +816,11 @@ MC_INLINE void depthwise_block(i64 C, i64 c0, i64 px, const A* const* rows, cons
 
 template <typename A, int K>
 int depthwise_rows(const Shape& s, const View& xv, const View& kv, const View& bv, const View& ov, const A* slope_in,
-                   const A* slope_out, const Pointwise<A>* expand, const Pointwise<A>* project, i64 begin, i64 end) {
+                   const A* slope_out, const Pointwise<A>* expand, const Pointwise<A>* project,
+                   const Pointwise<A>* head, i64 begin, i64 end) {
   constexpr int pad = K / 2;
   const i64 W = s.W, C = s.C, row_size = (W + 2 * pad) * C;
-  PackedRows<A> packed(s, kv, bv, 1);
+  PackedRows<A> packed(s, kv, bv, 1, head);
   RowSink<A> os(ov, W, C, project, &xv);
   // K ring slots, then the zero row, then (with expand) input_row's scratch
   A* buf = (A*)calloc((size_t)((K + 1) * row_size + (expand ? 2 * W * expand->in : 0)), sizeof(A));
@@ -1015,19 +1037,22 @@ int over_threads(i64 begin, i64 end, i64 work_per_row, Rows&& rows) {
 }
 
 // The forward filter over rows [begin, end) of (B·H), split over threads: the depthwise row loop for a 1×1 grid,
-// else the grid's; with expand and project, a whole inverted bottleneck (x → expand → filter → project, + x).
+// else the grid's; with expand and project, a whole inverted bottleneck (x → expand → filter → project, + x); with
+// head, the grid computed from features (see PackedRows).
 template <typename A>
 int filter_rows(const Shape& s, const View& xv, const View& kv, const View& bv, const View& ov, const int32_t* y0,
                 const A* ly, const int32_t* x0, const A* lx, const A* slope_in, const A* slope_out,
-                const Pointwise<A>* expand, const Pointwise<A>* project, i64 begin, i64 end) {
+                const Pointwise<A>* expand, const Pointwise<A>* project, const Pointwise<A>* head, i64 begin,
+                i64 end) {
   const bool flat = s.h == 1 && s.w == 1;
-  return over_threads(begin, end, s.W * s.C, [&](i64 first, i64 last) {
+  const A* si = slope_in;
+  const A* so = slope_out;
+  return over_threads(begin, end, s.W * s.C, [&](i64 f, i64 l) {
     if (flat)
-      return s.K == 3 ? depthwise_rows<A, 3>(s, xv, kv, bv, ov, slope_in, slope_out, expand, project, first, last)
-                      : depthwise_rows<A, 1>(s, xv, kv, bv, ov, slope_in, slope_out, expand, project, first, last);
-    return s.K == 3
-               ? forward_rows<A, 3>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, expand, project, first, last)
-               : forward_rows<A, 1>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, expand, project, first, last);
+      return s.K == 3 ? depthwise_rows<A, 3>(s, xv, kv, bv, ov, si, so, expand, project, head, f, l)
+                      : depthwise_rows<A, 1>(s, xv, kv, bv, ov, si, so, expand, project, head, f, l);
+    return s.K == 3 ? forward_rows<A, 3>(s, xv, kv, bv, ov, y0, ly, x0, lx, si, so, expand, project, head, f, l)
+                    : forward_rows<A, 1>(s, xv, kv, bv, ov, y0, ly, x0, lx, si, so, expand, project, head, f, l);
   });
 }
 
@@ -1061,7 +1086,8 @@ Shape make_shape(const i64* shape) {
     const Shape s = make_shape(shape);                                                                            \
     const View xv = make_view(x, xd, xs), kv = make_view(k, kd, ks), bv = make_view(bias, bd, bs);               \
     const View ov = make_view(out, od, os);                                                                       \
-    return filter_rows<A>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, nullptr, nullptr, begin, end);  \
+    return filter_rows<A>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, nullptr, nullptr, nullptr, begin, \
+                          end);                                                                                   \
   }                                                                                                                \
   extern "C" int mc_bottleneck_##SUFFIX(const i64* shape, void* x, int xd, const i64* xs, void* grid, int gd,      \
                                         const i64* gs, void* out, int od, const i64* os, const int32_t* y0,         \
@@ -1069,14 +1095,18 @@ Shape make_shape(const i64* shape) {
                                         const A* slope_out, const A* expand_weight, const A* expand_bias,           \
                                         const uint16_t* expand_pairs, const A* project_weight,                      \
                                         const A* project_bias, const uint16_t* project_pairs, i64 in_channels,      \
-                                        i64 begin, i64 end) {                                                      \
+                                        const A* head_weight, const A* head_bias, const uint16_t* head_pairs,      \
+                                        i64 features, i64 begin, i64 end) {                                        \
     Shape s = make_shape(shape);                                                                                   \
     s.as_planes = true;                                                                                            \
     const View xv = make_view(x, xd, xs), kv = make_view(grid, gd, gs), bv = kv;                                  \
     const View ov = make_view(out, od, os);                                                                       \
     const Pointwise<A> expand{expand_weight, expand_bias, in_channels, s.C, expand_pairs};                        \
     const Pointwise<A> project{project_weight, project_bias, s.C, in_channels, project_pairs};                    \
-    return filter_rows<A>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, &expand, &project, begin, end); \
+    const Pointwise<A> head{head_weight, head_bias, features, s.planes() * s.C, head_pairs};                       \
+    const Pointwise<A>* from = head_weight ? &head : nullptr;                                                      \
+    return filter_rows<A>(s, xv, kv, bv, ov, y0, ly, x0, lx, slope_in, slope_out, &expand, &project, from, begin, \
+                          end);                                                                                   \
   }                                                                                                                \
   extern "C" int mc_expand_pool_##SUFFIX(const i64* shape, void* src, int sd, const i64* ss, void* dst, int dd,    \
                                          const i64* ds, const A* slope, const A* expand_weight,                    \
@@ -1101,7 +1131,7 @@ Shape make_shape(const i64* shape) {
     const Shape s = make_shape(shape);                                                                             \
     const View sv = make_view(src, sd, ss), dv = make_view(dst, dd, ds);                                          \
     return over_threads(begin, end, s.K * s.W * s.C,                                                              \
-                        [&](i64 first, i64 last) { return prelu_pool_rows<A>(s, sv, dv, slope, nullptr, first, last); }); \
+                        [&](i64 b0, i64 b1) { return prelu_pool_rows<A>(s, sv, dv, slope, nullptr, b0, b1); });      \
   }                                                                                                                \
   MC_FILTER_EXPORT(A, SUFFIX, grad_x, grad_x_rows)                                                                \
   extern "C" int mc_grad_grid_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, void* x, int xd,         \

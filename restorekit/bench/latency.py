@@ -7,19 +7,19 @@ A configuration (:class:`Case`) is one method × image size × device × dtype. 
    with AWGN at σ under the ``file`` protocol (content matters little to any method's speed);
    ``rss_baseline_mb`` is the resident set size after this;
 2. ``warmup`` untimed runs (at least one for models: the first sizes the tiles);
-3. models only: one more untimed run under :class:`torch.utils.flop_counter.FlopCounterMode` gives
-   ``gflops`` (PyTorch counts convolutions and matrix products, 2 FLOPs per multiply-add; element-wise work
-   such as MalleConv's kernel slicing is not counted; with tiling, the tile overlaps are included; counted on
-   the eager path, ``RESTOREKIT_INFERENCE=eager``, as the fused CPU kernels run the same convolutions out of
-   the counter's sight) and the
-   ``device``, ``dtype`` and ``tile`` the engine actually used;
+3. models only: one more untimed run gives the ``device``, ``dtype`` and ``tile`` the engine actually used;
 4. timed runs until ``repeats`` are done or ``budget_s`` has passed (at least one): ``median_ms`` and
    ``p95_ms`` (linear interpolation) of the wall time of the whole call, array in → array out, including
    any tiling; ``mp_per_s`` is megapixels over the median; ``cpu_ms`` is the median CPU time of the
    process per run (all threads), which a busy machine inflates far less than wall time;
 5. ``rss_peak_mb`` is the process's resident-set high-water mark (``getrusage``), so it includes the
    interpreter, torch and the model (that is ``rss_baseline_mb``); on CUDA, ``cuda_peak_mb`` is
-   ``torch.cuda.max_memory_allocated`` over the timed runs.
+   ``torch.cuda.max_memory_allocated`` over the timed runs;
+6. models only, after the peaks are taken: one more run under :class:`torch.utils.flop_counter.FlopCounterMode`
+   gives ``gflops`` (PyTorch counts convolutions and matrix products, 2 FLOPs per multiply-add; element-wise work
+   such as MalleConv's kernel slicing is not counted; with tiling, the tile overlaps are included). It runs on the
+   eager path (``RESTOREKIT_INFERENCE=eager``): the fused CPU kernels do the same convolutions out of the
+   counter's sight, and the eager path may take more memory, which the peaks must not see.
 
 restorekit models run through :func:`restorekit.inference.api.denoise` (see
 :mod:`restorekit.bench.methods`); peers run on the CPU at their own precision (``dtype`` shows ``float32``
@@ -54,7 +54,14 @@ from restorekit.bench.methods import Method, model_method
 from restorekit.bench.noise import add_noise
 from restorekit.errors import RestoreKitError
 from restorekit.inference import runtime
-from restorekit.inference.api import DTYPES, INFERENCE_ENV, denoise_image, resolve_device, super_resolve_image
+from restorekit.inference.api import (
+    DTYPES,
+    INFERENCE_ENV,
+    RunInfo,
+    denoise_image,
+    resolve_device,
+    super_resolve_image,
+)
 
 try:
     import resource
@@ -177,18 +184,8 @@ def measure(case: Case) -> dict[str, Any]:
     for _ in range(case.warmup):
         method.run(noisy, case.sigma)
     if not peer:
-        with FlopCounterMode(display=False) as counter, _eager_inference():
-            if method.model.requirements.task == "sr":
-                scale = method.model.requirements.scale
-                _, info = super_resolve_image(noisy, scale, method.model, case.device, case.tile, case.dtype)
-            else:
-                _, info = denoise_image(noisy, case.sigma, method.model, case.device, case.tile, case.dtype)
-        row |= {
-            "device": info.device,
-            "dtype": info.dtype,
-            "tile": info.tile,
-            "gflops": counter.get_total_flops() / 1e9,
-        }
+        info = _engine_run(method, noisy, case)
+        row |= {"device": info.device, "dtype": info.dtype, "tile": info.tile}
     cuda = row["device"].startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats(row["device"])
@@ -201,18 +198,36 @@ def measure(case: Case) -> dict[str, Any]:
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
     median = float(np.median(times))
-    return row | {
-        "threads": case.threads if peer else torch.get_num_threads(),
-        "runs": len(times),
-        "median_ms": median * 1e3,
-        "p95_ms": float(np.percentile(times, 95)) * 1e3,
-        "cpu_ms": float(np.median(cpu_times)) * 1e3,
-        "mp_per_s": row["megapixels"] / median,
-        "rss_baseline_mb": rss_baseline,
+    peaks = {
         "rss_peak_mb": _peak_rss_mb(),
         "cuda_peak_mb": torch.cuda.max_memory_allocated(row["device"]) / 2**20 if cuda else None,
-        "parameters": method.parameters,
     }
+    if not peer:  # after the peaks are taken: the eager path may use more memory than the default one
+        with FlopCounterMode(display=False) as counter, _eager_inference():
+            _engine_run(method, noisy, case)
+        row["gflops"] = counter.get_total_flops() / 1e9
+    return (
+        row
+        | peaks
+        | {
+            "threads": case.threads if peer else torch.get_num_threads(),
+            "runs": len(times),
+            "median_ms": median * 1e3,
+            "p95_ms": float(np.percentile(times, 95)) * 1e3,
+            "cpu_ms": float(np.median(cpu_times)) * 1e3,
+            "mp_per_s": row["megapixels"] / median,
+            "rss_baseline_mb": rss_baseline,
+            "parameters": method.parameters,
+        }
+    )
+
+
+def _engine_run(method: Method, noisy: np.ndarray, case: Case) -> RunInfo:
+    """One untimed run of a model through the engine, for what it reports (device, dtype, tile)."""
+    model = method.model
+    if model.requirements.task == "sr":
+        return super_resolve_image(noisy, model.requirements.scale, model, case.device, case.tile, case.dtype)[1]
+    return denoise_image(noisy, case.sigma, model, case.device, case.tile, case.dtype)[1]
 
 
 def _row(case: Case, error: str | None = None) -> dict[str, Any]:

@@ -7,8 +7,8 @@ bound by that memory traffic. :class:`FusedInvertedBottleneck` runs the whole bl
 case), whose CPU kernel keeps the expanded map to a few rows in cache. A MalleConv's kernel predictor reads the
 activated map, through an average pooling where it starts with one: :func:`~restorekit.ops.bottleneck.
 expand_prelu_pool` expands, activates and pools in one pass, and the block's pass expands again rather than
-read a stored map, so the expanded map is never written. The predictor's head gives the grid as the op's planes
-(its output rows reordered).
+read a stored map, so the expanded map is never written. Nor is the kernel grid: the op computes each grid row as
+it needs it from the predictor's features and its head (the head's output rows reordered into the op's planes).
 
 :func:`fuse` gives a model's inference twin: its module tree with each bottleneck replaced, parameters and
 buffers shared, the model itself untouched. The engine runs the twin on the CPU by default (``inference.api``;
@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from restorekit.layers.blocks import InvertedBottleneck
@@ -60,9 +59,8 @@ class FusedInvertedBottleneck(nn.Module):
         pool = pooling(predictor.body[0])
         body = predictor.body[1:] if pool else predictor.body
         features = body(expand_prelu_pool(x, expand, slope_in, max(pool, 1)))
-        head = predictor.head
-        grid = F.conv2d(features, head.weight[self.plane_order], head.bias[self.plane_order])
-        return inverted_bottleneck(x, expand, grid.to(x.dtype), project, slope_in, slope_out)
+        head = (predictor.head.weight[self.plane_order], predictor.head.bias[self.plane_order])
+        return inverted_bottleneck(x, expand, features.to(x.dtype), project, slope_in, slope_out, head)
 
 
 def pooling(layer: nn.Module) -> int:

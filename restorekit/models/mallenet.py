@@ -83,6 +83,9 @@ class MalleNet(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         level_input = x if self.blind else torch.cat([x, sigma.expand(-1, 1, -1, -1)], dim=1)
+        device = level_input.device.type
+        if torch.is_autocast_enabled(device):  # each stem would cast its level's input: cast once, then unshuffle
+            level_input = level_input.to(torch.get_autocast_dtype(device))
         features = []
         for level in range(LEVELS):
             if level:

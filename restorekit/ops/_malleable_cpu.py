@@ -179,6 +179,7 @@ def bottleneck_cpu(
     project: tuple[torch.Tensor, torch.Tensor | None],
     slope_in: torch.Tensor | None,
     slope_out: torch.Tensor | None,
+    head: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
     """``x + project(prelu(filter(prelu(expand(x), slope_in)), slope_out))`` in one pass, without autograd.
 
@@ -191,6 +192,8 @@ def bottleneck_cpu(
         kernel_size: K ∈ {1, 3}.
         project: The 1×1 convolution ``C → Ci``: weight ``(Ci, C, 1, 1)`` and bias ``(Ci,)`` or ``None``.
         slope_in, slope_out: PReLU slopes ``(C,)`` or ``None``.
+        head: A 1×1 convolution ``F → (K²+1)·C`` (weight, bias) whose outputs are the planes: then ``grid`` is
+            the features ``(B, F, h, w)`` it reads, and the kernel computes each grid row as it needs it.
 
     Returns:
         ``(B, Ci, H, W)`` in x's dtype and memory format. The expanded and filtered maps exist only as a few
@@ -202,8 +205,9 @@ def bottleneck_cpu(
     dtype = _accumulation_dtype(x.dtype)
     y0, ly, _ = _sampling_table(height, rows, dtype)
     x0, lx, _ = _sampling_table(width, cols, dtype)
-    if grid.stride(1) != 1:
+    if grid.stride(1) != 1 and head is None:
         grid = grid.contiguous(memory_format=torch.channels_last)
+    head_weight, head_bias, head_pairs = _pointwise(*head, x.dtype) if head is not None else (None, None, None)
     expand_weight, expand_bias, expand_pairs = _pointwise(*expand, x.dtype)
     project_weight, project_bias, project_pairs = _pointwise(*project, x.dtype)
     slopes = tuple(_slopes(slope, x.dtype) for slope in (slope_in, slope_out))
@@ -213,6 +217,7 @@ def bottleneck_cpu(
     fixed += tuple(None if slope is None else slope.data_ptr() for slope in slopes)
     fixed += (expand_weight.data_ptr(), expand_bias.data_ptr(), _pointer(expand_pairs))
     fixed += (project_weight.data_ptr(), project_bias.data_ptr(), _pointer(project_pairs), in_channels)
+    fixed += (_pointer(head_weight), _pointer(head_bias), _pointer(head_pairs), grid.shape[1])
     function = _function("bottleneck", dtype)
     parallel(function, fixed, batch * height, width * hidden, "inverted_bottleneck", inside=_threads_inside())
     return out
@@ -395,7 +400,9 @@ def _library() -> ctypes.CDLL | None:
             function.argtypes = [pointer, *view, *view, pointer, int64, int64]
             function.restype = integer
         function = getattr(library, f"mc_bottleneck_{suffix}")
-        function.argtypes = [pointer, *view, *view, *view, *tables, *[pointer] * 8, int64, int64, int64]
+        pointwise = [pointer] * 3  # weight, bias, bf16 pairs
+        function.argtypes = [pointer, *view, *view, *view, *tables, pointer, pointer, *pointwise, *pointwise, int64]
+        function.argtypes += [*pointwise, int64, int64, int64]
         function.restype = integer
         function = getattr(library, f"mc_expand_pool_{suffix}")
         function.argtypes = [pointer, *view, *view, *[pointer] * 4, int64, int64, int64]

@@ -6,14 +6,16 @@ step, the bottleneck writes and reads its expanded map (C channels, full resolut
 and on a CPU those steps are bound by that memory traffic. The CPU kernel (in the malleable convolution's library,
 :mod:`restorekit.ops._malleable_cpu`) runs the whole block one image row at a time: each thread expands the few
 input rows its output row needs into a ring of rows in cache, filters them and projects the result, so the
-expanded map exists only as those rows, in fp32 (with bf16 x the intermediate maps are therefore not rounded to
-bf16 between steps, as they are under autocast). :func:`expand_prelu_pool` is the same trick for what a MalleConv's
-kernel predictor reads: the expanded, activated map average-pooled.
+expanded map exists only as those rows, in fp32. With bf16 x the 1×1 convolutions run on bf16 dot products where
+the CPU has them (AVX512-BF16): their weights and inputs are rounded to bf16, as a bf16 convolution under autocast
+rounds them, but the expanded map and the grid are not rounded between steps. :func:`expand_prelu_pool` is the
+same trick for what a MalleConv's kernel predictor reads: the expanded, activated map average-pooled.
 
 The filter's grid comes as planes, ``(B, (K²+1)·C, h, w)``: plane ``t`` of channel ``c`` at channel ``t·C + c``, the
 K² taps (row-major) then the bias (:func:`planes`, :func:`kernels_and_bias`). Channels-last, that is how the kernel
-reads a cell, so a grid as fine as the image (MalleNet's coarsest level) is read as it is, not transposed cell by
-cell; a MalleConv predictor's head gives it directly with its output rows reordered.
+reads a cell, so it is read as it is, not transposed cell by cell. Or the grid comes as a kernel predictor's
+features and its head (a 1×1 convolution whose output rows are in plane order), and the kernel computes each grid
+row when it needs it: at MalleNet's coarsest level the grid is as fine as the image and ten times as wide.
 
 Neither has a backward: with a gradient to compute, or off the CPU, the reference runs.
 """
@@ -39,6 +41,7 @@ def inverted_bottleneck(
     project: Pointwise,
     slope_in: torch.Tensor | None = None,
     slope_out: torch.Tensor | None = None,
+    head: Pointwise | None = None,
     backend: str = "auto",
 ) -> torch.Tensor:
     """``x + project(prelu(malleable_conv(prelu(expand(x), slope_in), *kernels_and_bias(grid)), slope_out))``.
@@ -51,6 +54,10 @@ def inverted_bottleneck(
         project: 1×1 convolution ``C → Ci``: weight ``(Ci, C, 1, 1)``, bias ``(Ci,)`` or ``None``.
         slope_in: PReLU slopes ``(C,)`` after the expansion, or ``None``.
         slope_out: PReLU slopes ``(C,)`` after the filter, or ``None``.
+        head: A 1×1 convolution ``F → (K²+1)·C``, weight ``((K²+1)·C, F, 1, 1)`` and bias or ``None``, whose
+            outputs are the planes (a kernel predictor's head, rows in plane order): then ``grid`` is the features
+            ``(B, F, h, w)`` it reads, and the CPU kernel computes each grid row when it needs it, so the grid is
+            never stored (it is as large as the image, ×(K²+1), where the grid is as fine as the image).
         backend: ``auto`` (the CPU kernel for CPU tensors when no gradient is needed and a compiler is present,
             else the reference), ``reference`` or ``cpu``.
 
@@ -64,10 +71,10 @@ def inverted_bottleneck(
         >>> bool(out.allclose(x + 1))
         True
     """
-    kernel_size = _validate_bottleneck(x, expand, grid, project, slope_in, slope_out)
-    if _backend(backend, x, grid, *expand, *project, slope_in, slope_out) == "cpu":
-        return _malleable_cpu.bottleneck_cpu(x, expand, grid, kernel_size, project, slope_in, slope_out)
-    return inverted_bottleneck_reference(x, expand, grid, project, slope_in, slope_out)
+    kernel_size = _validate_bottleneck(x, expand, grid, project, slope_in, slope_out, head)
+    if _backend(backend, x, grid, *expand, *project, slope_in, slope_out, *(head or ())) == "cpu":
+        return _malleable_cpu.bottleneck_cpu(x, expand, grid, kernel_size, project, slope_in, slope_out, head)
+    return inverted_bottleneck_reference(x, expand, grid, project, slope_in, slope_out, head)
 
 
 def inverted_bottleneck_reference(
@@ -77,9 +84,12 @@ def inverted_bottleneck_reference(
     project: Pointwise,
     slope_in: torch.Tensor | None = None,
     slope_out: torch.Tensor | None = None,
+    head: Pointwise | None = None,
 ) -> torch.Tensor:
     """The steps one by one in PyTorch (the 1×1 convolutions in x's dtype). Arguments as for
     :func:`inverted_bottleneck`."""
+    if head is not None:
+        grid = _pointwise(grid, head)
     hidden = _pointwise(x, expand)
     kernels, bias = kernels_and_bias(grid, hidden.shape[1])
     return x + _pointwise(malleable_conv_reference(hidden, kernels, bias, slope_in, slope_out), project)
@@ -150,10 +160,15 @@ def _backend(backend: str, x: torch.Tensor, *tensors: torch.Tensor | None) -> st
     return backend
 
 
-def _validate_bottleneck(x, expand, grid, project, slope_in, slope_out) -> int:
+def _validate_bottleneck(x, expand, grid, project, slope_in, slope_out, head) -> int:
     sizes = check_shape(x, "B Ci H W", "inverted_bottleneck x")
     hidden = _check_pointwise(expand, sizes["Ci"], None, "inverted_bottleneck expand")
     _check_pointwise(project, hidden, sizes["Ci"], "inverted_bottleneck project")
+    if head is not None:
+        features = check_shape(grid, "B F h w", "inverted_bottleneck grid (features, with a head)")
+        planes = _check_pointwise(head, features["F"], None, "inverted_bottleneck head")
+        check(grid.dtype == x.dtype, "inverted_bottleneck dtypes", "x and the features alike", (x.dtype, grid.dtype))
+        grid = torch.empty(features["B"], planes, features["h"], features["w"], dtype=grid.dtype, device="meta")
     cells = check_shape(grid, "B P h w", "inverted_bottleneck grid")
     per_channel = cells["P"] // hidden
     check(

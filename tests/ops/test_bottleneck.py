@@ -82,6 +82,30 @@ def test_cpu_matches_the_step_by_step_reference(name, memory, dtype):
 
 
 @needs_cpu_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("memory", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("name", ["odd", "mallenet", "full_grid", "k1"])
+def test_cpu_computes_the_grid_from_features_and_a_head(name, memory, dtype):
+    """With a head the grid is features → 1×1 convolution, computed by the kernel a row at a time."""
+    x, expand, grid, project, slopes = make_case(name)
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(x.shape[0], 6, *grid.shape[-2:], generator=g)
+    head = (torch.randn(grid.shape[1], 6, 1, 1, generator=g) * 0.3, torch.randn(grid.shape[1], generator=g) * 0.3)
+    x, features = layout(x.to(dtype), memory), layout(features.to(dtype), memory)
+    with torch.inference_mode():
+        out = inverted_bottleneck(x, expand, features, project, *slopes, head=head, backend="cpu")
+    planes = F.conv2d(features.double(), head[0].double(), head[1].double())
+    want = exact(x, expand, planes, project, slopes)
+    double = [(w.double(), b.double()) for w, b in (expand, project, head)]
+    slopes = [slope.double() for slope in slopes]
+    reference = inverted_bottleneck_reference(x.double(), double[0], features.double(), double[1], *slopes, double[2])
+    torch.testing.assert_close(reference, want)
+    assert out.dtype == dtype and out.shape == x.shape
+    tolerance = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 2e-2}[dtype]
+    assert (out.double() - want).abs().max().item() <= tolerance * max(want.abs().max().item(), 1.0)
+
+
+@needs_cpu_kernel
 def test_cpu_reads_the_batch_of_a_broadcast_grid():
     """A depthwise filter's grid is one (1, P·C, 1, 1) kernel expanded over the batch (stride 0)."""
     x, expand, grid, project, slopes = make_case("depthwise", batch=3)
@@ -159,6 +183,8 @@ def test_validation_names_the_argument():
         inverted_bottleneck(x, expand, grid, (project[0][:, :4], None))
     with pytest.raises(UsageError, match="inverted_bottleneck grid"):
         inverted_bottleneck(x, expand, grid[:, :-1], project)
+    with pytest.raises(UsageError, match="inverted_bottleneck head"):
+        inverted_bottleneck(x, expand, grid, project, head=(torch.randn(130, 3, 1, 1), None))  # features have 130
     with pytest.raises(UsageError, match="slope_in"):
         inverted_bottleneck(x, expand, grid, project, slopes[0][:3])
     with pytest.raises(UsageError, match="dtypes"):
