@@ -104,8 +104,16 @@ View make_view(void* data, int dtype, const i64* strides) {
 typedef float vec_f32 __attribute__((vector_size(MC_VECTOR_BYTES)));
 typedef double vec_f64 __attribute__((vector_size(MC_VECTOR_BYTES)));
 template <typename A> struct Vector;
-template <> struct Vector<float> { typedef vec_f32 type; };
-template <> struct Vector<double> { typedef vec_f64 type; };
+typedef float half_f32 __attribute__((vector_size(MC_VECTOR_BYTES / 2)));  // for remainders of half a vector
+typedef double half_f64 __attribute__((vector_size(MC_VECTOR_BYTES / 2)));
+template <> struct Vector<float> {
+  typedef vec_f32 type;
+  typedef half_f32 half;
+};
+template <> struct Vector<double> {
+  typedef vec_f64 type;
+  typedef half_f64 half;
+};
 
 template <typename V, typename A> MC_INLINE V load(const A* p) {
   V v;
@@ -342,7 +350,8 @@ MC_INLINE void pointwise_tile_bf16(const Pointwise<float>& pw, const uint16_t* s
 #endif
 
 // Calls tile(Int<G>, Tag<V>, c0) over the output chunks of a row: groups of kTileChunks full vectors, then the
-// rest of the full vectors as one group, then (V = A) the remaining channels one at a time.
+// rest of the full vectors as one group, then half a vector if that much is left, then (V = A) the remaining
+// channels one at a time.
 template <typename A, typename Tile>
 MC_INLINE void over_chunk_groups(i64 C, Tile&& tile) {
   constexpr i64 L = sizeof(typename Vector<A>::type) / sizeof(A);
@@ -355,7 +364,12 @@ MC_INLINE void over_chunk_groups(i64 C, Tile&& tile) {
     case 1: tile(Int<1>{}, Full{}, c0); break;
     default: break;
   }
-  for (c0 += (C - c0) / L * L; c0 < C; ++c0) tile(Int<1>{}, Tag<A>{}, c0);
+  c0 += (C - c0) / L * L;
+  if (c0 + L / 2 <= C) {
+    tile(Int<1>{}, Tag<typename Vector<A>::half>{}, c0);
+    c0 += L / 2;
+  }
+  for (; c0 < C; ++c0) tile(Int<1>{}, Tag<A>{}, c0);
 }
 
 // dst (W, out) = the 1×1 convolution of src (W, in) on bf16 dot products (pw.pairs), src in bf16.
@@ -914,6 +928,50 @@ int prelu_pool_rows(const Shape& s, const View& sv, const View& dv, const A* slo
   return 0;
 }
 
+// Rows [begin, end) of (B·H) of cat(f, up(g)): f (B, Cf, H, W) and g (B, C, h, w) → out (B, Cf + C, H, W), up the
+// bilinear interpolation to H × W with half-pixel centres (the grid's sampling tables; s.C = C, s.h × s.w = g's
+// size). Each row: the two rows of g around it blended with ly, then each pixel between two cells with lx.
+template <typename A>
+int upsample_cat_rows(const Shape& s, i64 Cf, const View& fv, const View& gv, const View& ov, const int32_t* y0,
+                      const A* ly, const int32_t* x0, const A* lx, i64 begin, i64 end) {
+  const i64 W = s.W, C = s.C, Co = Cf + C;
+  RowSource<A> fs(fv, s.H, W, Cf, 1);
+  RowSource<A> gs(gv, s.h, s.w, C, 2);
+  RowSink<A> os(ov, W, Co);
+  A* blend = (A*)malloc(sizeof(A) * s.w * C);
+  if (!fs.ok() || !gs.ok() || !os.ok() || !blend) {
+    free(blend);
+    return 1;
+  }
+  for (i64 r = begin; r < end; ++r) {
+    const i64 b = r / s.H, y = r % s.H, j0 = y0[y];
+    const A* g0 = gs.get(b, j0);
+    const A* g1 = j0 + 1 < s.h ? gs.get(b, j0 + 1) : g0;
+    const A wy = ly[y];
+    over_chunks<A>(C, [&](auto tag, i64 c0) {
+      typedef typename decltype(tag)::type V;
+      for (i64 j = 0; j < s.w; ++j) {
+        const V a = load<V>(g0 + j * C + c0);
+        store(blend + j * C + c0, a + wy * (load<V>(g1 + j * C + c0) - a));
+      }
+    });
+    const A* f = fs.get(b, y);
+    A* out = os.row(b, y);
+    for (i64 x = 0; x < W; ++x) memcpy(out + x * Co, f + x * Cf, sizeof(A) * Cf);
+    over_chunks<A>(C, [&](auto tag, i64 c0) {
+      typedef typename decltype(tag)::type V;
+      for (i64 x = 0; x < W; ++x) {
+        const i64 j = x0[x], next = j + 1 < s.w ? j + 1 : j;
+        const V a = load<V>(blend + j * C + c0);
+        store(out + x * Co + Cf + c0, a + lx[x] * (load<V>(blend + next * C + c0) - a));
+      }
+    });
+    os.commit(b, y);
+  }
+  free(blend);
+  return 0;
+}
+
 template <typename A, int K>
 int grad_x_rows(const Shape& s, const View& gv, const View& kv, const View& bv, const View& dv, const int32_t* y0,
                 const A* ly, const int32_t* x0, const A* lx, i64 begin, i64 end) {
@@ -1132,6 +1190,16 @@ Shape make_shape(const i64* shape) {
     const View sv = make_view(src, sd, ss), dv = make_view(dst, dd, ds);                                          \
     return over_threads(begin, end, s.K * s.W * s.C,                                                              \
                         [&](i64 b0, i64 b1) { return prelu_pool_rows<A>(s, sv, dv, slope, nullptr, b0, b1); });      \
+  }                                                                                                                \
+  extern "C" int mc_upsample_cat_##SUFFIX(const i64* shape, i64 f_channels, void* f, int fd, const i64* fs,       \
+                                          void* g, int gd, const i64* gs, void* out, int od, const i64* os,         \
+                                          const int32_t* y0, const A* ly, const int32_t* x0, const A* lx,           \
+                                          i64 begin, i64 end) {                                                    \
+    const Shape s = make_shape(shape);                                                                             \
+    const View fv = make_view(f, fd, fs), gv = make_view(g, gd, gs), ov = make_view(out, od, os);                 \
+    return over_threads(begin, end, s.W * (f_channels + s.C), [&](i64 b0, i64 b1) {                                \
+      return upsample_cat_rows<A>(s, f_channels, fv, gv, ov, y0, ly, x0, lx, b0, b1);                              \
+    });                                                                                                            \
   }                                                                                                                \
   MC_FILTER_EXPORT(A, SUFFIX, grad_x, grad_x_rows)                                                                \
   extern "C" int mc_grad_grid_##SUFFIX(const i64* shape, void* g, int gd, const i64* gs, void* x, int xd,         \

@@ -20,6 +20,7 @@ from torch import nn
 from restorekit.layers import InvertedBottleneck, MalleConv
 from restorekit.models._base import Requirements, store_hyperparameters
 from restorekit.models._registry import register_architecture
+from restorekit.ops.upsample import upsample_concat
 
 LEVELS = 4
 
@@ -82,7 +83,11 @@ class MalleNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
-        level_input = x if self.blind else torch.cat([x, sigma.expand(-1, 1, -1, -1)], dim=1)
+        if self.blind:
+            level_input = x
+        else:  # the noise-level map in x's memory format, so that every level's input keeps it (channels_last on CPU)
+            noise_level = sigma.expand(-1, 1, -1, -1).to(memory_format=_memory_format(x))
+            level_input = torch.cat([x, noise_level], dim=1)
         device = level_input.device.type
         if torch.is_autocast_enabled(device):  # each stem would cast its level's input: cast once, then unshuffle
             level_input = level_input.to(torch.get_autocast_dtype(device))
@@ -93,9 +98,13 @@ class MalleNet(nn.Module):
             features.append(self.encoders[level](self.stems[level](level_input)))
         out = features[-1]
         for level in reversed(range(LEVELS - 1)):
-            up = F.interpolate(out, size=features[level].shape[-2:], mode="bilinear", align_corners=False)
-            out = self.decoders[level](self.fuse[level](torch.cat([features[level], up], dim=1)))
+            out = self.decoders[level](self.fuse[level](upsample_concat(features[level], out)))
         return x - self.tail(out)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 @register_architecture(MalleNet)

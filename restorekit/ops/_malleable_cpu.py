@@ -243,6 +243,25 @@ def expand_pool_cpu(
     return out
 
 
+def upsample_cat_cpu(features: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """``cat([features, interpolate(coarse, features' size, bilinear, align_corners=False)])`` in one row pass (no
+    autograd): ``features (B, Cf, H, W)``, ``coarse (B, C, h, w)`` of one dtype → ``(B, Cf + C, H, W)`` in that dtype
+    and features' memory format. The interpolation uses the grid slicing's sampling tables (the same maths)."""
+    batch, f_channels, height, width = features.shape
+    channels, rows, cols = coarse.shape[1:]
+    dtype = _accumulation_dtype(features.dtype)
+    y0, ly, _ = _sampling_table(height, rows, dtype)
+    x0, lx, _ = _sampling_table(width, cols, dtype)
+    out = torch.empty(
+        batch, f_channels + channels, height, width, dtype=features.dtype, memory_format=_memory_format(features)
+    )
+    fixed = (int64s(batch, channels, height, width, rows, cols, 1), f_channels, *_view(features), *_view(coarse))
+    fixed += (*_view(out), y0.data_ptr(), ly.data_ptr(), x0.data_ptr(), lx.data_ptr())
+    function = _function("upsample_cat", dtype)
+    parallel(function, fixed, batch * height, width * out.shape[1], "upsample_cat", inside=_threads_inside())
+    return out
+
+
 def _pointwise(
     weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -406,6 +425,9 @@ def _library() -> ctypes.CDLL | None:
         function.restype = integer
         function = getattr(library, f"mc_expand_pool_{suffix}")
         function.argtypes = [pointer, *view, *view, *[pointer] * 4, int64, int64, int64]
+        function.restype = integer
+        function = getattr(library, f"mc_upsample_cat_{suffix}")
+        function.argtypes = [pointer, int64, *view, *view, *view, *tables, int64, int64]
         function.restype = integer
         function = getattr(library, f"mc_grad_grid_{suffix}")
         function.argtypes = [pointer, *view, *view, pointer, *tables, integer, int64, int64]

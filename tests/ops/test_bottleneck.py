@@ -23,11 +23,13 @@ needs_cpu_kernel = pytest.mark.skipif(not _malleable_cpu.available(), reason="no
 
 # (in channels, hidden channels, grid rows, grid cols, K): odd channel counts (a remainder only, and vector chunks
 # plus a remainder); MalleNet's shape (16 → 80, a multiple of 16 lanes: the bf16 dot-product path where the CPU has
-# it); a depthwise 1×1 grid; a grid coarser than the image, as fine as it (13×17 below), and K = 1.
+# it); ACDANet's depthwise bottleneck; a depthwise 1×1 grid; a grid coarser than the image, as fine as it (13×17
+# below), and K = 1.
 CASES = {
     "odd": (5, 13, 3, 4, 3),
     "remainder": (6, 37, 2, 3, 3),
     "mallenet": (16, 80, 3, 3, 3),
+    "acdanet": (24, 48, 1, 1, 3),  # 24 = a full vector and a half one with AVX-512
     "depthwise": (16, 80, 1, 1, 3),
     "full_grid": (4, 20, 13, 17, 3),
     "k1": (7, 21, 2, 2, 1),
