@@ -25,12 +25,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from restorekit._checks import check, check_choice, check_shape
+from restorekit._checks import check, check_shape
 from restorekit.ops import _malleable_cpu
 from restorekit.ops.malleable_conv import _validate, malleable_conv_reference
 from restorekit.ops.prelu import prelu_reference
 
-BACKENDS = ("auto", "reference", "cpu")
+BACKENDS = _malleable_cpu.INFERENCE_BACKENDS
 Pointwise = tuple[torch.Tensor, torch.Tensor | None]  # a 1×1 convolution: weight (out, in, 1, 1), bias (out,) or None
 
 
@@ -72,7 +72,8 @@ def inverted_bottleneck(
         True
     """
     kernel_size = _validate_bottleneck(x, expand, grid, project, slope_in, slope_out, head)
-    if _backend(backend, x, grid, *expand, *project, slope_in, slope_out, *(head or ())) == "cpu":
+    weights = (*expand, *project, slope_in, slope_out, *(head or ()))
+    if _malleable_cpu.inference_backend("inverted_bottleneck", backend, x, grid, *weights) == "cpu":
         return _malleable_cpu.bottleneck_cpu(x, expand, grid, kernel_size, project, slope_in, slope_out, head)
     return inverted_bottleneck_reference(x, expand, grid, project, slope_in, slope_out, head)
 
@@ -129,7 +130,7 @@ def expand_prelu_pool(
     hidden = _check_pointwise(expand, sizes["Ci"], None, "expand_prelu_pool expand")
     _check_slope(slope, hidden, "expand_prelu_pool slope")
     check(isinstance(pool, int) and pool >= 1, "expand_prelu_pool pool", "an integer >= 1", pool)
-    if _backend(backend, x, *expand, slope) == "cpu":
+    if _malleable_cpu.inference_backend("expand_prelu_pool", backend, x, *expand, slope) == "cpu":
         return _malleable_cpu.expand_pool_cpu(x, expand, slope, pool)
     return expand_prelu_pool_reference(x, expand, slope, pool)
 
@@ -143,21 +144,6 @@ def expand_prelu_pool_reference(x: torch.Tensor, expand: Pointwise, slope: torch
 def _pointwise(x: torch.Tensor, conv: Pointwise) -> torch.Tensor:
     weight, bias = conv
     return F.conv2d(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
-
-
-def _backend(backend: str, x: torch.Tensor, *tensors: torch.Tensor | None) -> str:
-    check_choice(backend, BACKENDS, "inverted_bottleneck backend")
-    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *tensors))
-    if backend == "auto":
-        usable = x.device.type == "cpu" and x.dtype in _malleable_cpu.DTYPES and not needs_grad
-        return "cpu" if usable and _malleable_cpu.available() else "reference"
-    if backend == "cpu":
-        what = "inverted_bottleneck backend 'cpu'"
-        check(x.device.type == "cpu", what, "CPU tensors", str(x.device))
-        check(x.dtype in _malleable_cpu.DTYPES, what, f"a dtype in {_malleable_cpu.DTYPES}", x.dtype)
-        check(not needs_grad, what, "no gradient to compute (the kernel has no backward)", "requires_grad")
-        check(_malleable_cpu.available(), what, "a C++ compiler (g++ or clang++, or $CXX)", "none found")
-    return backend
 
 
 def _validate_bottleneck(x, expand, grid, project, slope_in, slope_out, head) -> int:

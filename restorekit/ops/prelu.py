@@ -13,10 +13,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from restorekit._checks import check, check_choice, check_shape
+from restorekit._checks import check, check_shape
 from restorekit.ops import _malleable_cpu
 
-BACKENDS = ("auto", "reference", "cpu")
+BACKENDS = _malleable_cpu.INFERENCE_BACKENDS
 
 
 def prelu(x: torch.Tensor, slope: torch.Tensor, backend: str = "auto", pool: int = 1) -> torch.Tensor:
@@ -47,18 +47,8 @@ def prelu(x: torch.Tensor, slope: torch.Tensor, backend: str = "auto", pool: int
         f"a float tensor of shape ({sizes['C']},)",
         tuple(slope.shape) if isinstance(slope, torch.Tensor) else type(slope).__name__,
     )
-    check_choice(backend, BACKENDS, "prelu backend")
     check(isinstance(pool, int) and pool >= 1, "prelu pool", "an integer >= 1", pool)
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or slope.requires_grad)
-    if backend == "auto":
-        usable = x.device.type == "cpu" and x.dtype in _malleable_cpu.DTYPES and not needs_grad
-        backend = "cpu" if usable and _malleable_cpu.available() else "reference"
-    if backend == "cpu":
-        what = "prelu backend 'cpu'"
-        check(x.device.type == "cpu", what, "CPU tensors", str(x.device))
-        check(x.dtype in _malleable_cpu.DTYPES, what, f"a dtype in {_malleable_cpu.DTYPES}", x.dtype)
-        check(not needs_grad, what, "no gradient to compute (the kernel has no backward)", "requires_grad")
-        check(_malleable_cpu.available(), what, "a C++ compiler (g++ or clang++, or $CXX)", "none found")
+    if _malleable_cpu.inference_backend("prelu", backend, x, slope) == "cpu":
         return _malleable_cpu.prelu_cpu(x, slope) if pool == 1 else _malleable_cpu.prelu_pool_cpu(x, slope, pool)
     out = prelu_reference(x, slope)
     return out if pool == 1 else F.avg_pool2d(out, pool, ceil_mode=True)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from restorekit._checks import check, check_choice, check_shape
+from restorekit._checks import check, check_shape
 from restorekit.ops import _malleable_cpu
 
-BACKENDS = ("auto", "reference", "cpu")
+BACKENDS = _malleable_cpu.INFERENCE_BACKENDS
 
 
 def upsample_concat(features: torch.Tensor, coarse: torch.Tensor, backend: str = "auto") -> torch.Tensor:
@@ -41,17 +41,7 @@ def upsample_concat(features: torch.Tensor, coarse: torch.Tensor, backend: str =
     check_shape(coarse, f"{sizes['B']} C h w", "upsample_concat coarse")
     check(coarse.dtype == features.dtype, "upsample_concat dtypes", "features and coarse alike",
           (features.dtype, coarse.dtype))  # fmt: skip
-    check_choice(backend, BACKENDS, "upsample_concat backend")
-    needs_grad = torch.is_grad_enabled() and (features.requires_grad or coarse.requires_grad)
-    if backend == "auto":
-        usable = features.device.type == "cpu" and features.dtype in _malleable_cpu.DTYPES and not needs_grad
-        backend = "cpu" if usable and _malleable_cpu.available() else "reference"
-    if backend == "cpu":
-        what = "upsample_concat backend 'cpu'"
-        check(features.device.type == "cpu", what, "CPU tensors", str(features.device))
-        check(features.dtype in _malleable_cpu.DTYPES, what, f"a dtype in {_malleable_cpu.DTYPES}", features.dtype)
-        check(not needs_grad, what, "no gradient to compute (the kernel has no backward)", "requires_grad")
-        check(_malleable_cpu.available(), what, "a C++ compiler (g++ or clang++, or $CXX)", "none found")
+    if _malleable_cpu.inference_backend("upsample_concat", backend, features, coarse) == "cpu":
         return _malleable_cpu.upsample_cat_cpu(features, coarse)
     return upsample_concat_reference(features, coarse)
 
