@@ -18,8 +18,8 @@ A configuration (:class:`Case`) is one method × image size × device × dtype. 
 6. models only, after the peaks are taken: one more run under :class:`torch.utils.flop_counter.FlopCounterMode`
    gives ``gflops`` (PyTorch counts convolutions and matrix products, 2 FLOPs per multiply-add; element-wise work
    such as MalleConv's kernel slicing is not counted; with tiling, the tile overlaps are included). It runs on the
-   eager path (``RESTOREKIT_INFERENCE=eager``): the fused CPU kernels do the same convolutions out of the
-   counter's sight, and the eager path may take more memory, which the peaks must not see.
+   eager path (``RESTOREKIT_INFERENCE=eager``), in the timed runs' tiles: the fused CPU kernels do the same
+   convolutions out of the counter's sight, and the eager path may take more memory, which the peaks must not see.
 
 restorekit models run through :func:`restorekit.inference.api.denoise` (see
 :mod:`restorekit.bench.methods`); peers run on the CPU at their own precision (``dtype`` shows ``float32``
@@ -203,8 +203,9 @@ def measure(case: Case) -> dict[str, Any]:
         "cuda_peak_mb": torch.cuda.max_memory_allocated(row["device"]) / 2**20 if cuda else None,
     }
     if not peer:  # after the peaks are taken: the eager path may use more memory than the default one
+        tile = row["tile"] or 0  # the timed runs' tiling (0: whole), so no tile-size probe is counted
         with FlopCounterMode(display=False) as counter, _eager_inference():
-            _engine_run(method, noisy, case)
+            _engine_run(method, noisy, case, tile)
         row["gflops"] = counter.get_total_flops() / 1e9
     return (
         row
@@ -222,12 +223,13 @@ def measure(case: Case) -> dict[str, Any]:
     )
 
 
-def _engine_run(method: Method, noisy: np.ndarray, case: Case) -> RunInfo:
-    """One untimed run of a model through the engine, for what it reports (device, dtype, tile)."""
-    model = method.model
+def _engine_run(method: Method, noisy: np.ndarray, case: Case, tile: int | None = None) -> RunInfo:
+    """One untimed run of a model through the engine (in ``tile``-pixel tiles, 0 for none, if given), for what it
+    reports (device, dtype, tile)."""
+    model, tile = method.model, case.tile if tile is None else tile
     if model.requirements.task == "sr":
-        return super_resolve_image(noisy, model.requirements.scale, model, case.device, case.tile, case.dtype)[1]
-    return denoise_image(noisy, case.sigma, model, case.device, case.tile, case.dtype)[1]
+        return super_resolve_image(noisy, model.requirements.scale, model, case.device, tile, case.dtype)[1]
+    return denoise_image(noisy, case.sigma, model, case.device, tile, case.dtype)[1]
 
 
 def _row(case: Case, error: str | None = None) -> dict[str, Any]:

@@ -69,6 +69,17 @@ def test_measure_model_in_process(tiny_model: Path):
     assert row["gflops"] > 0 and row["parameters"] > 1000 and row["threads"] >= 1
 
 
+def test_flops_are_the_models_on_either_inference_path(tiny_model: Path, monkeypatch):
+    """Counted on the eager path in the timed runs' tiles: the fused kernels hide their convolutions from the
+    counter, and no tile-size probe is counted."""
+    rows = {}
+    for path in ("fused", "eager"):
+        monkeypatch.setenv(api.INFERENCE_ENV, path)
+        api._bytes_per_pixel.clear()
+        rows[path] = measure(Case(str(tiny_model), "restorekit", 64, 64, dtype="fp32", repeats=1))
+    assert rows["fused"]["gflops"] == pytest.approx(rows["eager"]["gflops"], rel=1e-9)
+
+
 def test_run_isolated_peer_and_failure():
     ok = Case("skimage_nlm", "peer", 32, 48, repeats=2)
     bad = Case("missing.safetensors", "restorekit", 32, 48)
