@@ -25,7 +25,8 @@ loaded and to the output before it is stored, so an inverted bottleneck's ``PReL
 (:func:`malleable_conv_prelu_cpu`); a 1×1 convolution computing each row of x as it is loaded and one projecting
 each output row before it is stored (plus x), so a whole bottleneck is one pass (:func:`bottleneck_cpu`, see
 ``ops.bottleneck``); the expansion, PReLU and average pooling a kernel predictor reads (:func:`expand_pool_cpu`);
-and a standalone row-parallel PReLU (:func:`prelu_cpu`).
+bilinear upsampling concatenated to a feature map with the same sampling tables (:func:`upsample_cat_cpu`, see
+``ops.upsample``); and a standalone row-parallel PReLU (:func:`prelu_cpu`).
 
 Backward, with ``g = ∂L/∂out``:
 
