@@ -25,7 +25,7 @@ from torch import nn
 
 from restorekit.layers.blocks import InvertedBottleneck
 from restorekit.layers.malle_conv import MalleConv
-from restorekit.ops.bottleneck import expand_prelu_pool, inverted_bottleneck, planes
+from restorekit.ops.bottleneck import expand_prelu_pool, inverted_bottleneck
 
 
 class FusedInvertedBottleneck(nn.Module):
@@ -52,7 +52,7 @@ class FusedInvertedBottleneck(nn.Module):
         expand, project = (block.expand.weight, block.expand.bias), (block.project.weight, block.project.bias)
         slope_in, slope_out = block.act1.weight, block.act2.weight
         if not isinstance(block.mixer, MalleConv):
-            return inverted_bottleneck(x, expand, planes(*depthwise_grid(block.mixer, x)), project, slope_in, slope_out)
+            return inverted_bottleneck(x, expand, depthwise_planes(block.mixer, x), project, slope_in, slope_out)
         # The predictor reads the activated map, through its pooling if it starts with one: expand, activate and pool
         # in one pass. The block's pass then expands x again rather than read a stored expanded map.
         predictor = block.mixer.predictor
@@ -74,17 +74,17 @@ def pooling(layer: nn.Module) -> int:
     return kernel[0] if square and (layer.ceil_mode or kernel[0] == 1) else 0
 
 
-def depthwise_grid(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A depthwise convolution's kernel and bias as a 1×1 malleable-convolution grid, for a batch like ``x``'s.
+def depthwise_planes(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A depthwise convolution's kernel and bias as a 1×1 grid of planes (``ops.bottleneck``), for a batch like x's.
 
     Returns:
-        kernels ``(B, C·K², 1, 1)`` and bias ``(B, C, 1, 1)`` in ``x``'s dtype (C = the convolution's channels; the
-        batch dimension broadcast).
+        ``(B, (K²+1)·C, 1, 1)`` in x's dtype (plane t of channel c at t·C + c: the K² taps, then the bias; the batch
+        dimension broadcast).
     """
-    batch, channels = x.shape[0], conv.out_channels
-    kernels = conv.weight.to(x.dtype).reshape(1, -1, 1, 1).expand(batch, -1, -1, -1)
+    channels = conv.out_channels
     bias = conv.bias if conv.bias is not None else conv.weight.new_zeros(channels)
-    return kernels, bias.to(x.dtype).reshape(1, channels, 1, 1).expand(batch, -1, -1, -1)
+    grid = torch.cat([conv.weight.reshape(channels, -1).t().flatten(), bias]).to(x.dtype)
+    return grid.reshape(1, -1, 1, 1).expand(x.shape[0], -1, -1, -1)
 
 
 def fusable(block: nn.Module) -> bool:

@@ -49,11 +49,7 @@ class KernelPredictor(nn.Module):
             self.head.bias.copy_(bias.flatten())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.kernels_from(self.body(x))
-
-    def kernels_from(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The head: kernels and bias from the body's output."""
-        out = F.conv2d(features, self.head.weight[self.order], self.head.bias[self.order])
+        out = F.conv2d(self.body(x), self.head.weight[self.order], self.head.bias[self.order])
         return out.split([self.channels * self.kernel_size**2, self.channels], dim=1)
 
 
