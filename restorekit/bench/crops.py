@@ -44,9 +44,25 @@ def camera_noise_strip(
     """As :func:`comparison_strip`, with realistic camera noise instead of AWGN: the clean image through the
     camera-noise synthesis of the training data (:mod:`restorekit.train.camera_noise`, fixed ``seed``),
     compared with the synthetic camera's clean rendering. Methods that take σ are told the estimate."""
+    from restorekit.inference.noise import estimate_sigma
+
+    noisy, clean = camera_noisy(clean_path, seed)
+    told = float(estimate_sigma(noisy))
+    tiles = [("clean", None, clean), ("noisy", _psnr(noisy, clean), noisy)]
+    for method in methods:
+        out = np.clip(method.run(noisy, told if method.needs_sigma else None), 0, 1)
+        tiles.append((method.name, _psnr(out, clean), out))
+    return render(tiles, box, zoom), [(label, psnr) for label, psnr, _ in tiles]
+
+
+def camera_noisy(clean_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A clean image through the training data's camera-noise synthesis (fixed ``seed``), cropped to even sides.
+
+    Returns:
+        ``(noisy, clean)`` ``(H, W, 3)`` float32: the synthetic camera's noisy photo and its clean rendering.
+    """
     import torch
 
-    from restorekit.inference.noise import estimate_sigma
     from restorekit.train.camera_noise import synthesize
 
     pixels = load_image(clean_path).pixels
@@ -54,12 +70,7 @@ def camera_noise_strip(
     batch = torch.from_numpy(np.ascontiguousarray(pixels[:height, :width])).permute(2, 0, 1)[None]
     noisy, clean = synthesize(batch, torch.Generator().manual_seed(seed))
     noisy, clean = (t[0].permute(1, 2, 0).numpy().astype(np.float32) for t in (noisy, clean))
-    told = float(estimate_sigma(noisy))
-    tiles = [("clean", None, clean), ("noisy", _psnr(noisy, clean), noisy)]
-    for method in methods:
-        out = np.clip(method.run(noisy, told if method.needs_sigma else None), 0, 1)
-        tiles.append((method.name, _psnr(out, clean), out))
-    return render(tiles, box, zoom), [(label, psnr) for label, psnr, _ in tiles]
+    return noisy, clean
 
 
 def sr_strip(

@@ -3,7 +3,9 @@
 Pairs. A folder laid out as the usual SR test sets (``image_SRF_<s>/<name>_HR.png`` with ``<name>_LR.png``,
 e.g. ``sr_set5``) gives its own LR files; any other folder of images gives high-resolution images, cropped to
 a multiple of the scale and downscaled here with MATLAB's antialiased bicubic (``ops.resize.imresize``),
-rounded to 8 bits.
+rounded to 8 bits. With ``degradation="real"`` every LR input is made here from the HR image by the real-world
+degradation the blind SR models train on (:mod:`restorekit.train.degradations`: blur, resize, noise, JPEG,
+twice, then the final resize), seeded per image from its name and the factor, so the test set repeats exactly.
 
 Protocol (the SR literature's, as in EDSR/CARN evaluation code). Every output is rounded to 8 bits, as a file
 would be; both images go to BT.601 luma ``Y = 16 + 65.481·R + 128.553·G + 24.966·B`` (RGB in [0, 1], Y on the
@@ -14,8 +16,10 @@ MATLAB's ``ssim`` computes it. ``seconds`` is the wall time of the method on one
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +33,7 @@ from torch import nn
 from restorekit._checks import check
 from restorekit.bench.quality import list_images
 from restorekit.errors import InputError
-from restorekit.inference.api import DTYPES, auto_precision, resolve_device, super_resolve
+from restorekit.inference.api import DTYPES, auto_precision, denoise, resolve_device, super_resolve
 from restorekit.inference.io import load_image
 from restorekit.models import create_model
 from restorekit.ops.resize import imresize
@@ -122,6 +126,17 @@ def sr_model_method(
     )
 
 
+def chain_method(sr: SRMethod, device: str = "auto", dtype: str | None = None, tile: int | None = None) -> SRMethod:
+    """``restorekit denoise`` (the photo model, no σ) then ``sr``: the two-command route to a clean large photo."""
+
+    def run(lr: np.ndarray, scale: int) -> np.ndarray:
+        return sr.run(denoise(lr, device=device, tile=tile, dtype=dtype), scale)
+
+    return dataclasses.replace(
+        sr, name=f"denoise → {sr.name}", settings=f"photo denoiser, then {sr.name} ({sr.settings})", run=run
+    )
+
+
 def list_pairs(folder: str | Path, scale: int) -> list[tuple[Path, Path | None]]:
     """``(HR, LR or None)`` per image: the ``image_SRF_<scale>`` pairs when the folder has them, else its images."""
     folder = Path(folder)
@@ -138,12 +153,21 @@ def list_pairs(folder: str | Path, scale: int) -> list[tuple[Path, Path | None]]
     return pairs
 
 
-def load_pair(hr_path: Path, lr_path: Path | None, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """The HR image cropped to a multiple of ``scale`` and its LR input (read, or downscaled and rounded)."""
+def load_pair(
+    hr_path: Path, lr_path: Path | None, scale: int, degradation: str = "bicubic"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The HR image cropped to a multiple of ``scale`` and its LR input: read, downscaled and rounded
+    (``bicubic``), or made by the seeded real-world degradation (``real``; ``lr_path`` is then not used)."""
     hr = load_image(hr_path).pixels
     height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
     hr = hr[:height, :width]
-    if lr_path is not None:
+    if degradation == "real":
+        from restorekit.train.degradations import degrade_real
+
+        generator = torch.Generator().manual_seed(zlib.crc32(hr_path.name.encode()) + scale)
+        batch = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None]
+        lr = degrade_real(batch, scale, generator)[0].permute(1, 2, 0).numpy()
+    elif lr_path is not None:
         lr = load_image(lr_path).pixels
     else:
         x = torch.from_numpy(hr.astype(np.float64)).permute(2, 0, 1)
@@ -186,6 +210,7 @@ def evaluate(
     methods: Sequence[SRMethod],
     scale: int,
     progress: Callable[[str], None] | None = None,
+    degradation: str = "bicubic",
 ) -> list[dict[str, Any]]:
     """Upscale every image's LR input by ``scale`` with every method that has that factor, and measure it.
 
@@ -194,13 +219,14 @@ def evaluate(
         methods: What to run; a method runs only at its own scales.
         scale: The factor.
         progress: Called with a label after each image.
+        degradation: How the LR inputs are made (:func:`load_pair`).
 
     Returns:
         One row per image and method: ``dataset, image, scale, height, width, method, kind, psnr, ssim, seconds``.
     """
     rows = []
     for dataset, hr_path, lr_path in images:
-        hr, lr = load_pair(hr_path, lr_path, scale)
+        hr, lr = load_pair(hr_path, lr_path, scale, degradation)
         for method in methods:
             if scale not in method.scales:
                 continue

@@ -18,12 +18,15 @@ Methods, all on identical inputs:
 
 Summary rows average over images (``image`` = ``mean``) per σ, and over σ too (``sigma`` = ``mean``), which
 is how the paper's Table 1 reports PSNR and PSNRη.
+
+Real noise (:func:`pair_cases`): the noisy photo of each real pair is ``z`` and its clean reference ``y``; the
+methods run blind (no σ), and the rows carry ``sigma`` = ``protocol`` = ``"real"``.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +41,39 @@ from restorekit.inference.io import load_image
 from restorekit.inference.sweep import contact_sheet, labelled
 from restorekit.models import create_model
 
-# run(noisy (H, W, C) in [0, 1], σ on the 0–255 scale, ω) → restored (H, W, C)
-TuneFn = Callable[[np.ndarray, float, tuple[float, float]], np.ndarray]
+# run(noisy (H, W, C) in [0, 1], σ on the 0–255 scale (None: blind, real noise), ω) → restored (H, W, C)
+TuneFn = Callable[[np.ndarray, float | None, tuple[float, float]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One noisy input to score: its clean image ``(H, W, C)``, the noisy one, and how it was made."""
+
+    dataset: str
+    image: str
+    sigma: float | str  # σ of the AWGN, or "real"
+    protocol: str  # float, file or real
+    clean: np.ndarray
+    noisy: np.ndarray
+
+    @property
+    def told(self) -> float | None:
+        """The σ the methods are told: the AWGN's, or ``None`` for real noise (blind)."""
+        return None if isinstance(self.sigma, str) else self.sigma
+
+
+def awgn_cases(images: Sequence[tuple[str, Path]], sigmas: Sequence[float], protocol: str = "float") -> Iterator[Case]:
+    """Each clean image with the benchmark's seeded AWGN at each σ."""
+    for dataset, path in images:
+        clean = load_image(path).pixels
+        for sigma in sigmas:
+            yield Case(dataset, path.name, sigma, protocol, clean, add_noise(clean, path.name, sigma, protocol))
+
+
+def pair_cases(pairs: Sequence[tuple[str, Path, Path]]) -> Iterator[Case]:
+    """Real noisy/clean pairs ``(dataset, noisy path, clean path)``, as ``bench quality --pairs`` lists them."""
+    for dataset, noisy, clean in pairs:
+        yield Case(dataset, noisy.name, "real", "real", load_image(clean).pixels, load_image(noisy).pixels)
 
 
 @dataclass(frozen=True)
@@ -101,42 +135,38 @@ def contenders(
 
 
 def evaluate(
-    images: Sequence[tuple[str, Path]],
+    cases: Iterator[Case] | Sequence[Case],
     methods: Sequence[Contender],
-    sigmas: Sequence[float],
     w1s: Sequence[float],
     nu: float,
-    protocol: str = "float",
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """PSNR and PSNRη of every method at every ω1, per image and σ (rows as the module docstring says)."""
+    """PSNR and PSNRη of every method at every ω1, per case (rows as the module docstring says)."""
     rows = []
-    for dataset, path in images:
-        clean = load_image(path).pixels
-        for sigma in sigmas:
-            noisy = add_noise(clean, path.name, sigma, protocol)
-            for method in methods:
-                fixed_output = method.run(noisy, sigma, (1.0, 0.0)) if not method.uses_w else None
-                for w1 in w1s:
-                    w = (float(w1), 1.0 - float(w1))
-                    out = fixed_output if fixed_output is not None else method.run(noisy, sigma, w)
-                    target = np.clip(clean + w[1] * nu * (noisy - clean), 0, 1)
-                    rows.append(
-                        {
-                            "dataset": dataset,
-                            "image": path.name,
-                            "sigma": sigma,
-                            "protocol": protocol,
-                            "method": method.name,
-                            "kind": method.kind,
-                            "w1": w[0],
-                            "w2": w[1],
-                            "psnr": psnr(clean, np.clip(out, 0, 1)),
-                            "psnr_eta": psnr(target, np.clip(out, 0, 1)),
-                        }
-                    )
-            if progress is not None:
-                progress(f"{path.name} σ={sigma:g}")
+    for case in cases:
+        clean, noisy = case.clean, case.noisy
+        for method in methods:
+            fixed_output = method.run(noisy, case.told, (1.0, 0.0)) if not method.uses_w else None
+            for w1 in w1s:
+                w = (float(w1), 1.0 - float(w1))
+                out = fixed_output if fixed_output is not None else method.run(noisy, case.told, w)
+                target = np.clip(clean + w[1] * nu * (noisy - clean), 0, 1)
+                rows.append(
+                    {
+                        "dataset": case.dataset,
+                        "image": case.image,
+                        "sigma": case.sigma,
+                        "protocol": case.protocol,
+                        "method": method.name,
+                        "kind": method.kind,
+                        "w1": w[0],
+                        "w2": w[1],
+                        "psnr": psnr(clean, np.clip(out, 0, 1)),
+                        "psnr_eta": psnr(target, np.clip(out, 0, 1)),
+                    }
+                )
+        if progress is not None:
+            progress(f"{case.image} σ={case.sigma}")
     return rows
 
 
@@ -163,24 +193,17 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def sweep_strip(
-    clean_path: Path,
-    methods: Sequence[Contender],
-    sigma: float,
-    w1s: Sequence[float],
-    nu: float,
-    box: tuple[int, int, int],
-    protocol: str = "float",
+    case: Case, methods: Sequence[Contender], w1s: Sequence[float], nu: float, box: tuple[int, int, int]
 ) -> np.ndarray:
     """A figure: one row per method that depends on ω (tunable, DNI), one column per ω1, over a crop.
 
-    Every tile is the same ``box`` = (top, left, size) of the method's output for the benchmark's noisy input
-    of ``clean_path`` at ``sigma``, labelled with the setting and the whole image's PSNR / PSNRη.
+    Every tile is the same ``box`` = (top, left, size) of the method's output for the ``case``'s noisy input,
+    labelled with the setting and the whole image's PSNR / PSNRη.
 
     Returns:
         uint8 RGB ``(H, W, 3)``.
     """
-    clean = load_image(clean_path).pixels
-    noisy = add_noise(clean, clean_path.name, sigma, protocol)
+    clean, noisy, sigma = case.clean, case.noisy, case.told
     top, left, size = box
     tiles = []
     rows = [m for m in methods if m.uses_w]

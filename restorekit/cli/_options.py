@@ -60,7 +60,8 @@ Suffix = Annotated[
     str | None,
     typer.Option(
         "--suffix",
-        help="Appended to output stems (default: the command's, e.g. '_denoised'; '' when --output is a folder).",
+        help="Appended to output stems. Default: _denoised (denoise), _x2, _x3 or _x4 (sr, by --scale), _tuned or "
+        "_sweep (tune --w, --sweep); '' when --output is a folder.",
         show_default=False,
     ),
 ]
@@ -78,7 +79,8 @@ Tile = Annotated[
     typer.Option(
         "--tile",
         min=0,
-        help="Tile size in pixels; 0 disables tiling. Default: chosen from available memory.",
+        help="Tile size in pixels; 0 disables tiling; below the model's smallest useful tile it is raised to it "
+        "(with a warning). Default: chosen from the memory free to this process.",
         show_default=False,
     ),
 ]
@@ -118,6 +120,17 @@ BitDepth = Annotated[
     int | None,
     typer.Option(
         "--bit-depth", help="Output bit depth: 8, 16 or 32 (float). Default: the input's.", show_default=False
+    ),
+]
+Quality = Annotated[
+    int | None,
+    typer.Option(
+        "--quality",
+        min=1,
+        max=100,
+        help="JPEG, lossy WebP and HEIC output quality, 1–100. Default: the input's, estimated from its JPEG "
+        "quantisation tables; 95 for other inputs.",
+        show_default=False,
     ),
 ]
 MaxPixels = Annotated[

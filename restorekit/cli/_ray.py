@@ -7,15 +7,18 @@ target)`` of a Ray Dataset; :meth:`ray.data.Dataset.map_batches` runs :class:`Re
 fixed pool of actors (``compute=ray.data.ActorPoolStrategy(size=N)``, ``num_gpus=1`` per actor on a cluster
 with GPUs). Each actor rebuilds the command's per-file function from its :class:`~restorekit.cli._batch.Task`
 once (so the model loads once per actor) and runs :func:`~restorekit.cli._batch.run_one` on each file: the
-same exists check, stale-part cleanup, atomic write and error handling as the local engine. Results come back
+same exists check, output claim (so a Ray batch and a local run on one folder share the work), stale-part
+cleanup, atomic write and error handling as the local engine. Results come back
 as JSON rows, streamed (:meth:`ray.data.Dataset.iter_rows`), so progress moves as files finish.
 
 A killed actor. Ray Data starts actor pools with ``max_restarts=-1`` and ``max_task_retries=-1`` (Ray
 2.60, ``ActorPoolMapOperator``): the actor is restarted and the task it held is run again. Outputs are written
 to a hidden temp file and renamed, so the dead actor left no partial output (its ``.part`` file is removed
 when the file runs again); a file it had finished is found on the retry and reported ``exists``. A retried
-task therefore redoes at most the file that was running. Stopping the driver (Ctrl-C) stops the batch; a
-rerun does the rest.
+task therefore redoes at most the file that was running. The dead actor's claim on that file is stale (its
+process is gone) and taken over when the retry lands on the same node; on another node it cannot be checked,
+and the file is reported ``claimed`` (a rerun after :data:`restorekit.cli._claims.FOREIGN_STALE_S`, or with the
+claim file removed, does it). Stopping the driver (Ctrl-C) stops the batch; a rerun does the rest.
 
 Paths travel as typed: each actor works in the driver's working directory (where that folder exists on its
 node), so relative paths, messages and the ``--json`` summary read the same as with the local engine. On a

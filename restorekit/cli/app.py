@@ -4,20 +4,37 @@ Commands load lazily. :data:`COMMANDS` names each command's function (or sub-app
 so ``restorekit --help`` lists them without importing any command module, or PyTorch (0.2 s instead of about
 3 s); a command's module is imported when that command runs or shows its own help. The summaries repeat the
 first paragraph of each command's docstring, and a test keeps them equal.
+
+Help reads well at any width: each paragraph of a docstring flows as one text (the docstring's own line breaks
+are not kept, so a narrow terminal does not show them as ragged lines), and flags show no ``<bool>``.
+
+A command-line usage error (an unknown option, ``--tile -1``, ``--dtype bogus``) is answered like any other
+error: with ``--json`` also ``{"error": …, "exit_code": 2}`` on stdout, and with ``--progress jsonl`` an ``end``
+record on stderr instead of the usage panel.
 """
 
 from __future__ import annotations
 
 import importlib
-import signal
-from typing import Any
+import inspect
+import json
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 from typer.main import get_command_from_info, get_group_from_info
 from typer.models import CommandInfo, TyperInfo
 
-from restorekit.cli._console import ExitCode
+from restorekit import __version__
+from restorekit.cli import _signals
+from restorekit.cli._console import print_json
+
+try:
+    from typer._click.exceptions import ClickException  # Typer ≥ 0.25 bundles its own click
+except ImportError:  # pragma: no cover (older Typer uses click itself)
+    from click.exceptions import ClickException  # type: ignore[no-redef]
 
 # Command → ("module:attribute" of its function or Typer sub-app, the summary ``restorekit --help`` shows).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -62,6 +79,34 @@ class LazyGroup(TyperGroup):
         super().__init__(**attrs)
         for name, (_, summary) in COMMANDS.items():
             self.commands.setdefault(name, _Summary(name=name, help=summary))
+        tidy_help(self)
+        self.argv: list[str] = []
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
+        self.argv = list(sys.argv[1:] if args is None else args)
+        return super().main(self.argv, *rest, **extra)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except ClickException as error:
+            self._answer(error)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClickException as error:  # the command's own parse errors, an unknown command
+            self._answer(error)
+
+    def _answer(self, error: ClickException) -> NoReturn:
+        """Answer a usage error in JSON where the command line asked for it, then let Typer show it."""
+        message, code = error.format_message(), int(error.exit_code)
+        if _signals.wants_json(self.argv):
+            print_json({"error": message, "exit_code": code})
+        if _signals.wants_jsonl(self.argv):
+            sys.stderr.write(json.dumps({"event": "end", "error": message, "exit_code": code}) + "\n")
+            raise typer.Exit(code)
+        raise error
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
@@ -80,8 +125,38 @@ def load_command(name: str) -> Any:
     target = getattr(importlib.import_module(module), attribute)
     settings = {"pretty_exceptions_short": app.pretty_exceptions_short, "rich_markup_mode": app.rich_markup_mode}
     if isinstance(target, typer.Typer):
-        return get_group_from_info(TyperInfo(target, name=name), suggest_commands=app.suggest_commands, **settings)
-    return get_command_from_info(CommandInfo(name=name, callback=target), **settings)
+        command = get_group_from_info(TyperInfo(target, name=name), suggest_commands=app.suggest_commands, **settings)
+    else:
+        command = get_command_from_info(CommandInfo(name=name, callback=target), **settings)
+    return tidy_help(command)
+
+
+def tidy_help(command: Any) -> Any:
+    """``command`` (and its sub-commands) with help that reads well at any width; returns it.
+
+    Each paragraph of the help flows as one text (Typer would keep the docstring's line breaks and wrap again
+    between them), and flags (``--json``, ``--help``) show no ``<bool>`` type.
+    """
+    command.help = reflowed(command.help)
+    for param in [*command.params, command.get_help_option(typer.Context(command))]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+    return command
+
+
+def reflowed(text: str | None) -> str | None:
+    r"""Help text with each paragraph on one line (a paragraph that starts with ``\b`` is kept as it is).
+
+    Example:
+        >>> reflowed("First line\n    goes on.\n\n    Second.")
+        'First line goes on.\n\nSecond.'
+    """
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
 
 
 app = typer.Typer(
@@ -94,25 +169,37 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"restorekit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _group() -> None:  # makes ``app`` a group while its commands are still unregistered summaries
+def _group(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:  # makes ``app`` a group while its commands are still unregistered summaries
     pass
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main() -> None:
     """Console-script entry point (``restorekit``); ``python -m restorekit`` calls it too.
 
-    SIGTERM (``kill``, a job scheduler, a container stopping) stops a command the way Ctrl-C does: the file in
-    progress is abandoned without a partial output, finished outputs stay, and the exit code is 130. Before a
-    command runs, the process keeps freed memory for reuse (:func:`restorekit.inference.runtime.keep_freed_memory`).
+    SIGINT, SIGTERM and SIGHUP stop a run cleanly at any moment (:mod:`restorekit.cli._signals`): exit code 130
+    (129 for SIGHUP), no traceback, no temp file left, finished outputs kept. Before a command runs, the process
+    keeps freed memory for reuse (:func:`restorekit.inference.runtime.keep_freed_memory`).
     """
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _terminate)
+    _signals.install()
     try:
         app(obj=PROCESS)
-    except KeyboardInterrupt:  # an interrupt outside a command (while starting up)
-        raise SystemExit(ExitCode.INTERRUPTED) from None
+        code: int | str | None = 0
+    except SystemExit as done:
+        code = done.code
+    except KeyboardInterrupt:  # a stop that reached past the command (Typer maps it to 130 itself)
+        code = _signals.exit_code()
+    _signals.finish()
+    if code == _signals.INTERRUPTED and _signals.received() is not None:
+        code = _signals.exit_code()  # 129 after SIGHUP, wherever the stop was turned into 130
+    raise SystemExit(code)

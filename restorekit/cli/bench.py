@@ -48,10 +48,12 @@ class Task(str, Enum):
 
 class Degradation(str, Enum):
     """What ``bench quality --data`` adds to the clean images: ``awgn``, or ``shading`` (noise before a lens-shading
-    gain, so it grows toward the corners)."""
+    gain, so it grows toward the corners); with ``--task sr``, ``real``: the LR inputs made by the seeded
+    real-world degradation instead of bicubic downscaling."""
 
     awgn = "awgn"
     shading = "shading"
+    real = "real"
 
 
 class SigmaMode(str, Enum):
@@ -78,6 +80,15 @@ Save = Annotated[
     typer.Option("--save", help="Write results to a file: .json, .csv, .md or .png (quality plot); repeatable."),
 ]
 Data = Annotated[list[Path], typer.Option("--data", help="Folder of clean images; repeatable (one dataset each).")]
+Pairs = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--pairs",
+        help="Folder of real noisy/clean pairs (*_real.* / *_mean.*); repeatable. Blind models run as they are, "
+        "methods that take σ get the estimate.",
+        show_default=False,
+    ),
+]
 Limit = Annotated[
     int | None, typer.Option("--limit", min=1, help="Use the first N images of each folder.", show_default=False)
 ]
@@ -255,15 +266,7 @@ def quality(
         list[Path] | None,
         typer.Option("--data", help="Folder of clean images; repeatable (one dataset each).", show_default=False),
     ] = None,
-    pairs: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--pairs",
-            help="Folder of real noisy/clean pairs (*_real.* / *_mean.*); repeatable. Methods that take σ get "
-            "the estimate.",
-            show_default=False,
-        ),
-    ] = None,
+    pairs: Pairs = None,
     model: Models = None,
     peers: Peers = "all",
     task: Annotated[Task, typer.Option("--task", help="denoise, or sr: super-resolution on --data.")] = Task.denoise,
@@ -281,9 +284,19 @@ def quality(
             "--degradation",
             help="awgn, or shading: the images as whole frames, the noise (σ before the gain) amplified toward the "
             f"corners by a seeded lens-shading gain; adds {bench_quality.SHADING_REFERENCE} and runs every "
-            "σ-conditioned model with the estimated σ and with the exact noise map (+oracle).",
+            "σ-conditioned model with the estimated σ and with the exact noise map (+oracle). With --task sr: "
+            "real, the LR inputs made from the HR images by the seeded real-world degradation (blur, resize, "
+            "noise, JPEG, twice) instead of bicubic downscaling.",
         ),
     ] = Degradation.awgn,
+    chain: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--chain",
+            help="With --task sr: also run the photo denoiser, then this SR model (the two-command route); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     limit: Limit = None,
     per_image: Annotated[bool, typer.Option("--per-image", help="Show per-image rows in the table too.")] = False,
     ensemble: Annotated[
@@ -305,10 +318,14 @@ def quality(
     test-set folders with image_SRF_<s>/ pairs, or plain images downscaled here)."""
     if task == Task.sr:
         check(bool(data) and not pairs, "bench quality --task sr", "--data folders (and no --pairs)", "none")
+        check(degradation != Degradation.shading, "--degradation", "awgn (bicubic) or real with --task sr", "shading")
+        sr_degradation = "real" if degradation == Degradation.real else "bicubic"
         _quality_sr(
-            ctx, data, model, scale, limit, per_image, device, dtype.value, tile, machine, save, progress_mode, json
-        )
+            ctx, data, model, scale, limit, per_image, device, dtype.value, tile, machine, save, progress_mode, json,
+            sr_degradation, chain or [],
+        )  # fmt: skip
         return
+    check(degradation != Degradation.real, "--degradation", "awgn or shading without --task sr", "real")
     check(bool(data or pairs), "bench quality", "--data or --pairs folders", "neither")
     shading = degradation == Degradation.shading
     if shading:
@@ -382,8 +399,11 @@ def _quality_sr(
     save: list[Path] | None,
     progress_mode: ProgressMode,
     json: bool,
+    degradation: str = "bicubic",
+    chain: list[str] | None = None,
 ) -> None:
-    """``bench quality --task sr``: every SR model at its own factor, bicubic and Lanczos at every factor."""
+    """``bench quality --task sr``: every SR model at its own factor, bicubic and Lanczos at every factor, and
+    the ``chain`` models after the photo denoiser."""
     scales = [int(v) for v in _numbers(scale, "--scale")]
     for value in scales:
         check_choice(value, (2, 3, 4), "--scale")
@@ -392,15 +412,21 @@ def _quality_sr(
     if not names:
         warning_line("no super-resolution model ships with this install and none was given (--model)")
     models = [bench_sr.sr_model_method(name, device, precision, tile) for name in names]
-    methods = [*models, bench_sr.interpolation_method("cubic"), bench_sr.interpolation_method("lanczos3")]
+    chained = [
+        bench_sr.chain_method(bench_sr.sr_model_method(name, device, precision, tile), device, precision, tile)
+        for name in chain or []
+    ]
+    methods = [*models, *chained, bench_sr.interpolation_method("cubic"), bench_sr.interpolation_method("lanczos3")]
     images = {s: [(f.name, hr, lr) for f in data for hr, lr in bench_sr.list_pairs(f, s)[:limit]] for s in scales}
     rows: list[dict[str, Any]] = []
     with progress(progress_mode, sum(len(v) for v in images.values()), "sr quality") as bar:
         for value in scales:
-            rows += bench_sr.evaluate(images[value], methods, value, bar.done)
+            rows += bench_sr.evaluate(images[value], methods, value, bar.done, degradation)
     summary = bench_sr.summarize(rows)
     config = {
         "data": [str(f) for f in data],
+        "degradation": degradation,
+        "chain": chain or [],
         "scales": scales,
         "limit": limit,
         "device": device,
@@ -427,7 +453,13 @@ def _quality_sr(
 @handle_errors
 def tune_(
     ctx: typer.Context,
-    data: Data,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data", help="Folder of clean images (seeded AWGN at each --sigma); repeatable.", show_default=False
+        ),
+    ] = None,
+    pairs: Pairs = None,
     model: Annotated[str, typer.Option("-m", "--model", help="The tunable model (name or .safetensors path).")] = (
         "tunable_mallenet_s.awgn_color"
     ),
@@ -451,7 +483,16 @@ def tune_(
         Path | None,
         typer.Option(
             "--strip",
-            help="Also save a PNG of the first image at the largest σ: tunable and DNI rows, one column per ω1.",
+            help="Also save a PNG of the first image at the largest σ (with --pairs: of --strip-image through the "
+            "camera-noise synthesis): tunable and DNI rows, one column per ω1.",
+            show_default=False,
+        ),
+    ] = None,
+    strip_image: Annotated[
+        Path | None,
+        typer.Option(
+            "--strip-image",
+            help="With --pairs and --strip: the clean image (e.g. a scikit-image sample).",
             show_default=False,
         ),
     ] = None,
@@ -467,22 +508,28 @@ def tune_(
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
-    """A tunable model against DNI and the fixed model: PSNR and PSNRη per setting (the paper's Table 1)."""
+    """A tunable model against DNI and the fixed model: PSNR and PSNRη per setting (the paper's Table 1), on
+    clean images with seeded AWGN (--data) or on real noisy/clean pairs (--pairs, blind models)."""
     sigmas = _numbers(sigma, "--sigma")
     settings = _numbers(w1, "--w1")
     for value in settings:
         check(0 <= value <= 1, "--w1", "settings in [0, 1]", value)
     check(protocol != ProtocolChoice.both, "--protocol", "float or file", "both")
-    images = [(folder.name, path) for folder in data for path in bench_quality.list_images(folder)[:limit]]
+    check(bool(data) != bool(pairs), "bench tune", "--data or --pairs folders (one of them)", "both or neither")
+    check(not (pairs and strip and strip_image is None), "--strip", "--strip-image with --pairs", "none")
+    images = [(folder.name, path) for folder in data or [] for path in bench_quality.list_images(folder)[:limit]]
+    real = [(f.name, n, c) for f in pairs or [] for n, c in bench_quality.list_pairs(f)[:limit]]
     target = str(resolve_device(device))
     retain_model = None if retain is None or retain.lower() == "none" else retain
     methods = bench_tune.contenders(model, fixed, retain_model, target, dtype.value, tile)
     nu = sweep.retention_nu(create_model(model))
-    with progress(progress_mode, len(images) * len(sigmas), "tune") as bar:
-        rows = bench_tune.evaluate(images, methods, sigmas, settings, nu, protocol.value, bar.done)
+    cases = bench_tune.pair_cases(real) if pairs else bench_tune.awgn_cases(images, sigmas, protocol.value)
+    with progress(progress_mode, len(real) or len(images) * len(sigmas), "tune") as bar:
+        rows = bench_tune.evaluate(cases, methods, settings, nu, bar.done)
     summary = bench_tune.summarize(rows)
     config = {
-        "data": [str(folder) for folder in data],
+        "data": [str(folder) for folder in data or []],
+        "pairs": [str(folder) for folder in pairs or []],
         "sigmas": sigmas,
         "w1": settings,
         "nu": nu,
@@ -497,7 +544,14 @@ def tune_(
 
         box = tuple(int(v) for v in _numbers(strip_box, "--strip-box"))
         check(len(box) == 3, "--strip-box", "top,left,size", strip_box)
-        figure = bench_tune.sweep_strip(images[0][1], methods, max(sigmas), settings, nu, box, protocol.value)
+        if pairs:
+            from restorekit.bench.crops import camera_noisy
+
+            noisy, clean = camera_noisy(strip_image, seed=0)
+            case = bench_tune.Case("strip", strip_image.name, "real", "real", clean, noisy)
+        else:
+            case = next(bench_tune.awgn_cases(images[:1], [max(sigmas)], protocol.value))
+        figure = bench_tune.sweep_strip(case, methods, settings, nu, box)
         PILImage.fromarray(figure).save(strip)
         console.print(f"wrote {strip}")
     described = [{"name": m.name, "kind": m.kind} for m in methods]

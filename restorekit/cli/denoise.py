@@ -1,8 +1,9 @@
-"""`restorekit denoise`: remove Gaussian noise from image files, folders or globs."""
+"""`restorekit denoise`: remove real camera noise (no σ) or Gaussian noise from image files, folders or globs."""
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from restorekit.cli._options import (
     PhotoSigma,
     Progress,
     ProgressMode,
+    Quality,
     RayActors,
     RayAddress,
     Recursive,
@@ -59,7 +61,7 @@ def parse_sigma(text: str) -> float | str:
         fail("--sigma", "a number on the 0–255 scale or 'auto'", text)
 
 
-def _check_sigma_range(level: float | str, model: str | None, target: torch.device) -> None:
+def _check_sigma_range(level: float | str | None, model: str | None, target: torch.device) -> None:
     """Refuse a σ outside the model's range once, before the batch, rather than once per file.
 
     Without ``--model`` each shipped default (colour, gray) is checked when σ is given, since either may serve
@@ -80,39 +82,26 @@ def _check_sigma_range(level: float | str, model: str | None, target: torch.devi
             fail("--sigma", f"a noise level in [{low:g}, {high:g}] for {name}", level)
 
 
-def _photo_model(channels: int, target: torch.device) -> str | None:
-    """The shipped real-camera-noise model for ``channels``-channel images, if one ships."""
-    try:
-        return getattr(api.get_model(None, channels, target, kind="real"), "name", None)
-    except WeightsError:
-        return None
-
-
 @dataclass(frozen=True, kw_only=True)
 class DenoiseTask(Task):
     """What `denoise` does to one file, as plain settings (see :class:`~restorekit.cli._batch.Task`)."""
 
-    level: float | str
-    photo: bool
+    level: float | str | None
     ensemble: bool
 
     def build(self) -> Process:
         """Read, denoise (the model loads on first use, once per process) and write one file."""
         target = api.resolve_device(self.device)
+        warnings.filterwarnings("ignore", category=api.CameraNoiseWarning)  # the file's notes carry the hint
 
         def process(source: Path, destination: Path) -> dict:
             image = load_image(source, max_pixels=self.max_pixels)
-            chosen = _photo_model(image.pixels.shape[2], target) if self.photo else None
             pixels, info = api.denoise_image(
-                image.pixels, self.level, chosen or self.model, target, self.tile, self.precision, self.ensemble
+                image.pixels, self.level, self.model, target, self.tile, self.precision, self.ensemble
             )
-            if chosen is not None:
-                info = dataclasses.replace(info, notes=(*info.notes, "no --sigma: the real-camera-noise model ran"))
-            elif self.photo:
-                note = "no --sigma and no real-noise model ships for these channels: Gaussian model, σ estimated"
-                info = dataclasses.replace(info, notes=(*info.notes, note))
-            image = dataclasses.replace(image, pixels=pixels)
-            save_image(image, destination, bit_depth=self.bit_depth, overwrite=self.overwrite)
+            info = dataclasses.replace(info, notes=(*image.notes, *info.notes))
+            image = dataclasses.replace(image, pixels=pixels, notes=())
+            save_image(image, destination, self.bit_depth, self.quality, overwrite=self.overwrite)
             return info.as_dict()
 
         return process
@@ -132,6 +121,7 @@ def denoise(
     tile: Tile = None,
     ensemble: Ensemble = False,
     bit_depth: BitDepth = None,
+    quality: Quality = None,
     max_pixels: MaxPixels = None,
     progress: Progress = ProgressMode.auto,
     json: Json = False,
@@ -150,8 +140,7 @@ def denoise(
     assumption that a pixel's place in the image is its place in the frame.
     """
     runner = batch_engine(engine, ray_address, ray_actors, verbose)
-    level = parse_sigma(sigma) if sigma is not None else "auto"
-    photo = sigma is None and model is None
+    level = parse_sigma(sigma) if sigma is not None else None
     if bit_depth is not None:
         check_choice(bit_depth, BIT_DEPTHS, "--bit-depth")
     target = api.resolve_device(device)
@@ -159,8 +148,8 @@ def denoise(
     jobs = plan_jobs(inputs, output, recursive, suffix, default_suffix="_denoised")
     limit = _max_pixels_from_env() if max_pixels is None else max_pixels
     task = DenoiseTask(
-        level=level, photo=photo, ensemble=ensemble, model=model, device=device, tile=tile, precision=dtype.value,
-        bit_depth=bit_depth, max_pixels=limit, overwrite=overwrite,
+        level=level, ensemble=ensemble, model=model, device=device, tile=tile, precision=dtype.value,
+        bit_depth=bit_depth, max_pixels=limit, overwrite=overwrite, quality=quality,
     )  # fmt: skip
     run_batch(
         jobs,

@@ -28,6 +28,7 @@ from restorekit.cli._options import (
     Overwrite,
     Progress,
     ProgressMode,
+    Quality,
     RayActors,
     RayAddress,
     Recursive,
@@ -59,8 +60,8 @@ class SRTask(Task):
             pixels, info = api.super_resolve_image(
                 image.pixels, self.scale, net, target, self.tile, self.precision, self.ensemble
             )
-            save_image(resized(image, pixels), destination, bit_depth=self.bit_depth, overwrite=self.overwrite)
-            return info.as_dict()
+            save_image(resized(image, pixels), destination, self.bit_depth, self.quality, overwrite=self.overwrite)
+            return info.as_dict() | {"notes": [*image.notes, *info.notes]}
 
         return process
 
@@ -79,6 +80,7 @@ def sr(
     tile: Tile = None,
     ensemble: Ensemble = False,
     bit_depth: BitDepth = None,
+    quality: Quality = None,
     max_pixels: MaxPixels = None,
     progress: Progress = ProgressMode.auto,
     json: Json = False,
@@ -106,7 +108,7 @@ def sr(
     limit = _max_pixels_from_env() if max_pixels is None else max_pixels
     task = SRTask(
         scale=scale, ensemble=ensemble, model=model, device=device, tile=tile, precision=dtype.value,
-        bit_depth=bit_depth, max_pixels=limit, overwrite=overwrite,
+        bit_depth=bit_depth, max_pixels=limit, overwrite=overwrite, quality=quality,
     )  # fmt: skip
     run_batch(
         jobs,

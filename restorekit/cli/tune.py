@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -25,12 +26,13 @@ from restorekit.cli._options import (
     Model,
     Output,
     Overwrite,
+    PhotoSigma,
     Progress,
     ProgressMode,
+    Quality,
     RayActors,
     RayAddress,
     Recursive,
-    Sigma,
     Suffix,
     Tile,
     Verbose,
@@ -87,33 +89,35 @@ class TuneTask(Task):
     omega: tuple[float, ...] | None
     sweep_count: int | None
     reference: Path | None
-    level: float | str
+    level: float | str | None
 
     def build(self) -> Process:
         """Read, restore at ω (or sweep it), score against the reference if any, and write one file."""
         target = api.resolve_device(self.device)
         model, tile, precision = self.model, self.tile, self.precision
+        warnings.filterwarnings("ignore", category=api.CameraNoiseWarning)  # the file's notes carry the hint
 
         def process(source: Path, destination: Path) -> dict:
             image = load_image(source, max_pixels=self.max_pixels)
             clean = self._clean_for(source)
             if self.omega is not None:
-                pixels, info = api.tune_image(image.pixels, self.omega, self.level, model, target, tile, precision)
-                fields = info.as_dict()
+                net, note = api.tunable_model(model, self.level, image.pixels.shape[2], target)
+                pixels, info = api.tune_image(image.pixels, self.omega, self.level, net, target, tile, precision)
+                fields = info.as_dict() | {"notes": [*image.notes, *([note] if note else []), *info.notes]}
                 if clean is not None:
                     check(clean.shape == pixels.shape, "--reference", f"an image of shape {pixels.shape}", clean.shape)
-                    net = api.get_model(model, pixels.shape[2], target, kind="tune")
                     scores = sweep.scores(pixels, image.pixels, clean, self.omega, sweep.retention_nu(net))
                     fields["sweep"] = [{"w": list(self.omega), **scores}]
-                image = dataclasses.replace(image, pixels=pixels)
-                save_image(image, destination, bit_depth=self.bit_depth, overwrite=self.overwrite)
+                image = dataclasses.replace(image, pixels=pixels, notes=())
+                save_image(image, destination, self.bit_depth, self.quality, overwrite=self.overwrite)
             else:
                 sheet, records, info = sweep.sweep_image(
                     image.pixels, self.sweep_count, self.level, model, target, tile, precision, clean
                 )
                 fields = {**info.as_dict(), "w": None, "sweep": records}
+                fields["notes"] = [*image.notes, *fields["notes"]]
                 sheet_image = Image(sheet, None, 8, "RGB", image.format, image.icc_profile, None)
-                save_image(sheet_image, destination, bit_depth=8, overwrite=self.overwrite)
+                save_image(sheet_image, destination, 8, self.quality, overwrite=self.overwrite)
             return fields
 
         return process
@@ -137,7 +141,7 @@ def tune(
     w: Omega = None,
     sweep_count: Sweep = None,
     reference: Reference = None,
-    sigma: Sigma = "auto",
+    sigma: PhotoSigma = None,
     output: Output = None,
     recursive: Recursive = False,
     suffix: Suffix = None,
@@ -147,6 +151,7 @@ def tune(
     dtype: Dtype = DtypeChoice.auto,
     tile: Tile = None,
     bit_depth: BitDepth = None,
+    quality: Quality = None,
     max_pixels: MaxPixels = None,
     progress: Progress = ProgressMode.auto,
     json: Json = False,
@@ -158,23 +163,25 @@ def tune(
     """Denoise with a tunable model at the trade-off --w (ω1 remove noise, ω2 keep grain and fine detail).
 
     One trained network serves every setting: its kernels are mixed for the chosen ω, so any setting runs at
-    the speed of a fixed denoiser. --sweep N writes a contact sheet of N settings instead.
+    the speed of a fixed denoiser. --sweep N writes a contact sheet of N settings instead. Without --sigma (and
+    --model) the blind tunable photo model runs, for real camera noise; --sigma N|auto runs the Gaussian one.
     """
     runner = batch_engine(engine, ray_address, ray_actors, verbose)
     check((w is None) != (sweep_count is None), "tune", "exactly one of --w ω1,ω2 or --sweep N", "both or neither")
-    level = parse_sigma(sigma)
+    level = parse_sigma(sigma) if sigma is not None else None
     if bit_depth is not None:
         check(bit_depth in BIT_DEPTHS, "--bit-depth", f"one of {BIT_DEPTHS}", bit_depth)
     target = api.resolve_device(device)
     omega = parse_omega(w) if w is not None else None
     if omega is not None:  # once here, not once per file (a shipped default's domain is the colour model's)
-        net = api.get_model(model, 3, target, kind="tune")
+        net, _ = api.tunable_model(model, level, 3, target)
         api.check_omega(omega, net.requirements, getattr(net, "name", str(model)), what="--w")
     jobs = plan_jobs(inputs, output, recursive, suffix, default_suffix="_tuned" if omega else "_sweep")
     limit = _max_pixels_from_env() if max_pixels is None else max_pixels
     task = TuneTask(
         omega=omega, sweep_count=sweep_count, reference=reference, level=level, model=model, device=device,
         tile=tile, precision=dtype.value, bit_depth=bit_depth, max_pixels=limit, overwrite=overwrite,
+        quality=quality,
     )  # fmt: skip
     run_batch(
         jobs,

@@ -19,6 +19,7 @@ import functools
 import os
 import re
 import time
+import warnings
 import weakref
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -29,10 +30,10 @@ import torch
 from torch import nn
 
 from restorekit._checks import check, check_choice, fail
-from restorekit.errors import DeviceError
+from restorekit.errors import DeviceError, WeightsError
 from restorekit.inference import runtime, tiling
 from restorekit.inference.io import image_to_tensor, tensor_to_pixels
-from restorekit.inference.noise import estimate_sigma
+from restorekit.inference.noise import camera_noise_hint, estimate_sigma
 from restorekit.layers import fuse
 from restorekit.layers.tv_conv import frame_coordinates
 from restorekit.models import Requirements, create_model, default_model
@@ -82,6 +83,42 @@ class RunInfo:
     def as_dict(self) -> dict:
         """The fields as a JSON-able dict."""
         return {**asdict(self), "notes": list(self.notes), "w": None if self.w is None else list(self.w)}
+
+
+class CameraNoiseWarning(UserWarning):
+    """``sigma="auto"`` on an image whose noise a white-noise estimate cannot see (camera noise, or none)."""
+
+
+# What runs when no σ and no model are given: the photo model of each kind, with the note that says so.
+PHOTO_KINDS = {"denoise": "real", "tune": "tune_real"}
+PHOTO_NOTE = "no σ given: the real-camera-noise model ran"
+NO_PHOTO_NOTE = "no σ given and no {what} ships for these channels: Gaussian model, σ estimated"
+
+
+def photo_model(
+    model: str | Path | nn.Module | None, sigma: object, channels: int, kind: str = "denoise"
+) -> tuple[str | Path | nn.Module | None, str | None]:
+    """What a call with ``model`` and ``sigma`` runs, and the note that says so.
+
+    No σ and no model means a real photo: the shipped real-camera-noise model of ``kind`` (``denoise`` or
+    ``tune``) for ``channels``-channel images where one ships (else the Gaussian model, σ estimated). ``"auto"``,
+    a number or a σ map keep the Gaussian path; a given model is used as it is.
+
+    Returns:
+        ``(model, note)``: the model to load (a name, or ``model`` itself) and a note, or ``None``.
+
+    Example:
+        >>> photo_model("mallenet_s.awgn_color", None, 3)
+        ('mallenet_s.awgn_color', None)
+    """
+    if model is not None or sigma is not None:
+        return model, None
+    try:
+        return default_model(channels, PHOTO_KINDS[kind]), PHOTO_NOTE
+    except WeightsError:
+        return None, NO_PHOTO_NOTE.format(
+            what={"denoise": "real-noise model", "tune": "tunable real-noise model"}[kind]
+        )
 
 
 class _NonFinite(Exception):
@@ -190,6 +227,10 @@ def _settle_sigma(
         used = min(max(estimate, low), high)
         if used != estimate:
             notes.append(f"estimated σ {estimate:.1f} is outside {name}'s range [{low:g}, {high:g}]; used {used:g}")
+        hint = camera_noise_hint(pixels, estimate)
+        if hint is not None:
+            notes.append(hint)
+            warnings.warn(hint, CameraNoiseWarning, stacklevel=4)
         return used / 255.0, used, "estimated"
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating, np.integer)):
         fail("sigma", "a number on the 0–255 scale, 'auto', None or an H×W noise map", sigma)
@@ -333,6 +374,7 @@ def denoise_image(
     pixels = _checked(pixels, tile, dtype, ensemble)
     target = resolve_device(device)
     channels = pixels.shape[2]
+    model, photo_note = photo_model(model, sigma, channels)
     net = _prepared(get_model(model, channels, target), target)
     req: Requirements = net.requirements
     precision = dtype if dtype in DTYPES else auto_precision(req, target)
@@ -342,7 +384,7 @@ def denoise_image(
         fail("model", f"a model for {channels}-channel images", f"{name} ({req.in_channels}-channel)")
 
     started = time.perf_counter()
-    notes: list[str] = []
+    notes: list[str] = [photo_note] if photo_note else []
     if precision != "fp32" and not req.half_safe:
         notes.append(f"{name} is not half-precision safe; ran in fp32")
         precision = "fp32"
@@ -375,9 +417,10 @@ def _run(
 
     A colour image through a gray model runs one channel at a time; a gray image through a colour model (only
     allowed for super-resolution) runs as three equal channels, and the channel mean comes back. Half precision
-    that produces NaN/Inf reruns in fp32. A layout-aware model gets the frame coordinates of the image as given
-    after the σ map, in the one conditioning map the tiler windows (and the self-ensemble turns with the image),
-    so every pixel keeps its place in the frame in every tile and view.
+    that produces NaN/Inf reruns in fp32; NaN/Inf in fp32 is a :class:`WeightsError` (never clamped into an
+    output). A layout-aware model gets the frame coordinates of the image as given after the σ map, in the one
+    conditioning map the tiler windows (and the self-ensemble turns with the image), so every pixel keeps its
+    place in the frame in every tile and view.
 
     Returns:
         The output ``(1, C, H·scale, W·scale)`` on the CPU, the precision that produced it and the tile used.
@@ -421,6 +464,12 @@ def _run(
             notes.append(f"{precision} produced NaN/Inf; reran in fp32")
             precision = "fp32"
             out, used_tile = run(precision)
+    if not bool(torch.isfinite(out).all()):  # never clamped into a plausible-looking output
+        name = getattr(net, "name", type(net).__name__)
+        raise WeightsError(
+            f"model {name} produced NaN or Inf values even in fp32 (corrupt weights, or pixel values far outside "
+            "[0, 1]); no output"
+        )
     return out, precision, used_tile
 
 
@@ -433,14 +482,21 @@ def denoise(
     dtype: str | None = None,
     ensemble: bool = False,
 ) -> np.ndarray:
-    """Remove additive white Gaussian noise from an image.
+    """Remove noise from an image: real camera noise (no σ), or Gaussian noise of level σ.
+
+    With neither ``sigma`` nor ``model`` this is what ``restorekit denoise photo.jpg`` runs: the shipped
+    real-camera-noise model for the image's channels (where none ships, gray, the Gaussian model with σ
+    estimated), so the API and the CLI return the same pixels for the same image. ``sigma="auto"``, a number
+    or a σ map run the Gaussian (σ-conditioned) model.
 
     Args:
         image: Noisy image ``(H, W, C)`` float32 in [0, 1] (C = 1 or 3, no alpha), e.g.
             ``load_image(path).pixels``.
-        sigma: Noise level σ on the 0–255 scale; ``None`` or ``"auto"`` estimates it from the image; an
-            ``(H, W)`` array gives a per-pixel noise map. Must lie in the model's ``sigma_range``.
-        model: ``None`` for the best shipped denoiser for the image's channels, a model name (see
+        sigma: ``None`` (the photo model above; with a σ-conditioned ``model``, σ estimated), a Gaussian noise
+            level σ on the 0–255 scale, ``"auto"`` to estimate it (a :class:`CameraNoiseWarning` when the
+            estimate looks like camera noise or none, which a white-noise estimate cannot see), or an ``(H, W)``
+            array, a per-pixel noise map. Must lie in the model's ``sigma_range``.
+        model: ``None`` for the shipped model chosen by ``sigma`` (above), a model name (see
             ``restorekit models``), a ``.safetensors`` path, or an ``nn.Module`` with ``requirements``
             called as ``model(x (B, C, H, W), sigma (B, 1, H, W))``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -519,6 +575,15 @@ def fold_tunable(net: nn.Module, w: tuple[float, ...]) -> nn.Module:
     return cached[1]
 
 
+def tunable_model(
+    model: str | Path | nn.Module | None, sigma: object, channels: int, device: torch.device
+) -> tuple[nn.Module, str | None]:
+    """The tunable model a :func:`tune` call with ``model`` and ``sigma`` runs (see :func:`photo_model`), loaded
+    once, and the note that says which was chosen (``None`` when the caller named it)."""
+    chosen, note = photo_model(model, sigma, channels, kind="tune")
+    return get_model(chosen, channels, device, kind="tune"), note
+
+
 def tune_image(
     pixels: np.ndarray,
     w: tuple[float, ...] | list[float],
@@ -539,11 +604,12 @@ def tune_image(
         getattr(pixels, "shape", type(pixels).__name__),
     )
     target = resolve_device(device)
-    net = get_model(model, pixels.shape[2], target, kind="tune")
+    net, photo_note = tunable_model(model, sigma, pixels.shape[2], target)
     name = getattr(net, "name", type(net).__name__)
     values = check_omega(w, net.requirements, name)
     out, info = denoise_image(pixels, sigma, fold_tunable(net, values), target, tile, dtype)
-    return out, dataclasses.replace(info, w=values)
+    notes = (photo_note, *info.notes) if photo_note else info.notes
+    return out, dataclasses.replace(info, w=values, notes=notes)
 
 
 def tune(
@@ -559,13 +625,15 @@ def tune(
 
     The shipped tunable denoisers take ω = (ω1, ω2) with ω1 + ω2 = 1: ω1 removes noise, ω2 keeps grain and
     fine detail; (1, 0) is a full-strength denoiser, (0, 1) keeps 90% of the noise. The model runs at the
-    speed of its fixed twin: its kernels are mixed once for the chosen ω.
+    speed of its fixed twin: its kernels are mixed once for the chosen ω. As for :func:`denoise`, no ``sigma``
+    and no ``model`` runs the blind tunable photo model (real camera noise; what ``restorekit tune photo.jpg``
+    runs), and ``sigma="auto"``, a number or a σ map the Gaussian tunable model.
 
     Args:
         image: Noisy image ``(H, W, C)`` float32 in [0, 1] (C = 1 or 3).
         w: The interactive parameters, one per objective of the model (``restorekit models`` lists them).
         sigma, device, tile, dtype: As for :func:`denoise`.
-        model: ``None`` for the shipped tunable model for the image's channels, a tunable model's name, a
+        model: ``None`` for the shipped tunable model chosen by ``sigma`` (above), a tunable model's name, a
             ``.safetensors`` path, or a tunable ``nn.Module`` (with ``requirements`` and ``fold(w)``).
 
     Returns:

@@ -3,7 +3,10 @@
 Decoders, chosen per file by its content (never by its suffix):
 
 * PNG, JPEG, WebP, BMP and 8-bit TIFF: Pillow, after the checks of the decode budget below (truncated files and
-  headers that declare more than the data can hold are refused before anything is decoded).
+  headers that declare more than the data can hold are refused before anything is decoded). A multi-picture JPEG
+  (MPO: the primary image plus previews or depth maps, as cameras and phones write) is read as its primary image.
+* HEIC/HEIF: the optional ``pillow-heif`` package (``pip install 'restorekit[heif]'``), primary image, 8 bits.
+* Camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, …) are refused with a line that says how to proceed.
 * 16-bit PNG: OpenCV (libpng); Pillow would reduce 16-bit colour PNGs to 8 bits.
 * 16-bit and float32 TIFF, and 8-bit TIFF with an unspecified extra sample (Pillow would drop it): tifffile, or
   OpenCV (libtiff) where tifffile lacks the codec (LZW, JPEG and the floating-point predictor need the optional
@@ -14,7 +17,7 @@ with a message naming them, rather than dropped.
 
 Encoders:
 
-* 8-bit PNG, JPEG, WebP, BMP: Pillow.
+* 8-bit PNG, JPEG, WebP, BMP: Pillow; HEIC/HEIF: pillow-heif.
 * 16-bit PNG: a small encoder here (Paeth filter, zlib), the only way to write 16-bit gray+alpha and ICC/EXIF.
 * TIFF at every depth: tifffile (Deflate; horizontal predictor for integers), EXIF IFDs appended here.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import hashlib
 import io
 import math
 import os
@@ -48,8 +52,16 @@ from restorekit._checks import check, check_choice, check_shape, fail
 from restorekit.errors import InputError, OutputError, UsageError
 from restorekit.ops.resize import imresize
 
-SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
-"""Lower-case file suffixes that :func:`load_image` and :func:`save_image` handle."""
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".heic", ".heif")
+"""Lower-case file suffixes that :func:`load_image` and :func:`save_image` handle (HEIC/HEIF with pillow-heif)."""
+
+RAW_SUFFIXES: tuple[str, ...] = (
+    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef",
+    ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".mos", ".mrw", ".kdc", ".dcr", ".raw",
+)  # fmt: skip
+"""Lower-case suffixes of camera RAW files, which are refused (:func:`raw_error`) rather than read."""
+HEIF_EXTRA = "pip install 'restorekit[heif]'"
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
 
 MAX_PIXELS_ENV = "RESTOREKIT_MAX_PIXELS"
 BUILTIN_MAX_PIXELS = 200_000_000
@@ -66,10 +78,12 @@ _SUFFIX_FORMATS = {
     ".tiff": "TIFF",
     ".webp": "WEBP",
     ".bmp": "BMP",
+    ".heic": "HEIF",
+    ".heif": "HEIF",
 }
-_FORMAT_DEPTHS = {"PNG": (8, 16), "TIFF": (8, 16, 32), "JPEG": (8,), "WEBP": (8,), "BMP": (8,)}
-_ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
-_METADATA_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
+_FORMAT_DEPTHS = {"PNG": (8, 16), "TIFF": (8, 16, 32), "JPEG": (8,), "WEBP": (8,), "BMP": (8,), "HEIF": (8,)}
+_ALPHA_FORMATS = ("PNG", "TIFF", "WEBP", "HEIF")
+_METADATA_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "HEIF")
 _SAMPLE_TYPES = {8: np.dtype(np.uint8), 16: np.dtype(np.uint16), 32: np.dtype(np.float32)}
 _BIT_DEPTHS = {dtype: depth for depth, dtype in _SAMPLE_TYPES.items()}
 
@@ -158,7 +172,7 @@ class Image:
         bit_depth: Bits per sample of the source: 8, 16, or 32 (float TIFF).
         mode: Source layout as read, in Pillow's names: "1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16"
             (16-bit gray), "F" (float gray), …; ``bit_depth`` tells 8-bit "RGB" from 16-bit "RGB".
-        format: Source format: "PNG", "JPEG", "TIFF", "WEBP" or "BMP".
+        format: Source format: "PNG", "JPEG", "TIFF", "WEBP", "BMP" or "HEIF" (an MPO file reads as "JPEG").
         icc_profile: ICC profile bytes describing ``pixels``, or ``None``.
         exif: EXIF as an APP1 payload (``b"Exif\\0\\0"`` + TIFF header + IFDs) with the orientation reset to 1,
             or ``None``.
@@ -166,6 +180,9 @@ class Image:
         dpi: Resolution ``(horizontal, vertical)`` in dots per inch, upright, or ``None`` when the source gives none.
         xmp: XMP packet (XML bytes), or ``None``.
         text: PNG text chunks (tEXt, zTXt, iTXt) other than XMP, keyword → text, or ``None``.
+        notes: What reading left out that the user should know (e.g. the previews of a multi-picture JPEG).
+        quality: A JPEG source's quality (1–100) estimated from its quantisation tables (:func:`jpeg_quality`),
+            or ``None``; :func:`save_image` writes JPEG, WebP and HEIC at it unless told otherwise.
     """
 
     pixels: np.ndarray
@@ -179,6 +196,8 @@ class Image:
     dpi: tuple[float, float] | None = None
     xmp: bytes | None = None
     text: dict[str, str] | None = None
+    notes: tuple[str, ...] = ()
+    quality: int | None = None
 
 
 class _Decoded(NamedTuple):
@@ -193,6 +212,7 @@ class _Decoded(NamedTuple):
     dpi: tuple[float, float] | None = None  # upright: swapped when the file's orientation turns the image
     xmp: bytes | None = None
     text: dict[str, str] | None = None
+    notes: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -207,7 +227,8 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     The file is opened read-only and never modified.
 
     Args:
-        path: PNG, JPEG, TIFF, WebP or BMP file; the format is taken from the content, not the suffix.
+        path: PNG, JPEG (MPO too), TIFF, WebP, BMP or, with pillow-heif, HEIC/HEIF file; the format is taken
+            from the content, not the suffix (but for camera RAW suffixes, refused before opening).
         max_pixels: Refuse images with more than this many pixels (width × height), checked before decoding;
             ``None`` for no limit.
 
@@ -215,8 +236,9 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         The decoded :class:`Image`.
 
     Raises:
-        InputError: The file is missing, unreadable, empty, truncated, not a supported image, animated or
-            multi-page, of an unsupported mode or sample type, or larger than ``max_pixels``.
+        InputError: The file is missing, unreadable, empty, truncated, not a supported image (camera RAW
+            included), animated or multi-page, of an unsupported mode or sample type, or larger than
+            ``max_pixels``; HEIC/HEIF without pillow-heif.
 
     Example:
         >>> image = load_image("photo.png")  # doctest: +SKIP
@@ -224,14 +246,19 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         ((480, 640, 3), 8)
     """
     path = Path(path)
+    if path.suffix.lower() in RAW_SUFFIXES:
+        raise InputError(raw_error(path))
     with _input_errors(path), _open_input(path) as fh:
         image_format = _sniff_format(fh.read(16), path)
         fh.seek(0)
         if image_format == "TIFF":
             decoded = _read_tiff(fh, path, max_pixels)
+        elif image_format == "HEIF":
+            decoded = _read_heif(fh, path, max_pixels)
         else:
             decoded = _read_with_pil(fh, path, image_format, max_pixels)
         lossy = image_format == "JPEG" or (image_format == "WEBP" and _webp_is_lossy(fh))
+        quality = jpeg_quality(fh) if image_format == "JPEG" else None
     _check_decoded(path, decoded)
     color = _upright(decoded.color, decoded.orientation)
     alpha = None if decoded.alpha is None else _upright(decoded.alpha, decoded.orientation)
@@ -251,6 +278,21 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         dpi=decoded.dpi,
         xmp=decoded.xmp,
         text=decoded.text,
+        notes=decoded.notes,
+        quality=quality,
+    )
+
+
+def raw_error(path: Path) -> str:
+    """The one line that refuses a camera RAW file and says how to proceed.
+
+    Example:
+        >>> raw_error(Path("DSC_0001.NEF"))[:58]
+        'DSC_0001.NEF: a camera RAW file (.NEF); RAW is not read: d'
+    """
+    return (
+        f"{path}: a camera RAW file ({path.suffix}); RAW is not read: develop it to a 16-bit TIFF (darktable, "
+        "RawTherapee, Lightroom, or `dcraw -T -6 -W`) and denoise that"
     )
 
 
@@ -368,7 +410,11 @@ def _sniff_format(head: bytes, path: Path) -> str:
         return "WEBP"
     if head.startswith(b"BM"):
         return "BMP"
-    raise InputError(f"{path}: not a supported image; expected PNG, JPEG, TIFF, WebP or BMP content")
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "HEIF"
+    if head[4:12] == b"ftypcrx " or head.startswith((b"FUJIFILMCCD-RAW", b"IIRO", b"IIU\x00")):
+        raise InputError(raw_error(path))
+    raise InputError(f"{path}: not a supported image; expected PNG, JPEG, TIFF, WebP, BMP or HEIC content")
 
 
 def _check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
@@ -577,21 +623,33 @@ def _tiff_capacity(page: tifffile.TiffPage, path: Path, size: int) -> int | None
 
 
 def _read_with_pil(fh: IO[bytes], path: Path, image_format: str, max_pixels: int | None) -> _Decoded:
-    """Decode a PNG, JPEG, WebP or BMP file (16-bit PNG samples through OpenCV)."""
+    """Decode a PNG, JPEG, WebP or BMP file (16-bit PNG samples through OpenCV); an MPO as its primary image."""
     image = PILImage.open(fh, formats=[image_format])
     _check_pixels(path, *image.size, max_pixels)
-    _check_single_frame(path, getattr(image, "n_frames", 1))
+    notes: tuple[str, ...] = ()
+    if image.format == "MPO":  # the primary image is frame 0, the one open() positions on
+        extra = image.n_frames - 1
+        notes = (f"multi-picture JPEG: read its primary image; {extra} embedded preview/extra image(s) not kept",)
+    else:
+        _check_single_frame(path, getattr(image, "n_frames", 1))
     _check_budget(path, image_format, *image.size, _pil_capacity(fh, path, image_format, image))
     image.load()  # decodes fully: truncated data raises here, and PNG metadata after the pixels is read
+    if image_format == "PNG" and _png_bit_depth(fh) == 16:
+        samples = (*_read_png16(fh, path), image.info.get("icc_profile"))
+    else:
+        samples = _pil_samples(image, path)
+    return _decoded_pil(image, samples, notes)
+
+
+def _decoded_pil(
+    image: PILImage.Image, samples: tuple[np.ndarray, np.ndarray | None, str, bytes | None], notes: tuple[str, ...]
+) -> _Decoded:
+    """A loaded Pillow image's samples ``(colour, alpha, mode, ICC)`` with its EXIF, DPI, XMP and text."""
     exif = image.getexif()
     orientation = exif.get(_ORIENTATION, 1)
-    if image_format == "PNG" and _png_bit_depth(fh) == 16:
-        color, alpha, mode = _read_png16(fh, path)
-        icc_profile = image.info.get("icc_profile")
-    else:
-        color, alpha, mode, icc_profile = _pil_samples(image, path)
     xmp = image.info.get("xmp")
     text = {key: str(value) for key, value in getattr(image, "text", {}).items() if key != _PNG_XMP_KEY}
+    color, alpha, mode, icc_profile = samples
     return _Decoded(
         color,
         alpha,
@@ -602,7 +660,31 @@ def _read_with_pil(fh: IO[bytes], path: Path, image_format: str, max_pixels: int
         _upright_dpi(image.info.get("dpi"), orientation),
         xmp.encode("utf-8") if isinstance(xmp, str) else xmp or None,
         text or None,
+        notes,
     )
+
+
+def _heif() -> object:
+    """The pillow-heif module, or ``None`` when the optional package is not installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return None
+    return pillow_heif
+
+
+def _read_heif(fh: IO[bytes], path: Path, max_pixels: int | None) -> _Decoded:
+    """Decode a HEIC/HEIF file's primary image to 8 bits through pillow-heif (EXIF, ICC and XMP kept)."""
+    heif = _heif()
+    if heif is None:
+        raise InputError(f"{path}: HEIC/HEIF needs the optional pillow-heif package ({HEIF_EXTRA})")
+    container = heif.open_heif(fh, convert_hdr_to_8bit=True)
+    primary = container[container.primary_index]
+    _check_pixels(path, *primary.size, max_pixels)
+    image = primary.to_pillow()
+    extra = len(container) - 1
+    notes = (f"HEIF: read its primary image; {extra} other image(s) not kept",) if extra else ()
+    return _decoded_pil(image, _pil_samples(image, path), notes)
 
 
 def _pil_samples(image: PILImage.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None, str, bytes | None]:
@@ -833,12 +915,14 @@ def _to_samples(values: np.ndarray, bit_depth: int) -> np.ndarray:
 
 
 def save_image(
-    image: Image, path: str | Path, bit_depth: int | None = None, quality: int = 95, overwrite: bool = False
+    image: Image, path: str | Path, bit_depth: int | None = None, quality: int | None = None, overwrite: bool = False
 ) -> None:
     """Write an image atomically, in the format its suffix names, carrying alpha and metadata (ICC, EXIF, DPI, XMP).
 
-    The file is encoded in memory, written to ``.<name>.<random>.part`` in the same directory, synced and
-    renamed onto ``path``, so a failure or interruption never leaves a partial output. Pixels are quantized as
+    The file is encoded in memory, written to a hidden temp file in the same directory (:func:`temp_path`),
+    synced and moved onto ``path`` — without ``overwrite`` by a hard link that fails if ``path`` appeared in the
+    meantime, so a file another process wrote is never replaced — so a failure or interruption never leaves a
+    partial output. Pixels are quantized as
     ``round(clip(x, 0, 1) · max)``; float32 TIFF is written unclipped. Alpha is written untouched when its
     sample type is the output's, rescaled otherwise. ICC and EXIF go to PNG, JPEG, TIFF and WebP (BMP holds
     neither); the resolution (DPI) to PNG, JPEG, TIFF and BMP; XMP to PNG, JPEG (up to 65,502 bytes, one
@@ -849,7 +933,8 @@ def save_image(
         image: The image to write.
         path: Output file; its suffix (one of :data:`SUPPORTED_SUFFIXES`) chooses the format.
         bit_depth: 8, 16 (PNG, TIFF) or 32 (float TIFF); ``None`` keeps the image's own bit depth.
-        quality: JPEG and lossy WebP quality, 1–100.
+        quality: JPEG, lossy WebP and HEIC quality, 1–100; ``None`` is the source's (``image.quality``, estimated
+            from a JPEG's quantisation tables), else :data:`DEFAULT_QUALITY`.
         overwrite: Replace an existing file instead of refusing.
 
     Raises:
@@ -865,7 +950,7 @@ def save_image(
     _check_image(image)
     depth = image.bit_depth if bit_depth is None else bit_depth
     check_choice(depth, list(_SAMPLE_TYPES), "bit_depth")
-    check(1 <= quality <= 100, "quality", "a quality from 1 to 100", quality)
+    quality = output_quality(image, quality)
     _check_writable(path, image, image_format, depth, overwrite)
     color = _to_samples(image.pixels, depth)
     alpha = None if image.alpha is None else _alpha_samples(image.alpha, depth)
@@ -873,7 +958,73 @@ def save_image(
         data = _encode(image, image_format, color, alpha, quality)
     except _CODEC_ERRORS as error:
         raise OutputError(f"{path}: cannot encode as {image_format} ({' '.join(str(error).split())})") from error
-    _write_atomically(path, data)
+    _write_atomically(path, data, overwrite)
+
+
+DEFAULT_QUALITY = 95
+"""JPEG / WebP / HEIC quality of an output whose source gives none (not a JPEG)."""
+
+# The IJG's base quantisation tables (ITU-T T.81 Annex K), natural order: quality q scales them by 5000/q
+# below 50 and by 200 - 2q from 50 up (libjpeg's jpeg_quality_scaling), clamped to 1..255.
+_IJG_TABLES = (
+    (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22,
+     29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103,
+     121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99),
+    (17, 18, 24, 47, *(99,) * 4, 18, 21, 26, 66, *(99,) * 4, 24, 26, 56, *(99,) * 5, 47, 66, *(99,) * 38),
+)  # fmt: skip
+
+
+def jpeg_quality(fh: IO[bytes]) -> int | None:
+    """The quality (1–100) a JPEG was most likely written at: the IJG quality whose scaled quantisation tables
+    are nearest the file's (exact for files written by libjpeg, Pillow, OpenCV, most cameras and editors;
+    the nearest match otherwise). ``None`` when the tables cannot be read.
+
+    Example:
+        >>> buffer = io.BytesIO()
+        >>> PILImage.new("RGB", (16, 16)).save(buffer, "JPEG", quality=83)
+        >>> jpeg_quality(buffer)
+        83
+    """
+    try:
+        fh.seek(0)
+        with PILImage.open(fh, formats=["JPEG"]) as image:
+            tables = {index: np.asarray(table, np.float64) for index, table in image.quantization.items()}
+    except Exception:  # a damaged header: the reader reports it, the estimate is only left out
+        return None
+    finally:
+        fh.seek(0)
+    pairs = [(tables[i], np.asarray(base, np.float64)) for i, base in enumerate(_IJG_TABLES) if i in tables]
+    if not pairs or any(table.size != 64 for table, _ in pairs):
+        return None
+
+    def distance(q: int) -> float:
+        scale = 5000 / q if q < 50 else 200 - 2 * q
+        scaled = [np.clip(np.floor((base * scale + 50) / 100), 1, 255) for _, base in pairs]
+        return sum(float(np.abs(table - expected).sum()) for (table, _), expected in zip(pairs, scaled, strict=True))
+
+    return min(range(1, 101), key=distance)
+
+
+def output_quality(image: Image, quality: int | None) -> int:
+    """The quality an output is written at: ``quality``, else the source's (:attr:`Image.quality`), else 95.
+
+    Raises:
+        UsageError: ``quality`` outside 1–100.
+    """
+    if quality is None:
+        return image.quality if image.quality is not None else DEFAULT_QUALITY
+    check(isinstance(quality, int) and 1 <= quality <= 100, "quality", "a quality from 1 to 100", quality)
+    return quality
+
+
+def format_suffix(image_format: str) -> str:
+    """The usual file suffix of a format (``"JPEG"`` → ``".jpg"``).
+
+    Example:
+        >>> format_suffix("TIFF")
+        '.tif'
+    """
+    return next(suffix for suffix, name in _SUFFIX_FORMATS.items() if name == image_format)
 
 
 def _output_format(path: Path) -> str:
@@ -938,6 +1089,8 @@ def _encode(image: Image, image_format: str, color: np.ndarray, alpha: np.ndarra
         return _encode_tiff(samples, alpha is not None, icc_profile, exif, dpi, xmp)
     if image_format == "PNG" and color.dtype == np.uint16:
         return _encode_png16(samples, icc_profile, exif, _png_metadata_chunks(dpi, xmp, image.text))
+    if image_format == "HEIF":
+        return _encode_heif(samples, icc_profile, exif, xmp, quality)
     pil_image = PILImage.fromarray(samples[..., 0] if samples.shape[2] == 1 else samples)
     options: dict = {"icc_profile": icc_profile, "exif": exif, "dpi": dpi, "xmp": xmp}
     if image_format == "PNG":  # Pillow writes the resolution itself; text and XMP go in as chunks
@@ -950,6 +1103,23 @@ def _encode(image: Image, image_format: str, color: np.ndarray, alpha: np.ndarra
         options |= {"quality": quality, "exact": True} if image.lossy else {"lossless": True, "exact": True}
     buffer = io.BytesIO()
     pil_image.save(buffer, image_format, **{key: value for key, value in options.items() if value is not None})
+    return buffer.getvalue()
+
+
+def _encode_heif(
+    samples: np.ndarray, icc_profile: bytes | None, exif: bytes | None, xmp: bytes | None, quality: int
+) -> bytes:
+    """Encode 8-bit ``(H, W, S)`` samples as HEIC through pillow-heif (gray is written as RGB)."""
+    heif = _heif()
+    if heif is None:
+        raise OutputError(f"writing HEIC/HEIF needs the optional pillow-heif package ({HEIF_EXTRA})")
+    if samples.shape[2] in (1, 2):  # HEIC holds no gray+alpha; libheif's gray support varies: write RGB(A)
+        samples = np.dstack([np.repeat(samples[..., :1], 3, axis=2), samples[..., 1:]])
+    mode = "RGBA" if samples.shape[2] == 4 else "RGB"
+    container = heif.from_bytes(mode, samples.shape[1::-1], np.ascontiguousarray(samples).tobytes())
+    options = {"quality": quality, "icc_profile": icc_profile, "exif": exif, "xmp": xmp}
+    buffer = io.BytesIO()
+    container.save(buffer, **{key: value for key, value in options.items() if value is not None})
     return buffer.getvalue()
 
 
@@ -1084,24 +1254,81 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a hidden temp file beside ``path``, fsync it and rename it onto ``path``."""
-    temp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+NAME_MAX = 255
+"""Longest file name, in bytes, that the usual file systems take (ext4, XFS, btrfs, APFS, NTFS in UTF-16 units)."""
+_LONGEST_ENDING = len(".0123abcd.part")  # of the endings hidden_name is given (".claim", temp files')
+
+
+def hidden_name(path: Path, ending: str) -> Path:
+    """A hidden file beside ``path`` that belongs to it: ``.<name><ending>``, or where that would pass
+    :data:`NAME_MAX` bytes, ``.<16 hex digits of the name's SHA-256><ending>`` (so every legal output name has
+    its temp and claim files).
+
+    Example:
+        >>> hidden_name(Path("out/a.png"), ".claim")
+        PosixPath('out/.a.png.claim')
+        >>> len(hidden_name(Path("x" * 250 + ".png"), ".claim").name)
+        23
+    """
+    stem = path.name
+    if 1 + len(stem.encode("utf-8", "surrogateescape")) + _LONGEST_ENDING > NAME_MAX:
+        stem = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return path.parent / f".{stem}{ending}"
+
+
+def temp_path(path: Path) -> Path:
+    """A new temp file name for writing ``path``: ``.<name>.<8 random hex>.part`` (:func:`hidden_name`)."""
+    return hidden_name(path, f".{secrets.token_hex(4)}.part")
+
+
+def temp_pattern(path: Path) -> re.Pattern[str]:
+    """What the names of ``path``'s temp files (:func:`temp_path`) match, whatever their random part."""
+    stem = hidden_name(path, ".").name[:-1]
+    return re.compile(rf"{re.escape(stem)}\.[0-9a-f]{{8}}\.part")
+
+
+def _write_atomically(path: Path, data: bytes, overwrite: bool = True) -> None:
+    """Write ``data`` to a hidden temp file beside ``path``, fsync it and move it onto ``path``.
+
+    Without ``overwrite`` the move is a hard link, which fails if ``path`` exists by then (another process wrote
+    it since the caller looked); where the file system has no hard links, a rename after one more look.
+    Whatever stops the write (an error, an interrupt at any point after the temp file was created), the temp
+    file is removed: its name is new, so a file of that name is this call's.
+    """
+    temp = temp_path(path)
     try:
         descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from error
-    try:
         with os.fdopen(descriptor, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp, path)
+        _move(temp, path, overwrite)
     except BaseException as error:  # also KeyboardInterrupt: never leave the temp file behind
-        temp.unlink(missing_ok=True)
+        if not isinstance(error, FileExistsError) or str(error.filename) != str(temp):
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+        if isinstance(error, FileExistsError) and str(error.filename) == str(path):
+            raise OutputError(f"{path}: already exists (pass overwrite=True to replace it)") from error
         if isinstance(error, OSError):
             raise OutputError(f"{path}: cannot write ({error.strerror or error})") from error
         raise
+
+
+def _move(temp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished ``temp`` onto ``path``: a rename, or without ``overwrite`` a link that never replaces."""
+    if overwrite:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+    except OSError:  # no hard links here (FAT, some network shares)
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(temp, path)
+    else:
+        temp.unlink()
 
 
 # ---------------------------------------------------------------------------------------------------- resizing

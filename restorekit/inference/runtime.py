@@ -83,6 +83,21 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
+def release_freed_memory() -> bool:
+    """Give the memory this process has freed and kept (:func:`keep_freed_memory`) back to the system now
+    (glibc ``malloc_trim``); whether it could.
+
+    After an image ran out of memory, the heap holds its freed buffers: reusable by ``malloc``, but counted
+    against an address-space limit (``ulimit -v``), where they would leave nothing for the next image's other
+    allocations (oneDNN's kernels, mapped files).
+    """
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:  # not glibc
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
+
+
 def free_heap_bytes() -> int:
     """Bytes this process has freed and kept in its heap for reuse (glibc ``mallinfo2``); 0 where unknown.
 

@@ -7,6 +7,7 @@ target ``y_η = y + ω2·ν·(z − y)`` of that setting (the tunable-convolutio
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -104,9 +105,11 @@ def sweep_image(
     if clean is not None:
         check(clean.shape == pixels.shape, "reference", f"an image of the input's shape {pixels.shape}", clean.shape)
     tiles, records, info = [], [], None
-    nu = retention_nu(api.get_model(model, pixels.shape[2], api.resolve_device(device), kind="tune"))
+    net, note = api.tunable_model(model, sigma, pixels.shape[2], api.resolve_device(device))
+    nu = retention_nu(net)
     for w in sweep_settings(count):
-        out, info = api.tune_image(pixels, w, sigma, model, device, tile, dtype)
+        out, info = api.tune_image(pixels, w, sigma, net, device, tile, dtype)
+        info = dataclasses.replace(info, notes=(note, *info.notes)) if note else info
         record: dict = {"w": list(w), "ms": info.ms}
         label = f"w = ({w[0]:.2f}, {w[1]:.2f})"
         if clean is not None:

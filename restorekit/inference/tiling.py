@@ -22,17 +22,22 @@ with a raised-cosine ramp. The weights are separable and normalized per axis, so
 besides the input, the output accumulator is the only full-size buffer, and tiles run one at a time. Where the
 declared receptive field is truthful, tiled and untiled results therefore agree up to float rounding.
 
-Memory. The automatic tile is the largest that fits a share of the available memory (``MemAvailable`` on
-the CPU, ``torch.cuda.mem_get_info`` on CUDA), given the model's activation bytes per pixel measured once
-on a small probe. On an out-of-memory error the run restarts with tiles half as large, down to
-:func:`min_tile`; below that it raises :class:`~restorekit.errors.DeviceError`.
+Memory. The automatic tile is the largest that fits a share of the available memory, given the model's
+activation bytes per pixel measured once on a small probe. Available is, on CUDA, ``torch.cuda.mem_get_info``;
+on the CPU, the least of what each limit that applies leaves: the machine's free memory (``MemAvailable``), the
+process's address-space limit (``RLIMIT_AS``, ``ulimit -v``) and its cgroup's memory limit (a container's,
+v2 ``memory.max`` or v1 ``memory.limit_in_bytes``) — plus what the process has freed and keeps for reuse. An
+out-of-memory error — CUDA's, a ``MemoryError``, or the CPU allocator's ``RuntimeError`` ("can't allocate
+memory") — restarts the run with tiles half as large, down to :func:`min_tile`; below that it raises
+:class:`~restorekit.errors.DeviceError`.
 
 Work. Each tile recomputes its overlap, so small tiles cost more than the pixels they produce:
 :func:`work_ratio` is the pixels the tiles run over those of the one padded piece (MalleNet-S at 1260×806:
 tile 192 with its 160-px overlap keeps 32 px of each step, ~27× the work). The out-of-memory restart
 halves the tile but stops at :func:`efficient_tile` (asymptotically at most twice the work) before it goes
 below it, and :func:`run_with_retry` reports a tile that does at least ``WORK_NOTE_RATIO`` times the work
-as a note to the caller's :func:`collect_notes`.
+as a note to the caller's :func:`collect_notes`. A requested tile below :func:`min_tile` runs at
+:func:`min_tile`, which is the tile reported, with a warning to :func:`report_warnings` (else a note).
 
 Progress. Within :func:`report_tiles`, :func:`run_tiled` calls the given function after each tile with the
 tiles done and the tiles in the pass, so a caller far above (the command line's progress display) sees
@@ -43,9 +48,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -76,6 +83,15 @@ TileProgress = Callable[[int, int], None]
 _tile_progress: ContextVar[TileProgress | None] = ContextVar("restorekit_tile_progress", default=None)
 # Where run_with_retry puts its notes; set by collect_notes.
 _tile_notes: ContextVar[list[str] | None] = ContextVar("restorekit_tile_notes", default=None)
+# Where run_with_retry sends its warnings; set by report_warnings.
+_tile_warnings: ContextVar[Callable[[str], None] | None] = ContextVar("restorekit_tile_warnings", default=None)
+# What the allocators' RuntimeErrors say when the memory ran out: CUDA's "out of memory"; on the CPU, c10's
+# "DefaultCPUAllocator: can't allocate memory" (errno 12, "Cannot allocate memory"), std::bad_alloc, and oneDNN's
+# "could not create a primitive" (its kernel's memory refused; "… a primitive descriptor" is another failure).
+OUT_OF_MEMORY = re.compile(
+    r"out of memory|can't allocate memory|cannot allocate memory|bad_alloc|could not create a primitive(?! descriptor)"
+)
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 @contextmanager
@@ -101,6 +117,17 @@ def report_tiles(callback: TileProgress) -> Iterator[None]:
 
 
 @contextmanager
+def report_warnings(callback: Callable[[str], None]) -> Iterator[None]:
+    """Within this context, :func:`run_with_retry` calls ``callback(message)`` for what the user should be
+    warned about (a requested tile below the smallest useful one) instead of adding it to each file's notes."""
+    token = _tile_warnings.set(callback)
+    try:
+        yield
+    finally:
+        _tile_warnings.reset(token)
+
+
+@contextmanager
 def collect_notes(notes: list[str]) -> Iterator[list[str]]:
     """Within this context, :func:`run_with_retry` appends to ``notes`` what the caller should know (a tile
     that does several times the work of one piece), each note once.
@@ -120,10 +147,15 @@ def collect_notes(notes: list[str]) -> Iterator[list[str]]:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` means the device (or host) ran out of memory."""
-    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
-    )
+    """Whether ``error`` means the device (or host) ran out of memory.
+
+    Example:
+        >>> is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"))
+        True
+    """
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and OUT_OF_MEMORY.search(str(error).lower()) is not None
 
 
 def _align_up(n: int, multiple: int) -> int:
@@ -341,21 +373,118 @@ def run_tiled(
 
 
 def available_memory(device: torch.device) -> int:
-    """Bytes free on ``device``: ``torch.cuda.mem_get_info`` on CUDA; on the CPU ``MemAvailable`` plus the memory
+    """Bytes free on ``device``: ``torch.cuda.mem_get_info`` on CUDA; on the CPU the least that the machine's free
+    memory, the address-space limit and the cgroup's memory limit leave (:func:`host_headroom`), plus the memory
     this process has freed and keeps for reuse (:func:`~restorekit.inference.runtime.free_heap_bytes`)."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
+    return max(0, min(host_headroom())) + free_heap_bytes()
+
+
+def host_headroom() -> list[int]:
+    """Bytes this process may still allocate under each limit that applies on the host: free memory, then
+    ``RLIMIT_AS`` and the cgroup's limit where they are set."""
+    return [_free_memory(), *_address_space_headroom(), *cgroup_headroom()]
+
+
+def _free_memory() -> int:
+    """``MemAvailable`` (Linux), else the free pages, else 2 GiB."""
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 + free_heap_bytes()
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 2 * 1024**3
+
+
+def _address_space_headroom() -> list[int]:
+    """``RLIMIT_AS`` less the process's virtual size, where a limit is set (``ulimit -v``); else nothing."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):  # not on this platform
+        return []
+    if limit == resource.RLIM_INFINITY or limit < 0:
+        return []
+    return [limit - _virtual_size()]
+
+
+def _virtual_size() -> int:
+    """The process's virtual size in bytes (``VmSize``), 0 where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def cgroup_headroom(root: str = CGROUP_ROOT, membership: Sequence[str] | None = None) -> list[int]:
+    """What the memory limits of this process's cgroup and its ancestors leave: limit − usage + the inactive
+    file cache (which the kernel reclaims first), for each level with a limit (v2 and v1 hierarchies).
+
+    Args:
+        root: Where the cgroup file systems are mounted.
+        membership: The lines of ``/proc/self/cgroup`` (read when ``None``).
+    """
+    if membership is None:
+        try:
+            with open("/proc/self/cgroup", encoding="utf-8") as cgroup:
+                membership = cgroup.read().splitlines()
+        except OSError:
+            return []
+    headroom = []
+    for line in membership:
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "-", "")
+        if controllers == "":  # v2
+            files = (root, "memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):  # v1
+            files = (f"{root}/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        headroom += _cgroup_levels(Path(files[0]), path, *files[1:])
+    return headroom
+
+
+def _cgroup_levels(mount: Path, path: str, limit_file: str, usage_file: str, inactive_key: str) -> list[int]:
+    """The headroom of each level from the cgroup ``path`` up to the mount's root that sets a limit."""
+    levels = []
+    folder = mount / path.strip("/")
+    while True:
+        limit = _read_int(folder / limit_file)
+        if limit is not None and limit < 2**60:  # "max", or v1's "no limit" (PAGE_COUNTER_MAX pages)
+            usage = _read_int(folder / usage_file) or 0
+            inactive = _stat_value(folder / "memory.stat", inactive_key)
+            levels.append(limit - usage + inactive)
+        if folder == mount or mount not in folder.parents:
+            return levels
+        folder = folder.parent
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _stat_value(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def bytes_per_pixel(model: nn.Module, requirements: Requirements, device: torch.device) -> float:
@@ -418,7 +547,8 @@ def run_with_retry(
         device: Where ``fn`` runs (to free its cache between attempts).
 
     Returns:
-        The output and the tile side that succeeded (``None`` when the image ran in one piece).
+        The output and the tile side that succeeded, as it ran (rounded up to the size multiple and to at least
+        :func:`min_tile`); ``None`` when the image ran in one piece.
 
     Raises:
         DeviceError: Out of memory even at :func:`min_tile` (or with tiling forbidden).
@@ -432,6 +562,11 @@ def run_with_retry(
     smallest, efficient = min_tile(requirements), efficient_tile(requirements)
     full = max(padded_size(n, requirements) for n in x.shape[-2:])
     attempt = None if tile == 0 else tile
+    if tile and tile < smallest < full:
+        _warn(
+            f"tile {tile} is below the smallest useful tile of this model ({smallest} px: its tiles overlap by "
+            f"{overlap(requirements)} px); tile {smallest} used"
+        )
     while True:
         try:
             out = run_tiled(fn, x, sigma, requirements, attempt)
@@ -449,7 +584,24 @@ def run_with_retry(
             half = _align_down(current // 2, requirements.size_multiple)
             attempt = max(half, efficient if current > efficient else smallest)
             continue
-        note, notes = tile_note(*x.shape[-2:], attempt, requirements), _tile_notes.get()
-        if note is not None and notes is not None and note not in notes:
-            notes.append(note)
-        return out, (attempt if attempt is not None and attempt < full else None)
+        note = tile_note(*x.shape[-2:], attempt, requirements)
+        if note is not None:
+            _note(note)
+        side = None if attempt is None else max(_align_up(attempt, requirements.size_multiple), smallest)
+        return out, (side if side is not None and side < full else None)
+
+
+def _note(note: str) -> None:
+    """Add ``note`` once to the notes :func:`collect_notes` gathers (if any)."""
+    notes = _tile_notes.get()
+    if notes is not None and note not in notes:
+        notes.append(note)
+
+
+def _warn(message: str) -> None:
+    """Send ``message`` to :func:`report_warnings`' callback, or where none is set, to the notes."""
+    callback = _tile_warnings.get()
+    if callback is not None:
+        callback(message)
+    else:
+        _note(message)

@@ -14,7 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from restorekit._checks import check
+from restorekit.layers.blocks import ChannelNorm
 from restorekit.ops import malleable_conv
+from restorekit.ops.atom_conv import atom_conv
+from restorekit.ops.fourier_bessel import fourier_bessel_bases
 from restorekit.ops.tunable_conv import mix_experts, tunable_conv, tunable_prelu
 
 
@@ -158,6 +162,78 @@ class TunableMalleConv(Tunable):
         return malleable_conv(x, kernels, bias)
 
 
+class TunableAtomGenerator(Tunable):
+    """Tunable twin of :class:`~restorekit.layers.acda.AtomGenerator`: ω steers the per-pixel atoms.
+
+    Shape:
+        ``x (B, C, H, W), w (B, p) → atoms (B, M, K², H, W)``
+    """
+
+    def __init__(self, channels: int, width: int, atoms: int, kernel_size: int, bases_per_scale: int, params: int = 2):
+        super().__init__()
+        bases = fourier_bessel_bases(kernel_size, bases_per_scale)
+        self.register_buffer("bases", bases.flatten(1), persistent=False)  # (L, K²), rebuilt, never loaded
+        self.atoms = atoms
+        self.body = TunableSequential(
+            TunableConv2d(channels, width, 3, params, padding=1),
+            ChannelNorm(width),
+            nn.Tanh(),
+            TunableConv2d(width, atoms * len(bases), 3, params, padding=1),
+            ChannelNorm(atoms * len(bases)),
+            nn.Tanh(),
+        )
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        coefficients = self.body(x, w).view(batch, self.atoms, len(self.bases), height, width)
+        return torch.einsum("bmlhw,lt->bmthw", coefficients, self.bases.to(coefficients.dtype))
+
+
+class TunableACDAConv(Tunable):
+    """Tunable twin of :class:`~restorekit.layers.acda.ACDAConv` (atom generator and coefficients tunable).
+
+    Shape:
+        ``x (B, C_in, H, W), w (B, p) → (B, C_out, H, W)``
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        atoms: int = 6,
+        bases_per_scale: int = 6,
+        generator_width: int = 16,
+        params: int = 2,
+    ):
+        super().__init__()
+        self.generator = TunableAtomGenerator(in_channels, generator_width, atoms, kernel_size, bases_per_scale, params)
+        self.coefficients = TunableConv2d(in_channels * atoms, out_channels, 1, params)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.coefficients(atom_conv(x, self.generator(x, w)), w)
+
+
+class TunableDynamicBottleneck(Tunable):
+    """Tunable twin of :class:`~restorekit.layers.acda.DynamicBottleneck` with an ACDA mixer (no TVConv).
+
+    Shape:
+        ``x (B, C, H, W), w (B, p) → (B, C, H, W)``
+    """
+
+    def __init__(self, channels: int, kernel_size: int, atoms: int, bases_per_scale: int, width: int, params: int = 2):
+        super().__init__()
+        inner = channels // 2
+        self.reduce = TunableConv2d(channels, inner, 1, params)
+        self.act1 = TunablePReLU(inner, params)
+        self.mixer = TunableACDAConv(inner, inner, kernel_size, atoms, bases_per_scale, width, params)
+        self.act2 = TunablePReLU(inner, params)
+        self.expand = TunableConv2d(inner, channels, 1, params)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return x + self.expand(self.act2(self.mixer(self.act1(self.reduce(x, w), w), w), w), w)
+
+
 def expand_state_dict(model: nn.Module, plain: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A state dict for the tunable ``model`` in which every expert equals the plain model's tensor.
 
@@ -172,6 +248,20 @@ def expand_state_dict(model: nn.Module, plain: dict[str, torch.Tensor]) -> dict[
             source = plain[key]
             state[key] = source.expand_as(value).clone() if source.shape != value.shape else source.clone()
     return state
+
+
+def fold_into(model: nn.Module, plain: type[nn.Module], w: torch.Tensor | tuple[float, ...], name: str) -> nn.Module:
+    """The plain twin (class ``plain``, built from ``model``'s hyper-parameters but ``params``) that a tunable
+    ``model`` computes at one setting ``w`` (p values), on its device, in eval mode, named ``model.name`` or ``name``.
+    """
+    params = model.hyperparameters["params"]
+    w = torch.as_tensor(w, dtype=torch.float32)
+    check(w.shape == (params,), "ω", f"{params} values", w.tolist())
+    twin = plain(**{k: v for k, v in model.hyperparameters.items() if k != "params"})
+    twin.load_state_dict(fold_state_dict(model, w), strict=True)
+    twin = twin.to(next(model.parameters()).device)
+    twin.name = getattr(model, "name", name)
+    return twin.eval()
 
 
 @torch.no_grad()

@@ -101,6 +101,7 @@ _DEFAULTS = {
         1: ("mallenet_m.awgn_gray", "mallenet_s.awgn_gray"),
     },
     "tune": {3: ("tunable_mallenet_s.awgn_color",), 1: ("tunable_mallenet_s.awgn_gray",)},
+    "tune_real": {3: ("tunable_mallenet_r.real_color",)},
     "real": {
         3: (
             "mallenet_r.real_color+acdanet_s.real_color_nr2",
@@ -119,7 +120,8 @@ _DEFAULTS = {
 def default_model(channels: int, kind: str = "denoise") -> str:
     """The best shipped model of ``kind`` for ``channels``-channel images (1 or 3).
 
-    Kinds: ``denoise`` (Gaussian, σ-conditioned), ``tune`` (tunable), ``real`` (blind, real camera noise) and
+    Kinds: ``denoise`` (Gaussian, σ-conditioned), ``tune`` (tunable), ``real`` (blind, real camera noise),
+    ``tune_real`` (tunable and blind: real camera noise) and
     ``sr2``/``sr3``/``sr4`` (super-resolution by that factor; colour models, which also serve gray images).
     """
     from restorekit.models import _weights
@@ -130,5 +132,10 @@ def default_model(channels: int, kind: str = "denoise") -> str:
             return name
     if kind.startswith("sr"):
         raise WeightsError(f"no trained ×{kind[2:]} super-resolution model ships with this install")
-    what = {"denoise": "denoiser", "tune": "tunable model", "real": "real-noise denoiser"}[kind]
+    what = {
+        "denoise": "denoiser",
+        "tune": "tunable model",
+        "real": "real-noise denoiser",
+        "tune_real": "tunable real-noise model",
+    }[kind]
     raise WeightsError(f"no trained {what} for {channels}-channel images ships with this install")

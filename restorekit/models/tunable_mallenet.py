@@ -8,6 +8,9 @@ parametric multi-loss ``ω1·L(ŷ, y) + ω2·L(ŷ, y_η)``, ``y_η = y + ω2·ν
 
 At one ω the whole network folds into a plain MalleNet (:meth:`TunableMalleNet.fold`), which is what
 inference runs: the speed of the fixed model at any setting.
+
+Tunable MalleNet-R (``blind=True``): the same without the noise-level input, for real camera noise, started
+from the shipped MalleNet-R; ω2 then keeps camera grain (``z`` is the synthesised noisy photo).
 """
 
 from __future__ import annotations
@@ -16,13 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restorekit._checks import check
 from restorekit.layers.tunable import (
     TunableConv2d,
     TunableInvertedBottleneck,
     TunableMalleConv,
     TunableSequential,
-    fold_state_dict,
+    fold_into,
 )
 from restorekit.models._base import Requirements, store_hyperparameters
 from restorekit.models._registry import register_architecture
@@ -36,10 +38,11 @@ class TunableMalleNet(nn.Module):
 
     Args:
         params: Number of experts p, the length of ω (2: noise removal and noise retention).
+        blind: No noise-level input (tunable MalleNet-R); ``sigma`` is then accepted and ignored.
 
     Shape:
-        ``x (B, C, H, W)`` in [0, 1], ``sigma (B, 1, H, W)`` σ/255, ``w (B, p)`` or ``(1, p)`` →
-        ``(B, C, H, W)``; H and W multiples of 8.
+        ``x (B, C, H, W)`` in [0, 1], ``sigma (B, 1, H, W)`` σ/255 (or ``None`` when blind), ``w (B, p)`` or
+        ``(1, p)`` → ``(B, C, H, W)``; H and W multiples of 8.
     """
 
     @store_hyperparameters
@@ -53,13 +56,15 @@ class TunableMalleNet(nn.Module):
         grid_stride: int = 8,
         predictor_width: int = 16,
         params: int = 2,
+        blind: bool = False,
     ):
         super().__init__()
+        self.blind = blind
         widths = [width * m for m in (1, 1, 2, 4)]
         self.stems = nn.ModuleList()
         self.encoders = nn.ModuleList()
         for level in range(LEVELS):
-            level_in = (in_channels + 1) * 4**level
+            level_in = (in_channels + (not blind)) * 4**level
             hidden = widths[level] * expansion
             stride = max(grid_stride >> level, 1)
             malle = TunableMalleConv(hidden, predictor_width, kernel_size, stride, params)
@@ -79,13 +84,13 @@ class TunableMalleNet(nn.Module):
             size_multiple=2 ** (LEVELS - 1),
             min_size=16,
             receptive_field=64,
-            sigma_range=(0.0, 75.0),
+            sigma_range=None if blind else (0.0, 75.0),
             tune_parameters=OMEGA[:params] if params == 2 else tuple(f"ω{i + 1}" for i in range(params)),
             tune_domain="simplex",
         )
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        level_input = torch.cat([x, sigma.expand(-1, 1, -1, -1)], dim=1)
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None, w: torch.Tensor) -> torch.Tensor:
+        level_input = x if self.blind else torch.cat([x, sigma.expand(-1, 1, -1, -1)], dim=1)
         features = []
         for level in range(LEVELS):
             if level:
@@ -105,17 +110,16 @@ class TunableMalleNet(nn.Module):
             >>> type(model.fold((0.3, 0.7))).__name__
             'MalleNet'
         """
-        w = torch.as_tensor(w, dtype=torch.float32)
-        check(w.shape == (self.hyperparameters["params"],), "ω", f"{self.hyperparameters['params']} values", w.tolist())
-        options = {k: v for k, v in self.hyperparameters.items() if k != "params"}
-        plain = MalleNet(**options)
-        plain.load_state_dict(fold_state_dict(self, w), strict=True)
-        plain = plain.to(next(self.parameters()).device)
-        plain.name = getattr(self, "name", "tunable_mallenet")
-        return plain.eval()
+        return fold_into(self, MalleNet, w, "tunable_mallenet")
 
 
 @register_architecture(TunableMalleNet)
 def tunable_mallenet_s(in_channels: int = 3) -> TunableMalleNet:
     """Tunable MalleNet-S: width 16, p = 2 (noise removal ↔ noise retention)."""
     return TunableMalleNet(in_channels=in_channels, width=16)
+
+
+@register_architecture(TunableMalleNet)
+def tunable_mallenet_r(in_channels: int = 3) -> TunableMalleNet:
+    """Tunable MalleNet-R: blind (real camera noise), width 16, p = 2 (noise removal ↔ grain retention)."""
+    return TunableMalleNet(in_channels=in_channels, width=16, blind=True)

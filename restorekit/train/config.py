@@ -14,7 +14,8 @@ from restorekit.errors import UsageError
 from restorekit.train.camera_noise import CameraNoiseConfig
 from restorekit.train.shading import AXIS_OFFSET, CORNER_GAIN
 
-DEGRADATIONS = ("awgn", "camera", "bicubic", "shading")
+DEGRADATIONS = ("awgn", "camera", "bicubic", "real_sr", "shading")
+SR_DEGRADATIONS = ("bicubic", "real_sr")  # super-resolution: the degradation downscales by data.scale
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class DataConfig:
     ``degradation: bicubic`` (for super-resolution models) gives the model each crop downscaled by ``scale``
     with MATLAB's antialiased bicubic and rounded to 8 bits, and the crop itself as the target (``patch`` is the
     high-resolution side).
+    ``degradation: real_sr`` (for blind real-world super-resolution models) gives it each crop through the
+    second-order Real-ESRGAN degradation (blur, resize, noise, JPEG, twice, then down to ``1/scale`` with a sinc
+    filter; :func:`restorekit.train.degradations.degrade_real`), 8-bit; its validation inputs are the held-out
+    crops through the same degradation with fixed seeds.
     ``degradation: shading`` (for layout-aware models and their twins) treats every training image as a whole
     camera frame: crops come from frames whose long side is scaled to ``frame_side`` (a range, so that a crop
     covers a good share of its frame and corners come often), with their frame coordinates
@@ -106,15 +111,20 @@ class OptimConfig:
 class TuneConfig:
     """The parametric multi-loss of tunable convolutions (Maggioni et al., §4.1.1), for two objectives.
 
-    Each image gets ω = (ω1, 1 − ω1) and the loss ``ω1·L(ŷ, y) + ω2·L(ŷ, y_η)`` with the noise-retention
-    target ``y_η = y + ω2·ν·(z − y)``. ω1 is uniform in [0, 1] except for ``endpoints``, the fraction of
-    images put at ω1 = 0 or 1 (half each). ``fixed_w1`` trains every image at that one setting instead
-    (0 gives the noise-retention network of the DNI baseline; the model need not be tunable then).
+    Each image gets ω = (ω1, 1 − ω1) and the loss ``ω1·L(ŷ, y) + ω2·L(ŷ, t)``. The second target ``t`` is set
+    by ``objective``: ``noise``, the noise-retention target ``y_η = y + ω2·ν·(z − y)``; ``detail``, the
+    unsharp-masked clean image ``y + detail_amount·(y − G_detail_sigma * y)`` (fidelity ↔ detail, e.g. for
+    super-resolution, where z is smaller than y). ω1 is uniform in [0, 1] except for ``endpoints``, the fraction
+    of images put at ω1 = 0 or 1 (half each). ``fixed_w1`` trains every image at that one setting instead
+    (0 gives the second objective's network of the DNI baseline; the model need not be tunable then).
     """
 
     nu: float = 0.9
     endpoints: float = 0.0
     fixed_w1: float | None = None
+    objective: str = "noise"
+    detail_sigma: float = 1.5
+    detail_amount: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,11 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
                 values[key] = tuple(value)
         sections[section] = cls(**values)
     check_choice(sections["optim"].loss, ("charbonnier", "l1"), f"{source} optim.loss")
+    if "tune" in sections:
+        tune = sections["tune"]
+        check_choice(tune.objective, ("noise", "detail"), f"{source} tune.objective")
+        check(tune.detail_sigma > 0 and tune.detail_amount >= 0, f"{source} tune.detail_*", "σ > 0, amount ≥ 0",
+              (tune.detail_sigma, tune.detail_amount))  # fmt: skip
     data = sections["data"]
     check_choice(data.degradation, DEGRADATIONS, f"{source} data.degradation")
     if data.degradation == "shading":
@@ -196,7 +211,7 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         )
     if data.degradation == "camera":
         data.camera_noise()  # checks the synthesis ranges
-    sr = data.degradation == "bicubic"
+    sr = data.degradation in SR_DEGRADATIONS
     scale = data.scale if isinstance(data.scale, int) and not isinstance(data.scale, bool) else str(data.scale)
     check_choice(scale, (2, 3, 4) if sr else (1,), f"{source} data.scale ({data.degradation})")
     if sr:

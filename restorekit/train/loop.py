@@ -42,7 +42,7 @@ from restorekit.models._registry import architecture
 from restorekit.models._weights import load_model, save_model
 from restorekit.models.mallenet import BLIND_START_SIGMA, BLIND_TWINS, blind_state_dict
 from restorekit.train.checkpoint import load_checkpoint, save_checkpoint
-from restorekit.train.config import Recipe, recipe_to_yaml
+from restorekit.train.config import Recipe, TuneConfig, recipe_to_yaml
 from restorekit.train.data import (
     add_awgn,
     degrade_mixture,
@@ -53,7 +53,8 @@ from restorekit.train.data import (
     sample_frame_patches,
     sample_patches,
 )
-from restorekit.train.losses import LOSSES, multi_loss, noise_target
+from restorekit.train.degradations import degrade_real, degraded_pairs
+from restorekit.train.losses import LOSSES, multi_loss, noise_target, unsharp_mask
 from restorekit.train.metrics import psnr
 from restorekit.train.shading import add_shaded_noise
 
@@ -158,7 +159,8 @@ def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tens
 
     For ``degradation: camera`` the crops go through the camera-noise synthesis instead (fixed seed), and the
     returned clean crops are the synthesis targets; for ``bicubic`` the "noisy" crops are the low-resolution
-    inputs; for ``shading`` see :func:`shading_validation_set`.
+    inputs, and for ``real_sr`` the crops through the Real-ESRGAN degradation, crop ``i`` with seed 12345 + ``i``
+    (:func:`~restorekit.train.degradations.degraded_pairs`); for ``shading`` see :func:`shading_validation_set`.
 
     Returns:
         ``(clean, noisy, frame)``: the crops, their degraded versions and, for ``shading``, the crops' frame
@@ -178,6 +180,9 @@ def validation_set(recipe: Recipe, images: list[np.ndarray]) -> tuple[torch.Tens
         return target, noisy, None
     if recipe.data.degradation == "bicubic":  # super-resolution: the crop and its bicubic downscale
         return batch, downscale(batch, recipe.data.scale), None
+    if recipe.data.degradation == "real_sr":  # blind super-resolution: the crops' fixed-seed realistic degradation
+        pairs = degraded_pairs([crop.astype(np.float32) / 255 for crop in clean], recipe.data.scale, seed=12345)
+        return batch, torch.stack([low for _, low in pairs]), None
     sigma = torch.full((len(images),), recipe.data.val_sigma)
     return batch, add_awgn(batch, sigma, torch.zeros(len(images), dtype=torch.bool), generator), None
 
@@ -229,13 +234,14 @@ def validate(
     sigma: float,
     device: torch.device,
     w: tuple[float, float] | None = None,
-    nu: float = 0.9,
+    tune: TuneConfig | None = None,
     frame: torch.Tensor | None = None,
 ) -> float:
     """Mean PSNR over the validation crops.
 
-    With ``w`` (a recipe with a ``tune`` section) the target is ``y_η = y + ω2·ν·(z − y)`` of that setting
-    (the clean crop at ω = (1, 0)), and a tunable model runs at that ω. ``frame`` (the crops' frame coordinates,
+    With ``w`` and ``tune`` (a recipe's ``tune`` section) the target is the clean crop at ω = (1, 0) and the
+    second objective's target (:func:`tune_target`) at ω = (0, 1), the noise-retention target ``y_η`` of that
+    setting between them; a tunable model runs at that ω. ``frame`` (the crops' frame coordinates,
     ``(N, 2, H, W)``) goes to a layout-aware model.
     """
     scores = []
@@ -245,10 +251,18 @@ def validate(
         extra = (torch.tensor([w], device=device),) if w is not None and is_tunable(model) else ()
         where = {"frame": frame[index : index + 1].to(device)} if frame is not None and is_layout_aware(model) else {}
         target = clean[index : index + 1]
-        if w is not None:
-            target = noise_target(target, noisy[index : index + 1], torch.tensor([w[1]]), nu)
+        if w is not None and tune is not None and w[1] > 0:
+            target = tune_target(tune, target, noisy[index : index + 1], torch.tensor([w[1]]))
         scores.append(psnr(model(x, level, *extra, **where).clamp(0, 1).cpu(), target.clamp(0, 1)))
     return float(np.mean(scores))
+
+
+def tune_target(tune: TuneConfig, clean: torch.Tensor, noisy: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """The second objective's target of the multi-loss (:class:`~restorekit.train.config.TuneConfig`): the
+    noise-retention ``y_η = y + ω2·ν·(z − y)`` or the unsharp-masked ``y``. Shapes ``(B, C, H, W)``, ``w2 (B,)``."""
+    if tune.objective == "detail":
+        return unsharp_mask(clean, tune.detail_sigma, tune.detail_amount)
+    return noise_target(clean, noisy, w2, tune.nu)
 
 
 def draw_batch(
@@ -278,6 +292,8 @@ def draw_batch(
         sigma = torch.zeros(data.batch)  # blind models take no noise level
     elif data.degradation == "bicubic":
         noisy, sigma = downscale(clean, data.scale), torch.zeros(data.batch)
+    elif data.degradation == "real_sr":
+        noisy, sigma = degrade_real(clean, data.scale, generator), torch.zeros(data.batch)
     else:
         sigma, as_file = draw_degradation(data.batch, data.sigma, data.file_fraction, generator)
         noisy = add_awgn(clean, sigma, as_file, generator)
@@ -376,7 +392,8 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
             w = (w[world.share(data.batch)] if world.size > 1 else w).to(device)
             with autocast:
                 prediction = forward(noisy, level, w) if is_tunable(model) else forward(noisy, level)
-                loss = multi_loss(loss_fn, prediction.float(), clean, noisy, w, recipe.tune.nu)
+                target = tune_target(recipe.tune, clean, noisy, w[:, 1])
+                loss = multi_loss(loss_fn, prediction.float(), clean, target, w)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
@@ -394,7 +411,7 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
         if world.main and (state["step"] % run.validate_every == 0 or last):
             for key, w in _validation_settings(recipe, model).items():
                 record[key] = validate(
-                    ema_model, val_clean, val_noisy, data.val_sigma, device, w, _nu(recipe), val_frame
+                    ema_model, val_clean, val_noisy, data.val_sigma, device, w, recipe.tune, val_frame
                 )
             state["val_psnr"] = record["val_psnr"]
             _export(ema_model, weights_path, recipe, state, device, len(train_images))
@@ -453,10 +470,6 @@ def _validation_settings(recipe: Recipe, model: nn.Module) -> dict[str, tuple[fl
     return {"val_psnr": (w1, 1.0 - w1)}
 
 
-def _nu(recipe: Recipe) -> float:
-    return recipe.tune.nu if recipe.tune is not None else 0.0
-
-
 def _truncate_log(path: Path, step: int) -> None:
     """Drop the log records past the checkpoint a run resumes from (they are about to be redone)."""
     if path.exists():
@@ -506,6 +519,9 @@ def _validation_record(recipe: Recipe, value: float | None) -> dict[str, Any]:
     data = recipe.data
     if data.degradation == "bicubic":
         return {"scale": data.scale, "psnr": value, "set": "held-out training images, RGB PSNR, bicubic ×scale"}
+    if data.degradation == "real_sr":
+        what = "held-out training images, RGB PSNR, Real-ESRGAN-style degradation ×scale (fixed seeds)"
+        return {"scale": data.scale, "psnr": value, "set": what}
     if data.degradation == "shading":
         what = f"held-out training images as frames (short side {data.val_crop}), σ before a random lens-shading gain"
         return {"sigma": data.val_sigma, "psnr": value, "set": what}
@@ -514,8 +530,17 @@ def _validation_record(recipe: Recipe, value: float | None) -> dict[str, Any]:
 
 def omega_metadata(model: nn.Module, recipe: Recipe) -> dict[str, Any]:
     """What ω means for a model trained with the recipe's multi-loss (the ``omega`` metadata of its weights)."""
-    req = model.requirements
-    nu = recipe.tune.nu if recipe.tune is not None else None
+    req, tune = model.requirements, recipe.tune
+    if tune is not None and tune.objective == "detail":
+        return {
+            "parameters": list(req.tune_parameters),
+            "domain": req.tune_domain,
+            "nu": None,
+            "detail": {"sigma": tune.detail_sigma, "amount": tune.detail_amount},
+            "objective": f"ω1·L(ŷ, y) + ω2·L(ŷ, y_d), y_d = y + {tune.detail_amount}·(y − G_{tune.detail_sigma} * y): "
+            "ω = (1, 0) is faithful to y, ω = (0, 1) aims at the unsharp-masked y",
+        }
+    nu = tune.nu if tune is not None else None
     return {
         "parameters": list(req.tune_parameters),
         "domain": req.tune_domain,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from restorekit.bench import tune as bench_tune
 from restorekit.bench.docs import render
+from restorekit.bench.quality import list_pairs, psnr
 from restorekit.cli.app import app
+from restorekit.inference.io import load_image, save_image
 from restorekit.models._weights import save_model
 from restorekit.models.mallenet import MalleNet
 from tests.conftest import tiny_mallenet, tiny_tunable
@@ -43,7 +47,7 @@ def test_interpolation_mixes_the_two_networks(weights):
 def test_table1_rows_and_invariants(colour_dir: Path, weights):
     methods = bench_tune.contenders(weights["tunable"], weights["fixed"], weights["retain"], "cpu", "fp32")
     images = [("synthetic", p) for p in sorted(colour_dir.iterdir())[:2]]
-    rows = bench_tune.evaluate(images, methods, [15, 30], [0.0, 0.5, 1.0], nu=0.9)
+    rows = bench_tune.evaluate(bench_tune.awgn_cases(images, [15, 30]), methods, [0.0, 0.5, 1.0], nu=0.9)
     assert len(rows) == 2 * 2 * 3 * 3
     by = {(r["method"], r["kind"], r["image"], r["sigma"], r["w1"]): r for r in rows}
     for (_, kind, image, sigma, w1), row in by.items():
@@ -89,5 +93,47 @@ def test_cli_refuses_settings_outside_the_unit_interval(colour_dir: Path, weight
 def test_strip_has_a_row_per_tunable_method_and_a_column_per_setting(colour_dir: Path, weights):
     methods = bench_tune.contenders(weights["tunable"], weights["fixed"], weights["retain"], "cpu", "fp32")
     image = sorted(colour_dir.iterdir())[0]
-    figure = bench_tune.sweep_strip(image, methods, 30, [0.0, 0.5, 1.0], 0.9, (4, 8, 16))
+    case = next(bench_tune.awgn_cases([("synthetic", image)], [30]))
+    figure = bench_tune.sweep_strip(case, methods, [0.0, 0.5, 1.0], 0.9, (4, 8, 16))
     assert figure.dtype == "uint8" and figure.shape == (2 * (16 + 18) + 4, 3 * 16 + 2 * 4, 3)
+
+
+def _real_pairs(colour_dir: Path, folder: Path) -> Path:
+    """Noisy/clean pairs named as real_cc15's, made from the synthetic images with a fixed-seed AWGN."""
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for path in sorted(colour_dir.iterdir())[:2]:
+        clean = load_image(path)
+        noisy = np.clip(clean.pixels + rng.normal(0, 20 / 255, clean.pixels.shape), 0, 1).astype(np.float32)
+        save_image(clean, folder / f"{path.stem}_mean.png")
+        save_image(dataclasses.replace(clean, pixels=noisy), folder / f"{path.stem}_real.png")
+    return folder
+
+
+def test_real_pairs_score_against_the_clean_reference_and_the_real_noise(colour_dir: Path, weights, tmp_path: Path):
+    pairs = [("p", n, c) for n, c in list_pairs(_real_pairs(colour_dir, tmp_path / "pairs"))]
+    methods = bench_tune.contenders(weights["tunable"], weights["fixed"], weights["retain"], "cpu", "fp32")
+    rows = bench_tune.evaluate(bench_tune.pair_cases(pairs), methods, [0.0, 1.0], nu=0.9)
+    assert len(rows) == 2 * 3 * 2 and {r["sigma"] for r in rows} == {"real"} == {r["protocol"] for r in rows}
+    noisy, clean = load_image(pairs[0][1]).pixels, load_image(pairs[0][2]).pixels
+    tunable = next(r for r in rows if r["kind"] == "tunable" and r["image"] == pairs[0][1].name and r["w1"] == 0.0)
+    out = bench_tune.tune(noisy, (0.0, 1.0), model=str(weights["tunable"]), device="cpu", dtype="fp32")
+    target = np.clip(clean + 0.9 * (noisy - clean), 0, 1)  # PSNRη at (0, 1): against y + ν(z − y) of the real pair
+    assert tunable["psnr_eta"] == pytest.approx(psnr(target, np.clip(out, 0, 1)), abs=1e-6)
+
+
+def test_cli_real_pairs_and_the_camera_noise_strip(colour_dir: Path, weights, tmp_path: Path):
+    folder = _real_pairs(colour_dir, tmp_path / "pairs")
+    strip = tmp_path / "strip.png"
+    base = ["bench", "tune", "--pairs", str(folder), "-m", str(weights["tunable"]), "--fixed", str(weights["fixed"]),
+            "--retain", str(weights["retain"]), "--w1", "0,1", "--device", "cpu", "--json"]  # fmt: skip
+    refused = CliRunner().invoke(app, [*base, "--strip", str(strip)])
+    assert refused.exit_code == 2 and "--strip-image" in refused.output
+    image = sorted(colour_dir.iterdir())[0]
+    result = CliRunner().invoke(
+        app, [*base, "--strip", str(strip), "--strip-image", str(image), "--strip-box", "0,0,16"]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout.split("\n", 1)[1] if result.stdout.startswith("wrote") else result.stdout)
+    assert document["config"]["pairs"] == [str(folder)] and {r["sigma"] for r in document["rows"]} == {"real"}
+    assert strip.is_file()

@@ -9,9 +9,11 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -28,7 +30,7 @@ _spec = importlib.util.spec_from_file_location("hostile_corpus", Path(__file__).
 corpus = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus)
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-SUMMARY_KEYS = {"command", "ok", "exists", "failed", "exit_code", "files"}
+SUMMARY_KEYS = {"command", "ok", "exists", "claimed", "failed", "skipped", "interrupted", "exit_code", "files"}
 FILE_KEYS = {"input", "output", "status", "error", "sigma", "sigma_source", "model", "device", "dtype", "tile"}
 FILE_KEYS |= {"ms", "notes", "ensemble", "w", "scale"}
 
@@ -233,7 +235,9 @@ def test_unreadable_input_and_blocked_output_folder(tmp_path, write_png, tiny_we
     assert "dangling.png" in line and "no such file" in line
     (tmp_path / "blocker").write_text("a file where the output folder should go")
     result = invoke("denoise", good, "-o", tmp_path / "blocker" / "out", "--sigma", "20", "--model", tiny_weights)
-    assert result.exit_code == ExitCode.FAILED and "cannot create the output folder" in error_lines(result)[0]
+    assert result.exit_code == ExitCode.USAGE
+    (line,) = error_lines(result)
+    assert f"{tmp_path / 'blocker'} is a file, not a folder" in line
 
 
 def test_missing_input_fails_that_file(tmp_path, write_png, tiny_weights):
@@ -261,9 +265,12 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, write_png, tiny_weights, ar
     assert message in line and "Traceback" not in result.output
 
 
-def test_empty_folder_and_unknown_option_are_usage_errors(tmp_path):
+def test_empty_folder_fails_as_an_input_and_unknown_option_is_a_usage_error(tmp_path, tiny_weights):
     (tmp_path / "empty").mkdir()
-    assert invoke("denoise", tmp_path / "empty").exit_code == ExitCode.USAGE
+    result = invoke("denoise", tmp_path / "empty", "-m", tiny_weights)
+    assert result.exit_code == ExitCode.FAILED
+    (line,) = error_lines(result)
+    assert "empty: no images found" in line
     assert invoke("denoise", tmp_path / "empty", "--no-such-option").exit_code == ExitCode.USAGE
 
 
@@ -502,7 +509,7 @@ def test_progress_jsonl_reports_tiles_of_the_current_file(tmp_path, write_png, t
     result = invoke(*args, "--tile", str(tiling.min_tile(load_model(tiny_weights).requirements)), "--progress", "jsonl")
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    assert [e["event"] for e in events if e["event"] != "tile"] == ["start", "progress"] * 2
+    assert [e["event"] for e in events if e["event"] != "tile"] == ["start", "progress"] * 2 + ["end"]
     tiles = [e for e in events if e["event"] == "tile"]
     assert {e["item"] for e in tiles} == {str(first), str(second)}
     (total,) = {e["tiles"] for e in tiles}
@@ -565,7 +572,7 @@ def test_piped_models_table_keeps_each_row_on_one_line():
     listing = invoke("models")
     assert listing.exit_code == 0
     for row in rows:
-        name = re.compile(rf"(?<![\w.]){re.escape(row['name'])}(?![\w.])")  # not inside tunable_<name>
+        name = re.compile(rf"^ [ *] {re.escape(row['name'])}(?![\w.])")  # a table row, not the defaults line
         (line,) = [line for line in listing.stdout.splitlines() if name.search(line)]
         assert _quality_text(row["quality"]) + _omega_text(row["omega"]) in line
 
@@ -613,3 +620,360 @@ def test_the_public_api_loads_on_first_use():
         assert callable(getattr(restorekit, name))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         restorekit.nothing  # noqa: B018
+
+
+# ------------------------------------------------------- reruns, concurrent runs, memory, names, answers, messages
+
+
+def test_a_rerun_skips_its_own_outputs(tmp_path, write_png, tiny_weights):
+    folder = tmp_path / "in"
+    for name in ("a.png", "b.png"):
+        write_png(folder / name, seed=len(name))
+    for _ in range(2):
+        result = invoke("denoise", folder, "-s", "10", "-m", tiny_weights, "--json")
+        assert result.exit_code == 0, result.output
+    payload = summary(result)
+    assert (payload["ok"], payload["exists"], payload["failed"]) == (0, 2, 0)
+    assert payload["skipped"] == {"output of restorekit": 2}
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_denoised.png", "b.png", "b_denoised.png"]
+    out = folder / "out"
+    for _ in range(2):
+        result = invoke("denoise", folder, "-r", "-o", out, "-s", "10", "-m", tiny_weights, "--json")
+        assert result.exit_code == 0, result.output
+    assert (summary(result)["ok"], summary(result)["exists"]) == (0, 2)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_outputs_of_every_command_are_passed_over_but_a_lone_one_is_an_input(tmp_path, write_png):
+    from restorekit.cli._batch import plan_jobs
+
+    folder = tmp_path / "in"
+    for name in ("a.png", "a_x2.png", "a_tuned.png", "a_sweep.jpg", "a_denoised_x4.png", "holiday_x2.png"):
+        write_png(folder / name)
+    plan = plan_jobs([folder], None, False, None, default_suffix="_x3")
+    assert [job.source.name for job in plan] == ["a.png", "holiday_x2.png"]
+    assert sorted(p.name for p in plan.skipped["output of restorekit"]) == [
+        "a_denoised_x4.png",
+        "a_sweep.jpg",
+        "a_tuned.png",
+        "a_x2.png",
+    ]
+    explicit = plan_jobs([folder / "a_x2.png"], None, False, None, default_suffix="_x2")
+    assert [job.target.name for job in explicit] == ["a_x2_x2.png"]  # a file named explicitly is always taken
+
+
+def test_an_output_claimed_by_a_live_run_is_skipped_and_a_stale_claim_is_taken_over(tmp_path, write_png, tiny_weights):
+    from restorekit.cli import _claims
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    write_png(folder / "a.png")
+    write_png(folder / "b.png", seed=1)
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim = _claims.claim_path(out / "a.png")
+        claim.write_text(json.dumps({"host": os.uname().nodename, "pid": holder.pid, "started": None}))
+        result = invoke("denoise", folder, "-o", out, "-s", "10", "-m", tiny_weights, "--json")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 0, result.output
+    statuses = {Path(r["input"]).name: r["status"] for r in summary(result)["files"]}
+    assert statuses == {"a.png": "claimed", "b.png": "ok"} and summary(result)["claimed"] == 1
+    assert sorted(p.name for p in out.iterdir()) == [claim.name, "b.png"]  # never written, the claim left alone
+    result = invoke("denoise", folder, "-o", out, "-s", "10", "-m", tiny_weights, "--json")  # its holder is gone
+    assert result.exit_code == 0, result.output
+    assert [r["status"] for r in summary(result)["files"]] == ["ok", "exists"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_an_output_that_appears_meanwhile_is_never_replaced(tmp_path, write_png, tiny_weights, monkeypatch):
+    from restorekit.cli import denoise as denoise_command
+
+    source = write_png(tmp_path / "a.png")
+    target = tmp_path / "a_denoised.png"
+    real = denoise_command.load_image
+
+    def another_run_writes_first(path, max_pixels):
+        target.write_bytes(b"written by another run")
+        return real(path, max_pixels=max_pixels)
+
+    monkeypatch.setattr(denoise_command, "load_image", another_run_writes_first)
+    result = invoke("denoise", source, "-s", "10", "-m", tiny_weights, "--json")
+    assert result.exit_code == ExitCode.FAILED
+    (record,) = summary(result)["files"]
+    assert record["status"] == "failed" and "already exists" in record["error"]
+    assert target.read_bytes() == b"written by another run"
+
+
+def test_running_out_of_host_memory_fails_that_file_with_code_4_and_the_batch_goes_on(
+    tmp_path, write_png, tiny_weights, monkeypatch
+):
+    from restorekit.cli import denoise as denoise_command
+
+    real = denoise_command.load_image
+
+    def load(path, max_pixels):
+        if Path(path).name == "big.png":
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+        return real(path, max_pixels=max_pixels)
+
+    monkeypatch.setattr(denoise_command, "load_image", load)
+    folder = tmp_path / "in"
+    write_png(folder / "big.png")
+    write_png(folder / "small.png")
+    result = invoke("denoise", folder, "-o", tmp_path / "out", "-s", "10", "-m", tiny_weights, "--json")
+    payload = summary(result)
+    assert result.exit_code == payload["exit_code"] == ExitCode.FAILED
+    assert [r["status"] for r in payload["files"]] == ["failed", "ok"]
+    assert "big.png: out of memory" in payload["files"][0]["error"] and "unexpected" not in result.stderr
+    single = invoke("denoise", folder / "big.png", "-s", "10", "-m", tiny_weights)
+    assert single.exit_code == ExitCode.DEVICE
+
+
+def test_an_output_name_of_255_bytes_is_written(tmp_path, write_png, tiny_weights):
+    stem = "é" * 100 + "a" * 42  # 242 bytes: with "_denoised.png", 255 bytes
+    source = write_png(tmp_path / f"{stem}.png")
+    result = invoke("denoise", source, "-s", "10", "-m", tiny_weights)
+    assert result.exit_code == 0, result.output
+    output = tmp_path / f"{stem}_denoised.png"
+    assert len(output.name.encode()) == 255 and load_image(output).pixels.shape == (24, 40, 3)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--tile", "-1"], ["--dtype", "bogus"], ["--no-such-option"], ["--sigma", "loud"]],
+    ids=["tile", "dtype", "unknown", "sigma"],
+)
+def test_json_answers_usage_errors(tmp_path, write_png, tiny_weights, args):
+    result = invoke("denoise", write_png(tmp_path / "a.png"), "-m", tiny_weights, "--json", *args)
+    assert result.exit_code == ExitCode.USAGE
+    payload = json.loads(result.stdout)
+    assert payload["exit_code"] == ExitCode.USAGE and payload["error"]
+    assert "failed" not in result.stderr
+
+
+def test_an_interrupted_batch_answers_with_the_files_done(tmp_path, write_png, tiny_weights, monkeypatch):
+    from restorekit.cli import denoise as denoise_command
+
+    real = denoise_command.load_image
+
+    def load(path, max_pixels):
+        if Path(path).name == "c.png":
+            raise KeyboardInterrupt
+        return real(path, max_pixels=max_pixels)
+
+    monkeypatch.setattr(denoise_command, "load_image", load)
+    for name in ("a.png", "b.png", "c.png"):
+        write_png(tmp_path / "in" / name)
+    args = ["denoise", tmp_path / "in", "-o", tmp_path / "out", "-s", "10", "-m", tiny_weights]
+    result = invoke(*args, "--json")
+    assert result.exit_code == ExitCode.INTERRUPTED
+    payload = summary(result)
+    assert payload["interrupted"] is True and payload["exit_code"] == ExitCode.INTERRUPTED
+    assert [(Path(r["input"]).name, r["status"]) for r in payload["files"]] == [("a.png", "ok"), ("b.png", "ok")]
+    assert "interrupted" in result.stderr and "Traceback" not in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    result = invoke(*args, "--progress", "jsonl")
+    end = json.loads(result.stderr.splitlines()[-1])
+    assert end["event"] == "end" and end["interrupted"] is True and end["exit_code"] == ExitCode.INTERRUPTED
+
+
+def test_a_full_stdout_is_one_error_line_not_a_traceback(tmp_path, write_png, tiny_weights):
+    source = write_png(tmp_path / "a.png")
+    command = [sys.executable, "-m", "restorekit", "denoise", source, "-s", "10", "-m", tiny_weights, "--json"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([str(a) for a in command], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == ExitCode.FAILED, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "stdout" in line and "No space left on device" in line
+    assert (tmp_path / "a_denoised.png").is_file()
+
+
+def test_progress_jsonl_is_only_json_lines(tmp_path, write_png, tiny_weights):
+    folder = tmp_path / "in"
+    write_png(folder / "good.png")
+    (folder / "bad.png").write_text("not an image")
+    (folder / "notes.txt").write_text("not an image either")
+    args = ["denoise", folder, "-o", tmp_path / "out", "-s", "10", "-m", tiny_weights, "--tile", "16"]
+    result = invoke(*args, "--progress", "jsonl")
+    assert result.exit_code == ExitCode.FAILED
+    events = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON
+    (failed,) = [e for e in events if e["event"] == "progress" and e["status"] == "failed"]
+    assert "bad.png: not a supported image" in failed["error"]
+    assert events[-1]["event"] == "end" and events[-1]["exit_code"] == ExitCode.FAILED
+    assert events[-1]["skipped"] == {"not an image": 1} and events[-1]["failed"] == 1
+    result = invoke("denoise", tmp_path / "missing.png", "-m", tmp_path / "nope.safetensors", "--progress", "jsonl")
+    (end,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert end["event"] == "end" and end["exit_code"] == ExitCode.WEIGHTS and "nope.safetensors" in end["error"]
+
+
+def test_a_missing_file_and_a_pattern_without_match_fail_alike(tmp_path, write_png, tiny_weights):
+    good = write_png(tmp_path / "good.png")
+    for spec in (tmp_path / "missing.png", tmp_path / "nomatch*.png", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        result = invoke("denoise", good, spec, "-s", "10", "-m", tiny_weights, "--json", "--overwrite")
+        assert result.exit_code == ExitCode.FAILED, spec
+        (line,) = error_lines(result)
+        assert line.startswith(f"error: {spec}: "), line
+        assert [r["status"] for r in summary(result)["files"]] == ["ok", "failed"]
+        alone = invoke("denoise", spec, "-s", "10", "-m", tiny_weights)
+        assert alone.exit_code == ExitCode.FAILED and len(error_lines(alone)) == 1
+
+
+def test_a_usage_error_of_a_single_file_is_one_line(tmp_path, write_png, tiny_weights):
+    source = write_png(tmp_path / "g.png", channels=1)
+    result = invoke("denoise", source, "-s", "10", "-m", tiny_weights)
+    assert result.exit_code == ExitCode.USAGE
+    assert len(error_lines(result)) == 1 and "failed" not in result.stderr and "✗" not in result.stderr
+
+
+def test_an_output_under_a_file_names_that_file(tmp_path, write_png, tiny_weights):
+    source = write_png(tmp_path / "a.png")
+    result = invoke("denoise", source, "-o", source / "out.png", "-s", "10", "-m", tiny_weights)
+    assert result.exit_code == ExitCode.USAGE
+    (line,) = error_lines(result)
+    assert f"{source} is a file, not a folder" in line
+
+
+def test_the_sigma_estimate_error_names_the_file(tmp_path, write_png, tiny_gray_weights):
+    source = write_png(tmp_path / "tiny.png", height=10, width=10, channels=1)
+    result = invoke("denoise", source, "-s", "auto", "-m", tiny_gray_weights)
+    assert result.exit_code == ExitCode.USAGE
+    (line,) = error_lines(result)
+    assert str(source) in line and "24" in line
+
+
+def test_an_input_without_an_image_suffix_keeps_its_format(tmp_path, write_png, tiny_weights):
+    source = write_png(tmp_path / "scan.png").rename(tmp_path / "scan")
+    result = invoke("denoise", source, "-s", "10", "-m", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert load_image(tmp_path / "scan_denoised.png").format == "PNG"
+
+
+def test_version():
+    import restorekit
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"restorekit {restorekit.__version__}"
+
+
+def test_models_table_reads_at_80_columns():
+    rows = json.loads(invoke("models", "--json").stdout)
+    if not rows:
+        pytest.skip("no trained models ship with this install")
+    listing = runner.invoke(app, ["models"], env={"COLUMNS": "80"})
+    assert listing.exit_code == 0
+    lines = listing.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in listing.stdout
+    assert " ms " in lines[1] and any(line.startswith(" * ") for line in lines)
+    assert any(line.startswith("* default") for line in lines)
+    if any("real_cc15" in (row["quality"] or {}) for row in rows):
+        assert any(line.startswith("real_cc15: 15 real noisy camera photos") for line in lines)
+    assert {row["name"] for row in rows if row["default_for"]} and all("ms_512" in row for row in rows)
+
+
+def test_help_flows_shows_no_bool_and_the_real_suffixes():
+    from restorekit.cli.app import load_command
+
+    for name in ("denoise", "sr", "tune"):
+        command = load_command(name)
+        assert all("\n" not in paragraph for paragraph in command.help.split("\n\n")), name
+        result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "80"})
+        assert result.exit_code == 0 and "<bool>" not in result.stdout
+        assert "quantisation" in result.stdout
+    assert "_x2" in runner.invoke(app, ["sr", "--help"]).stdout
+    assert "_tuned" in runner.invoke(app, ["tune", "--help"]).stdout
+
+
+def test_a_tile_below_the_useful_size_warns_once_and_reports_the_tile_used(tmp_path, write_png, tiny_weights):
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / "in" / name, height=240, width=300)
+    smallest = tiling.min_tile(load_model(tiny_weights).requirements)
+    args = ["denoise", tmp_path / "in", "-o", tmp_path / "out", "-s", "10", "-m", tiny_weights, "--tile", "16"]
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "tile 16 is below the smallest useful tile" in warnings[0]
+    assert [r["tile"] for r in summary(result)["files"]] == [smallest, smallest]
+    result = invoke(*args, "--overwrite")
+    assert f"2 done (tile {smallest})" in result.stderr
+
+
+def test_quality_follows_the_input_unless_given(tmp_path, make_pixels, tiny_weights):
+    from restorekit.inference.io import jpeg_quality
+
+    source = tmp_path / "photo.jpg"
+    Image.fromarray((make_pixels(32, 48) * 255).astype("uint8")).save(source, quality=70)
+    result = invoke("denoise", source, "-s", "10", "-m", tiny_weights)
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "photo_denoised.jpg", "rb") as fh:
+        assert jpeg_quality(fh) == 70
+    result = invoke("denoise", source, "-s", "10", "-m", tiny_weights, "--quality", "40", "--overwrite")
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "photo_denoised.jpg", "rb") as fh:
+        assert jpeg_quality(fh) == 40
+
+
+def test_what_a_folder_holds_besides_images_is_counted_and_raw_gets_its_hint_once(tmp_path, write_png, tiny_weights):
+    from restorekit.inference.io import raw_error
+
+    folder = tmp_path / "in"
+    write_png(folder / "a.png")
+    (folder / "notes.txt").write_text("a note")
+    (folder / "DSC_0001.NEF").write_bytes(b"II*\x00" + bytes(100))
+    (folder / "DSC_0002.cr2").write_bytes(b"II*\x00" + bytes(100))
+    args = ["denoise", folder, "-o", tmp_path / "out", "-s", "10", "-m", tiny_weights]
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.output
+    assert summary(result)["skipped"] == {"not an image": 1, "camera RAW": 2}
+    (hint,) = [line for line in result.stderr.splitlines() if "RAW is not read" in line]
+    assert hint.startswith("warning: ") and "2 camera RAW files skipped" in hint
+    result = invoke(*args, "--overwrite")
+    assert "not inputs: 1 not an image, 2 camera RAW" in result.stderr
+    result = invoke("denoise", folder / "DSC_0001.NEF", "-s", "10", "-m", tiny_weights)
+    assert result.exit_code == ExitCode.FAILED
+    assert error_lines(result) == [f"error: {raw_error(folder / 'DSC_0001.NEF')}"]
+
+
+def test_a_model_that_gives_nan_fails_the_file_and_writes_nothing(tmp_path, write_png, tiny_weights, monkeypatch):
+    def nan(fn, x, sigma, requirements, tile):
+        return torch.full_like(x, float("nan"))
+
+    monkeypatch.setattr(tiling, "run_tiled", nan)
+    result = invoke("denoise", write_png(tmp_path / "a.png"), "-s", "10", "-m", tiny_weights, "--dtype", "fp32")
+    assert result.exit_code == ExitCode.WEIGHTS
+    (line,) = error_lines(result)
+    assert "a.png" in line and "NaN" in line
+    assert not (tmp_path / "a_denoised.png").exists()
+
+
+def test_under_an_address_space_limit_the_tile_fits_it_and_the_batch_goes_on(tmp_path, tiny_weights):
+    """A 3-megapixel image that does not fit a tight ``ulimit -v`` in one piece, and a small one after it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((1500, 2000, 3)) * 255).astype(np.uint8)).save(folder / "a_big.png")
+    Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)).save(folder / "b_small.png")
+    script = textwrap.dedent(
+        f"""
+        import re, resource, sys
+        import restorekit.cli.denoise
+        from restorekit.cli.app import main
+        size = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (size + 450 * 2**20, resource.RLIM_INFINITY))
+        sys.argv = ["restorekit", "denoise", {str(folder)!r}, "-o", {str(tmp_path / "out")!r}, "-s", "10",
+                    "-m", {str(tiny_weights)!r}, "--json", "--dtype", "fp32"]
+        main()
+        """
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert "unexpected" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    payload = json.loads(done.stdout)
+    big, small = payload["files"]
+    assert small["status"] == "ok"
+    assert big["status"] == "ok" or (big["status"] == "failed" and "out of memory" in big["error"]), big
+    assert done.returncode == payload["exit_code"]

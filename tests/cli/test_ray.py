@@ -127,9 +127,10 @@ def test_ray_engine_writes_what_the_local_engine_writes(ray_address, tmp_path, w
             *engine_args(engine),
         )  # fmt: skip
         assert result.exit_code == ExitCode.FAILED, result.output
-        assert len(error_lines(result)) == 1 and "broken.png" in error_lines(result)[0]
-        events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+        events = [json.loads(line) for line in result.stderr.splitlines()]  # only JSON lines
         progress = [event for event in events if event["event"] == "progress"]
+        (failed,) = [event for event in progress if event["status"] == "failed"]
+        assert "broken.png" in failed["error"] and events[-1]["event"] == "end"
         assert [event["done"] for event in progress] == list(range(1, 7))
         assert sorted(event["item"] for event in progress) == sorted(str(folder / n) for n in [*names, "broken.png"])
         payloads[engine] = without_timing(summary(result), out)

@@ -9,7 +9,7 @@ from torch import nn
 
 import restorekit
 from restorekit.errors import DeviceError, UsageError, WeightsError
-from restorekit.inference import api, runtime
+from restorekit.inference import api, runtime, tiling
 from restorekit.models import Requirements
 from restorekit.models._weights import save_model, shipped
 
@@ -269,7 +269,7 @@ def test_ensemble_of_an_equivariant_model_through_the_tiler(tiny_model, make_pix
     pixels = make_pixels(200, 280)
     out, info = api.denoise_image(pixels, 25, tiny_model, "cpu", tile=96, dtype="fp32", ensemble=True)
     single = restorekit.denoise(pixels, 25, tiny_model, "cpu", tile=96, dtype="fp32")
-    assert info.ensemble and info.tile == 96 and out.shape == pixels.shape
+    assert info.ensemble and info.tile == tiling.min_tile(tiny_model.requirements) and out.shape == pixels.shape
     assert np.abs(out - single).mean() < 0.05
     with pytest.raises(UsageError, match="ensemble"):
         restorekit.denoise(pixels, 25, tiny_model, "cpu", ensemble="yes")
@@ -278,3 +278,13 @@ def test_ensemble_of_an_equivariant_model_through_the_tiler(tiny_model, make_pix
 def test_a_costly_tile_is_noted_in_the_run_info(make_pixels):
     _, info = api.denoise_image(make_pixels(90, 90), 25, Spy(), "cpu", tile=32)
     assert any("the work of untiled" in note for note in info.notes)
+
+
+def test_an_output_with_nan_even_in_fp32_is_refused_not_clamped(make_pixels):
+    class Broken(Spy):
+        def forward(self, x, sigma):
+            return x * float("nan")
+
+    with pytest.raises(WeightsError, match="NaN or Inf") as excinfo:
+        api.denoise_image(make_pixels(24, 40), 25, Broken(), "cpu", None, "fp32")
+    assert "\n" not in str(excinfo.value)

@@ -927,19 +927,22 @@ def test_output_file_gets_ordinary_permissions(tmp_path):
     assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o644
 
 
-def test_writes_through_a_hidden_temp_file_in_the_same_directory(tmp_path, monkeypatch):
-    renames = []
-    real_replace = os.replace
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_writes_through_a_hidden_temp_file_in_the_same_directory(tmp_path, monkeypatch, overwrite):
+    moves = []
+    for name in ("replace", "link"):  # a link where nothing may be replaced, a rename otherwise
+        real = getattr(os, name)
 
-    def recording_replace(source, target):
-        renames.append((Path(source), Path(target)))
-        real_replace(source, target)
+        def recording(source, target, real=real):
+            moves.append((Path(source), Path(target)))
+            real(source, target)
 
-    monkeypatch.setattr(os, "replace", recording_replace)
-    save_image(rgb_image(), tmp_path / "out.png")
-    [(temp, target)] = renames
+        monkeypatch.setattr(os, name, recording)
+    save_image(rgb_image(), tmp_path / "out.png", overwrite=overwrite)
+    [(temp, target)] = moves
     assert target == tmp_path / "out.png" and temp.parent == tmp_path
     assert temp.name.startswith(".out.png.") and temp.name.endswith(".part")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
@@ -1036,3 +1039,82 @@ def test_tensor_to_pixels_rejects_other_shapes(bad):
 def test_image_to_tensor_rejects_other_shapes():
     with pytest.raises(UsageError, match="pixels"):
         image_to_tensor(np.zeros((H, W), np.float32))
+
+
+# ------------------------------------------------------------------------- writes under races, signals, long names
+
+
+def test_a_write_never_replaces_a_file_that_appeared_meanwhile(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"another process wrote this")
+    with pytest.raises(OutputError, match="already exists"):
+        rio._write_atomically(target, b"ours", overwrite=False)
+    assert target.read_bytes() == b"another process wrote this" and list(tmp_path.iterdir()) == [target]
+    rio._write_atomically(target, b"ours", overwrite=True)
+    assert target.read_bytes() == b"ours"
+
+
+def test_an_interrupt_at_any_line_of_a_write_leaves_no_temp_file(tmp_path):
+    """A signal can land between any two lines (between creating the temp file and guarding it, too)."""
+    import sys
+
+    data = b"x" * 4096
+    for line in range(1, 500):
+        target = tmp_path / f"out{line}.png"
+        seen = 0
+
+        def tracer(frame, event, arg, stop_at=line):
+            nonlocal seen
+            if frame.f_code.co_filename == rio.__file__ and event == "line":
+                seen += 1
+                if seen == stop_at:
+                    raise KeyboardInterrupt
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            rio._write_atomically(target, data)
+            interrupted = False
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            sys.settrace(None)
+        assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")], line
+        assert not target.exists() or target.read_bytes() == data
+        if not interrupted:
+            break
+    assert line > 5 and not interrupted  # every line of the write was interrupted once
+
+
+def test_every_legal_output_name_has_a_temp_name(tmp_path):
+    for length in (200, 240, 241, 250, 255):
+        target = tmp_path / ("n" * (length - 4) + ".png")
+        save_image(rgb_image(), target)
+        assert load_image(target).pixels.shape == (H, W, 3)
+        assert len(rio.temp_path(target).name.encode()) <= 255
+        assert rio.temp_pattern(target).fullmatch(rio.temp_path(target).name)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("quality", [5, 30, 50, 75, 83, 90, 95, 100])
+def test_jpeg_quality_is_estimated_from_the_quantisation_tables(tmp_path, quality):
+    for subsampling in (0, 2):
+        path = tmp_path / f"q{quality}_{subsampling}.jpg"
+        PILImage.fromarray(random_samples(3, 8)).save(path, quality=quality, subsampling=subsampling)
+        assert load_image(path).quality == quality
+    gray = tmp_path / "gray.jpg"
+    PILImage.fromarray(random_samples(1, 8)[..., 0]).save(gray, quality=quality)
+    assert load_image(gray).quality == quality
+
+
+def test_jpeg_output_quality_follows_the_source_unless_given(tmp_path):
+    source = tmp_path / "in.jpg"
+    PILImage.fromarray(random_samples(3, 8)).save(source, quality=62)
+    image = load_image(source)
+    save_image(image, tmp_path / "same.jpg")
+    save_image(image, tmp_path / "given.jpg", quality=88)
+    save_image(rgb_image(), tmp_path / "default.jpg")
+    assert [load_image(tmp_path / f"{name}.jpg").quality for name in ("same", "given", "default")] == [62, 88, 95]
+    assert load_image(tmp_path / "same.jpg").quality == 62
+    with pytest.raises(UsageError, match="quality"):
+        save_image(image, tmp_path / "bad.jpg", quality=101)

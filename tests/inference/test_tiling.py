@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -261,3 +262,72 @@ def test_out_of_memory_restart_stops_at_the_efficient_tile_before_the_smallest()
         _, used = tiling.run_with_retry(identity_oom_above, torch.rand(1, 1, 806, 1260), 0.1, MALLENET_S, None, CPU)
     assert used == tiling.efficient_tile(MALLENET_S) == 552 and sorted(set(calls), reverse=True) == [1264, 632, 552]
     assert notes == []
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+        "2304000000 bytes. Error code 12 (Cannot allocate memory)",
+        "std::bad_alloc",
+    ],
+)
+def test_a_cpu_allocation_failure_is_out_of_memory_and_retried_with_smaller_tiles(message):
+    assert tiling.is_out_of_memory(RuntimeError(message))
+    model = ConvStack(unshuffle=True)
+    calls = []
+
+    def run(x, sigma):
+        calls.append(max(x.shape[-2:]))
+        if max(x.shape[-2:]) > 40:
+            raise RuntimeError(message)
+        return model_fn(model)(x, sigma)
+
+    out, used = tiling.run_with_retry(run, torch.rand(1, 3, 64, 80), 0.1, model.requirements, None, CPU)
+    assert used is not None and used <= 40 and out.shape == (1, 3, 64, 80)
+    assert not tiling.is_out_of_memory(RuntimeError("Expected 4-dimensional input"))
+
+
+def test_the_automatic_tile_follows_the_address_space_limit(monkeypatch):
+    import resource
+
+    monkeypatch.setattr(tiling, "free_heap_bytes", lambda: 0)
+    free = tiling.available_memory(CPU)
+    size = tiling._virtual_size()
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (size + 2**28, resource.RLIM_INFINITY))
+    monkeypatch.setattr(tiling, "_virtual_size", lambda: size)
+    limited = tiling.available_memory(CPU)
+    assert limited == 2**28 < free
+    req = Requirements(task="denoise", in_channels=3, out_channels=3, size_multiple=8)
+    assert tiling.auto_tile(1000.0, req, CPU) == math.isqrt(int(limited * 0.25 / 1000)) // 8 * 8
+
+
+def test_the_automatic_tile_follows_the_cgroup_limit(tmp_path):
+    v2 = tmp_path / "v2"
+    (v2 / "jobs" / "run").mkdir(parents=True)
+    (v2 / "jobs" / "memory.max").write_text("2147483648\n")
+    (v2 / "jobs" / "memory.current").write_text("1073741824\n")
+    (v2 / "jobs" / "memory.stat").write_text("anon 1\ninactive_file 1048576\n")
+    (v2 / "jobs" / "run" / "memory.max").write_text("max\n")
+    (v2 / "jobs" / "run" / "memory.current").write_text("5\n")
+    assert tiling.cgroup_headroom(str(v2), ["0::/jobs/run"]) == [2**30 + 2**20]
+    v1 = tmp_path / "v1" / "memory" / "box"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("536870912\n")
+    (v1 / "memory.usage_in_bytes").write_text("268435456\n")
+    (tmp_path / "v1" / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert tiling.cgroup_headroom(str(tmp_path / "v1"), ["4:memory:/box", "3:cpuset:/"]) == [2**28]
+    assert tiling.cgroup_headroom(str(tmp_path / "none"), ["0::/"]) == []
+
+
+def test_a_tile_below_the_smallest_useful_one_is_reported_as_the_tile_that_ran():
+    model = ConvStack(unshuffle=True)
+    req = model.requirements
+    smallest = tiling.min_tile(req)
+    warned = []
+    with tiling.report_warnings(warned.append):
+        _, used = tiling.run_with_retry(model_fn(model), torch.rand(1, 3, 48, 64), 0.1, req, 3, CPU)
+    assert used == smallest and len(warned) == 1 and f"tile {smallest} used" in warned[0]
+    with tiling.collect_notes([]) as notes:
+        tiling.run_with_retry(model_fn(model), torch.rand(1, 3, 48, 64), 0.1, req, 3, CPU)
+    assert any("below the smallest useful tile" in note for note in notes)

@@ -7,14 +7,16 @@ import json
 import pytest
 import torch
 
+from restorekit.errors import UsageError
 from restorekit.models import _registry
 from restorekit.models._weights import load_model
 from restorekit.models.mallenet import MalleNet
+from restorekit.models.tunable_acdasr import TunableACDASR
 from restorekit.models.tunable_mallenet import TunableMalleNet
-from restorekit.train.config import recipe_from_dict, recipe_to_dict
+from restorekit.train.config import TuneConfig, recipe_from_dict, recipe_to_dict
 from restorekit.train.data import draw_omega
-from restorekit.train.loop import train
-from restorekit.train.losses import l1, multi_loss
+from restorekit.train.loop import train, tune_target
+from restorekit.train.losses import l1, multi_loss, noise_target, unsharp_mask
 from restorekit.train.publish import publish
 from tests.train.conftest import recipe_for
 
@@ -33,11 +35,16 @@ def tiny_tunable_arch(monkeypatch, tiny_arch):
 def test_multi_loss_ends_are_removal_and_retention():
     clean, noisy = torch.zeros(2, 1, 4, 4), torch.full((2, 1, 4, 4), 0.5)
     prediction = torch.full((2, 1, 4, 4), 0.45)
-    removal = multi_loss(l1, prediction, clean, noisy, torch.tensor([[1.0, 0.0]] * 2), nu=0.9)
+
+    def loss(w: list[float]) -> torch.Tensor:
+        ws = torch.tensor([w] * 2)
+        return multi_loss(l1, prediction, clean, noise_target(clean, noisy, ws[:, 1], 0.9), ws)
+
+    removal = loss([1.0, 0.0])
     assert removal.item() == pytest.approx(0.45)
-    retention = multi_loss(l1, prediction, clean, noisy, torch.tensor([[0.0, 1.0]] * 2), nu=0.9)
+    retention = loss([0.0, 1.0])
     assert retention.item() == pytest.approx(0.0, abs=1e-7)  # target y + 0.9·(z − y) = 0.45
-    half = multi_loss(l1, prediction, clean, noisy, torch.tensor([[0.5, 0.5]] * 2), nu=0.9)
+    half = loss([0.5, 0.5])
     # ω2 = 0.5: target y + 0.45·(z − y) = 0.225, so 0.5·0.45 + 0.5·0.225
     assert half.item() == pytest.approx(0.3375)
 
@@ -114,3 +121,34 @@ def test_publish_takes_a_tune_benchmark(tiny_tunable_arch, image_folder, tmp_pat
     quality = load_model(publish(weights, tmp_path / "tune.json", tmp_path / "shipped")).metadata["quality"]
     assert quality["kodak24"] == {"float": {"15": {"psnr": 33.33}}}
     assert quality["_settings_table"]["kodak24"]["float"]["0"] == {"psnr": 25.0, "psnr_eta": 50.12}
+
+
+def test_the_detail_objective_targets_the_unsharp_masked_image():
+    y = torch.zeros(1, 3, 16, 16)
+    y[..., 8:] = 0.6  # an edge
+    sharp = unsharp_mask(y, 1.5, 1.0)
+    assert sharp[..., 7].max() == 0.0 and sharp[..., 8].min() > 0.6  # overshoot on the bright side only
+    assert torch.equal(sharp[..., :2], y[..., :2]) and torch.allclose(sharp[..., -2:], y[..., -2:])
+    tune = TuneConfig(objective="detail", detail_sigma=1.5, detail_amount=1.0)
+    assert torch.equal(tune_target(tune, y, torch.rand(1, 3, 4, 4), torch.tensor([1.0])), sharp)
+    with pytest.raises(UsageError, match=r"tune\.objective"):
+        recipe_from_dict({"model": {"architecture": "mallenet_s", "name": "m.x"}, "data": {"train": ["a"]},
+                          "tune": {"objective": "sharpness"}})  # fmt: skip
+
+
+def tiny_tunable_sr_builder(scale: int = 2, in_channels: int = 3) -> TunableACDASR:
+    return TunableACDASR(scale=scale, in_channels=in_channels, width=8, blocks=1, generator_width=4)
+
+
+def test_a_tunable_sr_model_trains_with_the_detail_objective(monkeypatch, image_folder, tmp_path):
+    arch = _registry.Architecture("tunable_acdasr_tiny", TunableACDASR, tiny_tunable_sr_builder)
+    monkeypatch.setitem(_registry._ARCHITECTURES, "tunable_acdasr_tiny", arch)
+    raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "run", iterations=3))
+    raw["model"] = {"architecture": "tunable_acdasr_tiny", "name": "tunable_acdasr_tiny.t", "options": {"scale": 2}}
+    raw["data"] |= {"degradation": "real_sr", "scale": 2, "patch": 16, "val_crop": 16}
+    raw["tune"] = {"objective": "detail", "endpoints": 0.5}
+    weights = train(recipe_from_dict(raw))
+    model = load_model(weights)
+    assert model.metadata["omega"]["detail"] == {"sigma": 1.5, "amount": 1.0}
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert "val_psnr_eta" in log[-1] and log[-1]["val_psnr"] != log[-1]["val_psnr_eta"]
