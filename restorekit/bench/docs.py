@@ -321,7 +321,7 @@ def section_title(document: dict[str, Any]) -> str:
         real = ", real-world degradation" if config.get("degradation") == "real" else ""
         return f"Super-resolution quality: {sets} ({scales}{real}{limit}{dtype})"
     if command == "tune":
-        sets = ", ".join(Path(f).name for f in config.get("data", []))
+        sets = ", ".join(Path(f).name for f in [*config.get("data", []), *config.get("pairs", [])])
         return f"Tunable denoising: PSNR / PSNRη per setting on {sets} (tunable vs DNI vs fixed)"
     if command == "crops":
         what = f"super-resolution ×{config.get('scale')}" if config.get("task") == "sr" else "denoising"

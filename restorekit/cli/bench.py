@@ -499,6 +499,9 @@ def tune_(
     strip_box: Annotated[
         str, typer.Option("--strip-box", help="Crop of the strip: top,left,size in pixels.")
     ] = "100,250,160",
+    strip_seed: Annotated[
+        int, typer.Option("--strip-seed", help="With --pairs and --strip: seed of the camera-noise synthesis.")
+    ] = 0,
     device: Device = "auto",
     dtype: Dtype = DtypeChoice.auto,
     tile: Tile = None,
@@ -547,7 +550,7 @@ def tune_(
         if pairs:
             from restorekit.bench.crops import camera_noisy
 
-            noisy, clean = camera_noisy(strip_image, seed=0)
+            noisy, clean = camera_noisy(strip_image, seed=strip_seed)
             case = bench_tune.Case("strip", strip_image.name, "real", "real", clean, noisy)
         else:
             case = next(bench_tune.awgn_cases(images[:1], [max(sigmas)], protocol.value))

@@ -57,7 +57,8 @@ def quality_from_tune_results(results: dict[str, Any], model_name: str) -> dict[
             table.setdefault(row["dataset"], {}).setdefault(row["protocol"], {})[f"{row['w1']:g}"] = entry
         elif row["w1"] == 1.0:
             entry = quality.setdefault(row["dataset"], {}).setdefault(row["protocol"], {})
-            entry[f"{row['sigma']:g}"] = {"psnr": round(row["psnr"], 2)}
+            sigma = row["sigma"] if isinstance(row["sigma"], str) else f"{row['sigma']:g}"  # "real": real pairs
+            entry[sigma] = {"psnr": round(row["psnr"], 2)}
     if not quality:
         raise SystemExit(f"no summary rows at ω1 = 1 for {model_name} in the results")
     quality["_settings_table"] = table

@@ -110,9 +110,9 @@ def test_the_api_tunes_a_photo_as_the_cli_does(tmp_path: Path):
 def test_tune_sweep_on_a_photo_goes_from_grainy_to_clean(tmp_path: Path):
     noisy = camera_photo(seed=3)
     outputs = [restorekit.tune(noisy, (w1, 1 - w1), device="cpu") for w1 in (0.0, 0.5, 1.0)]
-    grain = [float(np.abs(out - noisy).mean() * 255) for out in outputs]
-    assert grain[0] < grain[1] < grain[2]  # more of the noise removed as ω1 grows
-    assert grain[2] - grain[0] > 1.0  # a visible change in grey levels, not the noisy input five times
+    removed = [float(np.abs(out - noisy).mean() * 255) for out in outputs]  # grey levels changed, on average
+    assert removed[0] < removed[1] < removed[2]  # more of the noise removed as ω1 grows
+    assert removed[0] < 1.5 and removed[2] > 4.0  # (0, 1) keeps the grain, (1, 0) removes it: a visible sweep
 
 
 def test_sigma_auto_on_camera_noise_says_so(tmp_path: Path):
