@@ -137,3 +137,16 @@ def test_sigma_auto_on_white_noise_says_nothing():
         warnings.simplefilter("error", api.CameraNoiseWarning)
         _, info = api.denoise_image(noisy, "auto", device="cpu")
     assert abs(info.sigma - 25) < 3 and not any("camera noise" in note for note in info.notes)
+
+
+@pytest.mark.parametrize("command", [["tune", "--w", "0.5,0.5"], ["sr", "--scale", "2"]])
+def test_tune_and_sr_read_an_mpo_and_refuse_raw_alike(tmp_path: Path, command: list[str]):
+    write_mpo(tmp_path / "DSC_0002.JPG", as_file(camera_photo(seed=6)), previews=1)
+    result = invoke(command[0], tmp_path / "DSC_0002.JPG", *command[1:], "-o", tmp_path / "out.jpg", "--json")
+    assert result.exit_code == 0, result.output
+    assert any("primary image" in note for note in json.loads(result.stdout)["files"][0]["notes"])
+    with PILImage.open(tmp_path / "out.jpg") as out:
+        assert out.format == "JPEG" and getattr(out, "n_frames", 1) == 1 and out.getexif()[MAKE] == "TestCam"
+    (tmp_path / "DSC_0002.ARW").write_bytes(b"II*\x00" + bytes(300))
+    refused = invoke(command[0], tmp_path / "DSC_0002.ARW", *command[1:])
+    assert refused.exit_code == 1 and sum("RAW is not read" in line for line in refused.stderr.splitlines()) == 1
