@@ -345,6 +345,7 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
         torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)
     model = build_model(recipe).to(device)
+    check(not (run.channels_last and is_tunable(model)), "run.channels_last", "false for a tunable model", True)
     if run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema_model = copy.deepcopy(model).eval()

@@ -152,3 +152,12 @@ def test_a_tunable_sr_model_trains_with_the_detail_objective(monkeypatch, image_
     assert model.metadata["omega"]["detail"] == {"sigma": 1.5, "amount": 1.0}
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert "val_psnr_eta" in log[-1] and log[-1]["val_psnr"] != log[-1]["val_psnr_eta"]
+
+
+def test_channels_last_is_refused_for_a_tunable_model_in_one_line(tiny_tunable_arch, image_folder, tmp_path):
+    raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "run", iterations=1))
+    raw["model"] = {"architecture": "tunable_mallenet_tiny", "name": "tunable_mallenet_tiny.t"}
+    raw["run"] |= {"channels_last": True}
+    raw["tune"] = {"nu": 0.9}
+    with pytest.raises(UsageError, match="channels_last"):
+        train(recipe_from_dict(raw))
