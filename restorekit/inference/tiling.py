@@ -389,13 +389,9 @@ def host_headroom() -> list[int]:
 
 def _free_memory() -> int:
     """``MemAvailable`` (Linux), else the free pages, else 2 GiB."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = _proc_bytes("/proc/meminfo", "MemAvailable:")
+    if available is not None:
+        return available
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -417,14 +413,19 @@ def _address_space_headroom() -> list[int]:
 
 def _virtual_size() -> int:
     """The process's virtual size in bytes (``VmSize``), 0 where unknown."""
+    return _proc_bytes("/proc/self/status", "VmSize:") or 0
+
+
+def _proc_bytes(path: str, key: str) -> int | None:
+    """The ``key: N kB`` line of a /proc file in bytes, or ``None`` when the file or the line is missing."""
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmSize:"):
+        with open(path, encoding="ascii") as lines:
+            for line in lines:
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return None
 
 
 def cgroup_headroom(root: str = CGROUP_ROOT, membership: Sequence[str] | None = None) -> list[int]:
