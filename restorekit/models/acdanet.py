@@ -127,8 +127,45 @@ def acdanet_s_static(in_channels: int = 3) -> ACDANet:
 
 
 @register_architecture(ACDANet)
+def acdanet_m_static(in_channels: int = 3) -> ACDANet:
+    """A wider, deeper static ACDANet (32/128 channels, 8 bottlenecks): the fast photo model, distilled from the
+    two-model photo default. Grown from ACDANet-S-static (:func:`grown_state_dict`) so training starts from it."""
+    return ACDANet(in_channels=in_channels, width=32, quarter_width=128, blocks=8, mixer="static")
+
+
+@register_architecture(ACDANet)
 def tv_acdanet_s(in_channels: int = 3) -> ACDANet:
     """ACDANet-S with a TVConv in 3 of its 6 dynamic blocks, for noise that depends on the position in the frame
     (lens shading). Layout-aware: for whole, uncropped frames only; a cropped image breaks the assumption that a
     pixel's place in the image is its place in the camera's frame."""
     return ACDANet(in_channels=in_channels, tv_blocks=3)
+
+
+GROWN_FROM = {"acdanet_m_static": "acdanet_s_static"}  # a larger architecture → the one it can start from
+
+
+def grown_state_dict(fresh: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights of a smaller ACDANet (same mixer) placed into a wider, deeper one so that it computes the same.
+
+    Every tensor of ``weights`` fills the leading slice of its counterpart in ``fresh`` (the larger model's fresh
+    initialisation); the larger model's extra channels keep their fresh values, except the weights that would
+    carry an extra channel into an original one, which start at zero; its extra blocks start as the identity
+    (their last 1×1 convolution starts at zero). Pixel-(un)shuffling maps channel c to channels 4c…4c+3, so the
+    original channels stay the leading ones at every resolution, and the output starts unchanged; the zeros get
+    gradients (their inputs are not zero) and learn.
+
+    Shape:
+        every ``weights[k]`` no larger than ``fresh[k]`` in any dimension; ``fresh`` may hold more keys.
+    """
+    grown = {}
+    for key, value in fresh.items():
+        value = value.clone()
+        old = weights.get(key)
+        if old is not None:
+            if old.dim() != value.dim() or any(a > b for a, b in zip(old.shape, value.shape, strict=True)):
+                raise ValueError(f"grown_state_dict: {key} {tuple(old.shape)} does not fit in {tuple(value.shape)}")
+            if value.dim() >= 2:
+                value[: old.shape[0], old.shape[1] :] = 0  # an extra input channel never reaches an original output
+            value[tuple(slice(0, n) for n in old.shape)] = old
+        grown[key] = value
+    return grown

@@ -128,6 +128,19 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation: the loss ``weight·L(ŷ, teacher(z)) + (1 − weight)·L(ŷ, y)``.
+
+    ``teacher`` is a model name (an average ``"a+b"`` too) or a ``.safetensors`` path of a denoiser that takes the
+    student's input; it runs without gradients on every training batch, in bfloat16 where ``dtype`` says so.
+    """
+
+    teacher: str
+    weight: float = 1.0
+    dtype: str = "bf16"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Where and how the run goes: output folder, seeds, cadence, device, threads."""
 
@@ -150,10 +163,18 @@ class Recipe:
     optim: OptimConfig = OptimConfig()
     run: RunConfig = RunConfig()
     tune: TuneConfig | None = None
+    distill: DistillConfig | None = None
 
 
-_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig, "tune": TuneConfig}
-_OPTIONAL = ("tune",)
+_SECTIONS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "run": RunConfig,
+    "tune": TuneConfig,
+    "distill": DistillConfig,
+}
+_OPTIONAL = ("tune", "distill")
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -199,6 +220,11 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         check_choice(tune.objective, ("noise", "detail"), f"{source} tune.objective")
         check(tune.detail_sigma > 0 and tune.detail_amount >= 0, f"{source} tune.detail_*", "σ > 0, amount ≥ 0",
               (tune.detail_sigma, tune.detail_amount))  # fmt: skip
+    if "distill" in sections:
+        distill = sections["distill"]
+        check(0 <= distill.weight <= 1, f"{source} distill.weight", "in [0, 1]", distill.weight)
+        check_choice(distill.dtype, ("fp32", "bf16"), f"{source} distill.dtype")
+        check("tune" not in sections, f"{source} distill", "not with a tune section", "both")
     data = sections["data"]
     check_choice(data.degradation, DEGRADATIONS, f"{source} data.degradation")
     if data.degradation == "shading":

@@ -38,8 +38,9 @@ from restorekit._checks import check
 from restorekit.errors import UsageError
 from restorekit.layers.tunable import expand_state_dict
 from restorekit.layers.tv_conv import frame_coordinates
-from restorekit.models._registry import architecture
+from restorekit.models._registry import architecture, create_model
 from restorekit.models._weights import load_model, save_model
+from restorekit.models.acdanet import GROWN_FROM, grown_state_dict
 from restorekit.models.mallenet import BLIND_START_SIGMA, BLIND_TWINS, blind_state_dict
 from restorekit.train.checkpoint import load_checkpoint, save_checkpoint
 from restorekit.train.config import Recipe, TuneConfig, recipe_to_yaml
@@ -116,7 +117,8 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
     twin of a layout-aware ``tv_`` one (whose TVConv layers then keep their fresh initialisation, zero at the
     output, so that the model starts as its twin), the σ-conditioned twin of a blind MalleNet-R (which starts
     as it at σ = ``BLIND_START_SIGMA``; :func:`~restorekit.models.mallenet.blind_state_dict`), or a
-    super-resolution model of another factor: then every tensor but the factor-sized tail starts from it. The
+    super-resolution model of another factor: then every tensor but the factor-sized tail starts from it, or the
+    smaller model a larger one grows from (``GROWN_FROM``; :func:`~restorekit.models.acdanet.grown_state_dict`). The
     provenance lists the tensors left at their fresh initialisation.
     """
     source = load_model(recipe.model.init)
@@ -135,6 +137,10 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
         weights = {key: weights.get(key, own[key]) for key in own}
     elif BLIND_TWINS.get(recipe.model.architecture) == source.metadata["architecture"]:
         weights = blind_state_dict(weights, source.requirements.in_channels, BLIND_START_SIGMA)
+    elif GROWN_FROM.get(recipe.model.architecture) == source.metadata["architecture"]:
+        own = model.state_dict()
+        fresh = sorted(key for key in own if key not in weights)  # the extra blocks; the rest is grown from it
+        weights = grown_state_dict(own, weights)
     else:
         raise UsageError(
             f"model.init {recipe.model.init} is a {source.metadata['architecture']}, not a {recipe.model.architecture}"
@@ -371,6 +377,7 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
 
     loss_fn = LOSSES[recipe.optim.loss]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    teacher = load_teacher(recipe, device)
     memory_format = torch.channels_last if run.channels_last else torch.contiguous_format
     weights_path = out / f"{recipe.model.name}.safetensors"
     started, running_loss = time.perf_counter() - state["elapsed_s"], []
@@ -385,7 +392,11 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
             frame = frame[world.share(data.batch)] if frame is not None else None
         clean, noisy, level = (t.to(device, memory_format=memory_format) for t in (clean, noisy, level))
         where = {"frame": frame.to(device)} if frame is not None and is_layout_aware(model) else {}
-        if recipe.tune is None:
+        if teacher is not None:
+            with autocast:
+                prediction = forward(noisy, level, **where).float()
+                loss = distill_loss(loss_fn, prediction, clean, teacher(noisy, level), recipe)
+        elif recipe.tune is None:
             with autocast:
                 loss = loss_fn(forward(noisy, level, **where).float(), clean)
         else:
@@ -426,6 +437,38 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
         if progress is not None:
             progress(state["step"], recipe.optim.iterations, record)
     return weights_path
+
+
+def load_teacher(recipe: Recipe, device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The recipe's distillation teacher as a function of the batch (no gradients), or ``None`` without one."""
+    if recipe.distill is None:
+        return None
+    distill = recipe.distill
+    model = load_model(distill.teacher) if distill.teacher.endswith(".safetensors") else create_model(distill.teacher)
+    model = model.to(device).eval()
+    check(model.requirements.task == "denoise", "distill.teacher", "a denoiser", distill.teacher)
+    dtype = torch.bfloat16 if distill.dtype == "bf16" else torch.float32
+
+    @torch.no_grad()
+    def teacher(noisy: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return model(noisy, level).float()
+
+    return teacher
+
+
+def distill_loss(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    prediction: torch.Tensor,
+    clean: torch.Tensor,
+    taught: torch.Tensor,
+    recipe: Recipe,
+) -> torch.Tensor:
+    """``weight·L(ŷ, teacher) + (1 − weight)·L(ŷ, y)`` (``recipe.distill.weight``)."""
+    weight = recipe.distill.weight
+    if weight == 1:
+        return loss_fn(prediction, taught)
+    return weight * loss_fn(prediction, taught) + (1 - weight) * loss_fn(prediction, clean)
 
 
 def _data_parallel(model: nn.Module, world: World, device: torch.device, step: int, out: Path) -> nn.Module:
