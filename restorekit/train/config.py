@@ -114,7 +114,10 @@ class TuneConfig:
     Each image gets ω = (ω1, 1 − ω1) and the loss ``ω1·L(ŷ, y) + ω2·L(ŷ, t)``. The second target ``t`` is set
     by ``objective``: ``noise``, the noise-retention target ``y_η = y + ω2·ν·(z − y)``; ``detail``, the
     unsharp-masked clean image ``y + detail_amount·(y − G_detail_sigma * y)`` (fidelity ↔ detail, e.g. for
-    super-resolution, where z is smaller than y). ω1 is uniform in [0, 1] except for ``endpoints``, the fraction
+    super-resolution, where z is smaller than y); ``texture``, no target but the loss
+    :func:`~restorekit.train.losses.texture_loss` (low-pass fidelity plus ``texture_weight`` times a match of the
+    local gradient energy at scale ``detail_sigma``), which rewards the HR image's amount of detail where an L1 fit
+    to a sharpened target regresses to a smooth mean. ω1 is uniform in [0, 1] except for ``endpoints``, the fraction
     of images put at ω1 = 0 or 1 (half each). ``fixed_w1`` trains every image at that one setting instead
     (0 gives the second objective's network of the DNI baseline; the model need not be tunable then).
     """
@@ -125,6 +128,7 @@ class TuneConfig:
     objective: str = "noise"
     detail_sigma: float = 1.5
     detail_amount: float = 1.0
+    texture_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -217,9 +221,10 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
     check_choice(sections["optim"].loss, ("charbonnier", "l1"), f"{source} optim.loss")
     if "tune" in sections:
         tune = sections["tune"]
-        check_choice(tune.objective, ("noise", "detail"), f"{source} tune.objective")
-        check(tune.detail_sigma > 0 and tune.detail_amount >= 0, f"{source} tune.detail_*", "σ > 0, amount ≥ 0",
-              (tune.detail_sigma, tune.detail_amount))  # fmt: skip
+        check_choice(tune.objective, ("noise", "detail", "texture"), f"{source} tune.objective")
+        check(tune.detail_sigma > 0 and tune.detail_amount >= 0 and tune.texture_weight >= 0,
+              f"{source} tune.detail_*", "σ > 0, amount ≥ 0, texture_weight ≥ 0",
+              (tune.detail_sigma, tune.detail_amount, tune.texture_weight))  # fmt: skip
     if "distill" in sections:
         distill = sections["distill"]
         check(0 <= distill.weight <= 1, f"{source} distill.weight", "in [0, 1]", distill.weight)

@@ -14,6 +14,7 @@ logged loss is the mean over the processes.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -55,7 +56,7 @@ from restorekit.train.data import (
     sample_patches,
 )
 from restorekit.train.degradations import degrade_real, degraded_pairs
-from restorekit.train.losses import LOSSES, multi_loss, noise_target, unsharp_mask
+from restorekit.train.losses import LOSSES, multi_loss, noise_target, texture_loss, unsharp_mask
 from restorekit.train.metrics import psnr
 from restorekit.train.shading import add_shaded_noise
 
@@ -263,11 +264,24 @@ def validate(
     return float(np.mean(scores))
 
 
+def second_objective(
+    tune: TuneConfig, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The multi-loss's second term as a loss of ``(ŷ, y)`` where the objective has no target (``texture``)."""
+    if tune.objective != "texture":
+        return None
+    return functools.partial(texture_loss, loss_fn, sigma=tune.detail_sigma, weight=tune.texture_weight)
+
+
 def tune_target(tune: TuneConfig, clean: torch.Tensor, noisy: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
     """The second objective's target of the multi-loss (:class:`~restorekit.train.config.TuneConfig`): the
-    noise-retention ``y_η = y + ω2·ν·(z − y)`` or the unsharp-masked ``y``. Shapes ``(B, C, H, W)``, ``w2 (B,)``."""
+    noise-retention ``y_η = y + ω2·ν·(z − y)``, the unsharp-masked ``y``, or ``y`` itself (``texture``: the
+    second term is then :func:`second_objective`, and validation at ω = (0, 1) measures PSNR to y).
+    Shapes ``(B, C, H, W)``, ``w2 (B,)``."""
     if tune.objective == "detail":
         return unsharp_mask(clean, tune.detail_sigma, tune.detail_amount)
+    if tune.objective == "texture":
+        return clean
     return noise_target(clean, noisy, w2, tune.nu)
 
 
@@ -405,7 +419,7 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
             with autocast:
                 prediction = forward(noisy, level, w) if is_tunable(model) else forward(noisy, level)
                 target = tune_target(recipe.tune, clean, noisy, w[:, 1])
-                loss = multi_loss(loss_fn, prediction.float(), clean, target, w)
+                loss = multi_loss(loss_fn, prediction.float(), clean, target, w, second_objective(recipe.tune, loss_fn))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
@@ -575,20 +589,25 @@ def _validation_record(recipe: Recipe, value: float | None) -> dict[str, Any]:
 def omega_metadata(model: nn.Module, recipe: Recipe) -> dict[str, Any]:
     """What ω means for a model trained with the recipe's multi-loss (the ``omega`` metadata of its weights)."""
     req, tune = model.requirements, recipe.tune
-    if tune is not None and tune.objective == "detail":
-        return {
-            "parameters": list(req.tune_parameters),
-            "domain": req.tune_domain,
-            "nu": None,
-            "detail": {"sigma": tune.detail_sigma, "amount": tune.detail_amount},
-            "objective": f"ω1·L(ŷ, y) + ω2·L(ŷ, y_d), y_d = y + {tune.detail_amount}·(y − G_{tune.detail_sigma} * y): "
-            "ω = (1, 0) is faithful to y, ω = (0, 1) aims at the unsharp-masked y",
-        }
-    nu = tune.nu if tune is not None else None
-    return {
-        "parameters": list(req.tune_parameters),
-        "domain": req.tune_domain,
-        "nu": nu,
-        "objective": f"ω1·L(ŷ, y) + ω2·L(ŷ, y_η), y_η = y + ω2·{nu}·(z − y): ω = (1, 0) removes the noise, "
-        f"ω = (0, 1) keeps {nu:.0%} of it",
-    }
+    objective = tune.objective if tune is not None else "noise"
+    meta: dict[str, Any] = {"parameters": list(req.tune_parameters), "domain": req.tune_domain, "nu": None}
+    if objective == "detail":
+        meta["detail"] = {"sigma": tune.detail_sigma, "amount": tune.detail_amount}
+        meta["objective"] = (
+            f"ω1·L(ŷ, y) + ω2·L(ŷ, y_d), y_d = y + {tune.detail_amount}·(y − G_{tune.detail_sigma} * y): "
+            "ω = (1, 0) is faithful to y, ω = (0, 1) aims at the unsharp-masked y"
+        )
+    elif objective == "texture":
+        meta["texture"] = {"sigma": tune.detail_sigma, "weight": tune.texture_weight}
+        meta["objective"] = (
+            f"ω1·L(ŷ, y) + ω2·(L(G*ŷ, G*y) + {tune.texture_weight}·L(E(ŷ), E(y))), G a Gaussian of σ "
+            f"{tune.detail_sigma} px, E the local gradient energy: ω = (1, 0) is faithful to y, ω = (0, 1) renders "
+            "y's amount of detail"
+        )
+    else:
+        nu = meta["nu"] = tune.nu if tune is not None else None
+        meta["objective"] = (
+            f"ω1·L(ŷ, y) + ω2·L(ŷ, y_η), y_η = y + ω2·{nu}·(z − y): ω = (1, 0) removes the noise, "
+            f"ω = (0, 1) keeps {nu:.0%} of it"
+        )
+    return meta
