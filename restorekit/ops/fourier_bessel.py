@@ -21,7 +21,6 @@ import functools
 
 import numpy as np
 import torch
-from scipy import special
 
 MAX_ANGULAR_FREQUENCY = 15
 ZEROS_PER_ORDER = 30  # far more than any patch up to 15×15 keeps
@@ -35,6 +34,8 @@ def scale_bases(half: int) -> np.ndarray:
         >>> scale_bases(1).shape
         (8, 3, 3)
     """
+    from scipy import special  # here, not at import: scipy.special takes longer to import than a small photo to denoise
+
     size, outer, radius = 2 * half + 1, half + 1, half + 0.5
     factor = 2.0 if half < 2 else 1.5
     ys, xs = np.meshgrid(np.arange(-outer, outer + 1) / radius, np.arange(-outer, outer + 1) / radius, indexing="ij")
