@@ -21,8 +21,13 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import platform
+import time
+from collections.abc import Callable, Sequence
 
 import torch
+
+from restorekit._cache import cache_root, read_json, write_json
 
 # mallopt parameters, from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
@@ -63,6 +68,66 @@ def cpu_has_native_bf16() -> bool:
     """
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+PRECISION_CACHE = "precision.json"
+BF16_MARGIN = 0.95  # bf16 must be at least 5% faster to be picked: it costs a little PSNR, fp32 costs nothing
+_ISA_FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+_ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+
+def cpu_identity() -> str:
+    """What decides which precision is faster here: the CPU model, its AVX2/AVX-512/bf16/AMX flags, any ISA cap
+    set in the environment, torch's version and thread count."""
+    name, flags = "", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        name = platform.processor() or platform.machine()
+    caps = [f"{key}={os.environ[key]}" for key in _ISA_CAPS if os.environ.get(key)]
+    parts = [name, ",".join(sorted(flags & _ISA_FLAGS)), *caps, f"torch {torch.__version__}"]
+    return " | ".join([*parts, f"{torch.get_num_threads()} threads"])
+
+
+def measured_precision(
+    model_key: str, run: Callable[[str], object], candidates: Sequence[str] = ("fp32", "bf16")
+) -> str:
+    """The faster of ``candidates`` for a model on this CPU, timed once and remembered.
+
+    Each candidate runs once to warm up (kernel builds, oneDNN primitives), then twice timed; the fastest wins,
+    bf16 only when at least 5% faster than fp32 (:data:`BF16_MARGIN`). The answer is cached in
+    ``$RESTOREKIT_CACHE_DIR/precision.json`` under :func:`cpu_identity` and ``model_key``, with the timings.
+
+    Args:
+        model_key: What identifies the model's cost (e.g. its name and weights digest).
+        run: Runs the model on a fixed input in the precision given (``"fp32"`` or ``"bf16"``).
+        candidates: Precisions to choose from.
+    """
+    path = cache_root() / PRECISION_CACHE
+    key = f"{cpu_identity()} | {model_key}"
+    cache = read_json(path)
+    known = cache.get(key)
+    if isinstance(known, dict) and known.get("dtype") in candidates:
+        return known["dtype"]
+    seconds = {}
+    for dtype in candidates:
+        run(dtype)
+        timed = []
+        for _ in range(2):
+            start = time.perf_counter()
+            run(dtype)
+            timed.append(time.perf_counter() - start)
+        seconds[dtype] = min(timed)
+    best = min(candidates, key=lambda dtype: seconds[dtype] * (BF16_MARGIN if dtype == "fp32" else 1.0))
+    cache[key] = {"dtype": best, "ms": {dtype: round(value * 1000, 2) for dtype, value in seconds.items()}}
+    write_json(path, cache)
+    return best
 
 
 class _MallInfo2(ctypes.Structure):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -39,3 +40,50 @@ def test_kept_memory_counts_as_available(monkeypatch):
 
 def test_native_bf16_probe_is_a_bool():
     assert isinstance(runtime.cpu_has_native_bf16(), bool)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """A fake clock for runtime's timings: only the fake runs advance it, so ties are exact."""
+    now = [0.0]
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: now[0])
+    return now
+
+
+def fake_run(costs: dict[str, float], calls: list[str], clock: list[float]):
+    def run(dtype: str) -> None:
+        calls.append(dtype)
+        clock[0] += costs[dtype]
+
+    return run
+
+
+def test_the_measured_precision_is_the_faster_one_and_is_remembered(tmp_path, monkeypatch, clock):
+    monkeypatch.setenv("RESTOREKIT_CACHE_DIR", str(tmp_path))
+    calls: list[str] = []
+    assert runtime.measured_precision("m", fake_run({"fp32": 0.03, "bf16": 0.01}, calls, clock)) == "bf16"
+    assert calls == ["fp32"] * 3 + ["bf16"] * 3  # a warm-up and two timed runs each
+    assert runtime.measured_precision("m", fake_run({"fp32": 0.0, "bf16": 1.0}, calls, clock)) == "bf16"  # remembered
+    assert len(calls) == 6
+    entry = json.loads((tmp_path / runtime.PRECISION_CACHE).read_text())
+    (key,) = entry
+    assert key.endswith("| m") and entry[key]["ms"]["fp32"] > entry[key]["ms"]["bf16"]
+
+
+def test_fp32_wins_a_near_tie_and_an_isa_cap_is_another_cpu(tmp_path, monkeypatch, clock):
+    monkeypatch.setenv("RESTOREKIT_CACHE_DIR", str(tmp_path))
+    calls: list[str] = []
+    assert runtime.measured_precision("m", fake_run({"fp32": 0.02, "bf16": 0.0195}, calls, clock)) == "fp32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in runtime.cpu_identity()
+    assert runtime.measured_precision("m", fake_run({"fp32": 0.03, "bf16": 0.01}, calls, clock)) == "bf16"
+    assert len(json.loads((tmp_path / runtime.PRECISION_CACHE).read_text())) == 2
+
+
+def test_an_unreadable_cache_is_measured_again_and_a_read_only_one_is_no_error(tmp_path, monkeypatch, clock):
+    monkeypatch.setenv("RESTOREKIT_CACHE_DIR", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a folder")  # the cache cannot be created
+    calls: list[str] = []
+    assert runtime.measured_precision("m", fake_run({"fp32": 0.0, "bf16": 0.02}, calls, clock)) == "fp32"
+    assert runtime.measured_precision("m", fake_run({"fp32": 0.0, "bf16": 0.02}, calls, clock)) == "fp32"
+    assert len(calls) == 12
