@@ -22,7 +22,7 @@ import time
 import warnings
 import weakref
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -298,8 +298,8 @@ def auto_precision(requirements: Requirements, device: torch.device) -> str:
     return "fp32"
 
 
-def _checked(pixels: np.ndarray, tile: int | None, dtype: str | None, ensemble: bool) -> np.ndarray:
-    """Validate the arguments every restoration takes; the pixels as contiguous float32."""
+def _checked(pixels: np.ndarray) -> np.ndarray:
+    """Validate the image every restoration takes; the pixels as contiguous float32."""
     check(
         isinstance(pixels, np.ndarray) and pixels.ndim == 3 and pixels.shape[2] in (1, 3) and pixels.size > 0,
         "image",
@@ -309,10 +309,6 @@ def _checked(pixels: np.ndarray, tile: int | None, dtype: str | None, ensemble: 
     check(np.issubdtype(pixels.dtype, np.floating), "image", "float pixels in [0, 1]", str(pixels.dtype))
     pixels = np.ascontiguousarray(pixels, dtype=np.float32)
     check(bool(np.isfinite(pixels).all()), "image", "finite pixel values", "NaN or Inf")
-    check(tile is None or (isinstance(tile, int) and tile >= 0), "tile", "None, 0 or a positive integer", tile)
-    if dtype not in (None, "auto", *DTYPES):
-        fail("dtype", "a precision", dtype, valid=("auto", *DTYPES))
-    check(isinstance(ensemble, bool), "ensemble", "True or False", ensemble)
     return pixels
 
 
@@ -371,36 +367,8 @@ def denoise_image(
         >>> out.shape, info.sigma, info.dtype
         ((24, 40, 3), 25.0, 'fp32')
     """
-    pixels = _checked(pixels, tile, dtype, ensemble)
-    target = resolve_device(device)
-    channels = pixels.shape[2]
-    model, photo_note = photo_model(model, sigma, channels)
-    net = _prepared(get_model(model, channels, target), target)
-    req: Requirements = net.requirements
-    precision = dtype if dtype in DTYPES else auto_precision(req, target)
-    name = getattr(net, "name", type(net).__name__)
-    check(req.task == "denoise", "model", "a denoising model", f"{name} ({req.task})")
-    if channels != req.in_channels and req.in_channels != 1:
-        fail("model", f"a model for {channels}-channel images", f"{name} ({req.in_channels}-channel)")
-
-    started = time.perf_counter()
-    notes: list[str] = [photo_note] if photo_note else []
-    if precision != "fp32" and not req.half_safe:
-        notes.append(f"{name} is not half-precision safe; ran in fp32")
-        precision = "fp32"
-    if channels != req.in_channels:
-        notes.append(f"{name} is a gray model; denoised each colour channel separately")
-    if req.sigma_range is None:  # a blind model: no σ to settle (and none to estimate)
-        if sigma not in (None, "auto"):
-            notes.append(f"{name} is blind (it estimates the noise itself); the given σ was not used")
-        sigma_value, sigma_used, source = 0.0, None, "blind"
-    else:
-        sigma_value, sigma_used, source = _settle_sigma(sigma, pixels, req, name, notes)
-    out, precision, used_tile = _run(net, pixels, sigma_value, target, tile, precision, ensemble, notes)
-    result = tensor_to_pixels(out.clamp_(0.0, 1.0))
-    ms = (time.perf_counter() - started) * 1000.0
-    info = RunInfo(sigma_used, source, name, str(target), precision, used_tile, round(ms, 1), tuple(notes), ensemble)
-    return result, info
+    spec = Restoration(sigma=sigma, model=model, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
+    return restore(pixels, spec)
 
 
 def _run(
@@ -584,6 +552,193 @@ def tunable_model(
     return get_model(chosen, channels, device, kind="tune"), note
 
 
+TASKS = ("denoise", "sr", "tune")
+SCALES = (2, 3, 4)
+# What each task's notes say it did to the channels of an image its model does not take as they are.
+_CHANNEL_NOTES = {
+    "denoise": ("{} is a gray model; denoised each colour channel separately", ""),
+    "tune": ("{} is a gray model; denoised each colour channel separately", ""),
+    "sr": (
+        "{} is a gray model; upscaled each colour channel separately",
+        "{} is a colour model; upscaled the gray image as three equal channels",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """A spec's model for images of some channel count: as it runs, its name, and the note that says why."""
+
+    net: nn.Module  # prepared for the device (a tunable model: as loaded, folded per ω)
+    name: str
+    target: torch.device
+    note: str | None
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Restoration:
+    """One restoration as plain settings: what :func:`restore`, every API function and every command run.
+
+    The model is resolved (chosen, loaded, checked, prepared for the device) once per spec and image channel
+    count, on the first :func:`restore` that needs it, and kept on the spec: a batch of files with one spec
+    loads and checks its model once. A spec pickles without its resolved models, so a Ray actor rebuilds the
+    same work from it.
+
+    Attributes:
+        task: ``denoise``, ``sr`` (super-resolution) or ``tune`` (a tunable model at ``w``).
+        model: ``None`` (the shipped default for the task, σ and the image's channels), a model name, a
+            ``.safetensors`` path, or an ``nn.Module`` with ``requirements``.
+        sigma: ``denoise`` and ``tune``: ``None`` (a photo: the real-noise model where one ships), a σ on the
+            0–255 scale, ``"auto"``, or an ``(H, W)`` noise map (see :func:`denoise`).
+        w: ``tune``: the interactive parameters ω.
+        scale: ``sr``: the upscaling factor, 2, 3 or 4.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        tile: Tile side in pixels; ``None`` chooses from available memory, ``0`` disables tiling.
+        dtype: ``None``/``"auto"``, ``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        ensemble: Average the outputs for the 8 flips and rotations of the image.
+
+    Raises:
+        UsageError: An unknown task, scale, dtype, or a bad tile or ensemble value.
+
+    Example:
+        >>> Restoration(task="sr", scale=4, device="cpu").scale
+        4
+    """
+
+    task: str = "denoise"
+    model: str | Path | nn.Module | None = None
+    sigma: float | str | np.ndarray | None = None
+    w: tuple[float, ...] | list[float] | None = None
+    scale: int = 2
+    device: str | torch.device = "auto"
+    tile: int | None = None
+    dtype: str | None = None
+    ensemble: bool = False
+    _resolved: dict[int, _Resolved] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_choice(self.task, TASKS, "task")
+        if self.task == "sr" and (
+            not isinstance(self.scale, int | np.integer) or isinstance(self.scale, bool) or self.scale not in SCALES
+        ):
+            fail("scale", "an upscaling factor", self.scale, valid=SCALES)
+        tile = self.tile
+        check(tile is None or (isinstance(tile, int) and tile >= 0), "tile", "None, 0 or a positive integer", tile)
+        if self.dtype not in (None, "auto", *DTYPES):
+            fail("dtype", "a precision", self.dtype, valid=("auto", *DTYPES))
+        check(isinstance(self.ensemble, bool), "ensemble", "True or False", self.ensemble)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_resolved": {}}  # the loaded models stay in this process
+
+    def at(self, w: tuple[float, ...] | list[float]) -> Restoration:
+        """The same restoration at another ω, sharing the resolved model (ω does not choose the model)."""
+        other = dataclasses.replace(self, w=w)
+        object.__setattr__(other, "_resolved", self._resolved)
+        return other
+
+    @property
+    def kind(self) -> str:
+        """Which shipped default serves the task: ``denoise``, ``tune`` or ``sr2``/``sr3``/``sr4``."""
+        return f"sr{self.scale}" if self.task == "sr" else self.task
+
+    def resolved(self, channels: int) -> _Resolved:
+        """The model for ``channels``-channel images, resolved on first use (see the class docstring).
+
+        Raises:
+            WeightsError: Unknown model or bad weights file.
+            UsageError: A model for another task, scale or channel count.
+            DeviceError: The device is not available.
+        """
+        if channels not in self._resolved:
+            self._resolved[channels] = _resolve(self, channels)
+        return self._resolved[channels]
+
+
+def _resolve(spec: Restoration, channels: int) -> _Resolved:
+    """Choose, load, check and prepare the model of ``spec`` for ``channels``-channel images."""
+    target = resolve_device(spec.device)
+    if spec.task == "tune":
+        net, note = tunable_model(spec.model, spec.sigma, channels, target)
+        return _Resolved(net, getattr(net, "name", type(net).__name__), target, note)
+    chosen, note = photo_model(spec.model, spec.sigma, channels) if spec.task == "denoise" else (spec.model, None)
+    net = _prepared(get_model(chosen, channels, target, kind=spec.kind), target)
+    req: Requirements = net.requirements
+    name = getattr(net, "name", type(net).__name__)
+    if spec.task == "sr":
+        check(req.task == "sr", "model", "a super-resolution model", f"{name} ({req.task})")
+        check(req.scale == spec.scale, "model", f"a ×{spec.scale} model", f"{name} (×{req.scale})")
+    else:
+        check(req.task == "denoise", "model", "a denoising model", f"{name} ({req.task})")
+        if channels != req.in_channels and req.in_channels != 1:
+            fail("model", f"a model for {channels}-channel images", f"{name} ({req.in_channels}-channel)")
+    return _Resolved(net, name, target, note)
+
+
+def restore(pixels: np.ndarray, spec: Restoration) -> tuple[np.ndarray, RunInfo]:
+    """Restore one image as ``spec`` says, and say how: the one path of :func:`denoise`, :func:`super_resolve`,
+    :func:`tune` and every command.
+
+    Args:
+        pixels: Image ``(H, W, C)`` float32 in [0, 1] (C = 1 or 3, no alpha), e.g. ``load_image(path).pixels``.
+        spec: What to do (:class:`Restoration`).
+
+    Returns:
+        The restored image ``(H·s, W·s, C)`` float32 in [0, 1] (``s`` the scale, 1 but for ``sr``), and the run
+        information.
+
+    Raises:
+        UsageError: Bad arguments (shape, σ or ω out of range, channel mismatch).
+        WeightsError: Unknown model or bad weights file.
+        DeviceError: CUDA unavailable, or out of memory even at the smallest tile.
+
+    Example:
+        >>> class Identity(torch.nn.Module):
+        ...     requirements = Requirements(task="denoise", in_channels=3, out_channels=3, sigma_range=(0, 75))
+        ...     def forward(self, x, sigma):
+        ...         return x
+        >>> spec = Restoration(sigma=25, model=Identity(), device="cpu", dtype="fp32")
+        >>> out, info = restore(np.zeros((24, 40, 3), np.float32), spec)
+        >>> out.shape, info.sigma, info.dtype
+        ((24, 40, 3), 25.0, 'fp32')
+    """
+    pixels = _checked(pixels)
+    channels = pixels.shape[2]
+    resolved = spec.resolved(channels)
+    net, target, w = resolved.net, resolved.target, None
+    if spec.task == "tune":
+        w = check_omega(spec.w, net.requirements, resolved.name)
+        net = _prepared(get_model(fold_tunable(net, w), channels, target), target)
+    req: Requirements = net.requirements
+    name = getattr(net, "name", type(net).__name__)
+    precision = spec.dtype if spec.dtype in DTYPES else auto_precision(req, target)
+
+    started = time.perf_counter()
+    notes: list[str] = [resolved.note] if resolved.note else []
+    if precision != "fp32" and not req.half_safe:
+        notes.append(f"{name} is not half-precision safe; ran in fp32")
+        precision = "fp32"
+    more, fewer = _CHANNEL_NOTES[spec.task]
+    if channels != req.in_channels:
+        notes.append((more if channels > req.in_channels else fewer).format(name))
+    if spec.task == "sr":
+        sigma_value, sigma_used, source = 0.0, None, "blind"
+    elif req.sigma_range is None:  # a blind model: no σ to settle (and none to estimate)
+        if not (spec.sigma is None or (isinstance(spec.sigma, str) and spec.sigma == "auto")):
+            notes.append(f"{name} is blind (it estimates the noise itself); the given σ was not used")
+        sigma_value, sigma_used, source = 0.0, None, "blind"
+    else:
+        sigma_value, sigma_used, source = _settle_sigma(spec.sigma, pixels, req, name, notes)
+    out, precision, used_tile = _run(net, pixels, sigma_value, target, spec.tile, precision, spec.ensemble, notes)
+    result = tensor_to_pixels(out.clamp_(0.0, 1.0))
+    ms = round((time.perf_counter() - started) * 1000.0, 1)
+    scale = int(spec.scale) if spec.task == "sr" else 1
+    info = RunInfo(
+        sigma_used, source, name, str(target), precision, used_tile, ms, tuple(notes), spec.ensemble, w, scale
+    )
+    return result, info
+
+
 def tune_image(
     pixels: np.ndarray,
     w: tuple[float, ...] | list[float],
@@ -597,19 +752,9 @@ def tune_image(
 
     Args and Raises: as for :func:`tune`.
     """
-    check(
-        isinstance(pixels, np.ndarray) and pixels.ndim == 3 and pixels.shape[2] in (1, 3) and pixels.size > 0,
-        "image",
-        "an H×W×C array with C = 1 or 3",
-        getattr(pixels, "shape", type(pixels).__name__),
+    return restore(
+        pixels, Restoration(task="tune", w=w, sigma=sigma, model=model, device=device, tile=tile, dtype=dtype)
     )
-    target = resolve_device(device)
-    net, photo_note = tunable_model(model, sigma, pixels.shape[2], target)
-    name = getattr(net, "name", type(net).__name__)
-    values = check_omega(w, net.requirements, name)
-    out, info = denoise_image(pixels, sigma, fold_tunable(net, values), target, tile, dtype)
-    notes = (photo_note, *info.notes) if photo_note else info.notes
-    return out, dataclasses.replace(info, w=values, notes=notes)
 
 
 def tune(
@@ -653,9 +798,6 @@ def tune(
     return tune_image(image, w, sigma, model, device, tile, dtype)[0]
 
 
-SCALES = (2, 3, 4)
-
-
 def super_resolve_image(
     pixels: np.ndarray,
     scale: int = 2,
@@ -669,33 +811,8 @@ def super_resolve_image(
 
     Args and Raises: as for :func:`super_resolve`.
     """
-    pixels = _checked(pixels, tile, dtype, ensemble)
-    if not isinstance(scale, int | np.integer) or isinstance(scale, bool) or scale not in SCALES:
-        fail("scale", "an upscaling factor", scale, valid=SCALES)
-    scale = int(scale)
-    target = resolve_device(device)
-    channels = pixels.shape[2]
-    net = _prepared(get_model(model, channels, target, kind=f"sr{scale}"), target)
-    req: Requirements = net.requirements
-    name = getattr(net, "name", type(net).__name__)
-    check(req.task == "sr", "model", "a super-resolution model", f"{name} ({req.task})")
-    check(req.scale == scale, "model", f"a ×{scale} model", f"{name} (×{req.scale})")
-    precision = dtype if dtype in DTYPES else auto_precision(req, target)
-
-    started = time.perf_counter()
-    notes: list[str] = []
-    if precision != "fp32" and not req.half_safe:
-        notes.append(f"{name} is not half-precision safe; ran in fp32")
-        precision = "fp32"
-    if channels > req.in_channels:
-        notes.append(f"{name} is a gray model; upscaled each colour channel separately")
-    elif channels < req.in_channels:
-        notes.append(f"{name} is a colour model; upscaled the gray image as three equal channels")
-    out, precision, used_tile = _run(net, pixels, 0.0, target, tile, precision, ensemble, notes)
-    result = tensor_to_pixels(out.clamp_(0.0, 1.0))
-    ms = (time.perf_counter() - started) * 1000.0
-    info = RunInfo(None, "blind", name, str(target), precision, used_tile, round(ms, 1), tuple(notes), ensemble)
-    return result, dataclasses.replace(info, scale=scale)
+    spec = Restoration(task="sr", scale=scale, model=model, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
+    return restore(pixels, spec)
 
 
 def super_resolve(

@@ -7,7 +7,6 @@ target ``y_η = y + ω2·ν·(z − y)`` of that setting (the tunable-convolutio
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -32,7 +31,7 @@ def sweep_settings(count: int) -> list[tuple[float, float]]:
         >>> sweep_settings(3)
         [(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)]
     """
-    check(isinstance(count, int) and count >= 2, "--sweep", "a number of settings ≥ 2", count)
+    check(isinstance(count, int) and count >= 2, "sweep", "a number of settings ≥ 2", count)
     return [(i / (count - 1), 1.0 - i / (count - 1)) for i in range(count)]
 
 
@@ -102,14 +101,20 @@ def sweep_image(
         The sheet ``(H', W', 3)`` float32 in [0, 1], one record per setting (``w``, ``ms`` and, with
         ``clean``, ``psnr`` and ``psnr_eta``), and the run information of the last setting.
     """
+    spec = api.Restoration(task="tune", sigma=sigma, model=model, device=device, tile=tile, dtype=dtype)
+    return sweep_restoration(pixels, count, spec, clean)
+
+
+def sweep_restoration(
+    pixels: np.ndarray, count: int, spec: api.Restoration, clean: np.ndarray | None = None
+) -> tuple[np.ndarray, list[dict], api.RunInfo]:
+    """:func:`sweep_image` for a ``tune`` :class:`~restorekit.inference.api.Restoration` (its ``w`` unused)."""
     if clean is not None:
         check(clean.shape == pixels.shape, "reference", f"an image of the input's shape {pixels.shape}", clean.shape)
     tiles, records, info = [], [], None
-    net, note = api.tunable_model(model, sigma, pixels.shape[2], api.resolve_device(device))
-    nu = retention_nu(net)
+    nu = retention_nu(spec.resolved(pixels.shape[2]).net)
     for w in sweep_settings(count):
-        out, info = api.tune_image(pixels, w, sigma, net, device, tile, dtype)
-        info = dataclasses.replace(info, notes=(note, *info.notes)) if note else info
+        out, info = api.restore(pixels, spec.at(w))
         record: dict = {"w": list(w), "ms": info.ms}
         label = f"w = ({w[0]:.2f}, {w[1]:.2f})"
         if clean is not None:
