@@ -144,7 +144,7 @@ def model_method(
             return denoise(noisy, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
 
     metadata = getattr(module, "metadata", {})
-    precision = dtype if dtype in DTYPES else f"auto: {auto_precision(requirements, resolve_device(device))}"
+    precision = dtype if dtype in DTYPES else f"auto: {auto_precision(requirements, resolve_device(device), module)}"
     views = ", self-ensemble of 8 flips/rotations" if ensemble else ""
     views += setting
     return Method(

@@ -113,7 +113,7 @@ def sr_model_method(
     def run(lr: np.ndarray, scale: int) -> np.ndarray:
         return super_resolve(lr, scale, model=module, device=device, tile=tile, dtype=dtype)
 
-    precision = dtype if dtype in DTYPES else f"auto: {auto_precision(requirements, resolve_device(device))}"
+    precision = dtype if dtype in DTYPES else f"auto: {auto_precision(requirements, resolve_device(device), module)}"
     return SRMethod(
         name=getattr(module, "name", str(model)),
         kind="restorekit",

@@ -287,15 +287,30 @@ def _unview(x: torch.Tensor, turns: int, mirror: bool) -> torch.Tensor:
     return x.flip(-1) if mirror else x
 
 
-def auto_precision(requirements: Requirements, device: torch.device) -> str:
-    """What ``dtype="auto"`` runs in: bf16 on a CPU with bf16 in hardware for a half-safe model, else fp32.
+def auto_precision(requirements: Requirements, device: torch.device, net: nn.Module | None = None) -> str:
+    """What ``dtype="auto"`` runs in: fp32 but on the CPU for a half-safe model, where bf16 may be faster.
 
-    bf16 there is 1.5× faster than fp32 end to end for MalleNet-S and costs 0.01–0.02 dB PSNR on
-    Kodak24 (docs/benchmarks.md); CUDA stays in fp32 until its half-precision quality has been measured.
+    There, for a trained model (one loaded from a weights file, whose metadata names it), the faster of fp32 and
+    bf16 as measured on this CPU: once per CPU, model and thread count, a few runs on a 256² image (128² for
+    super-resolution), remembered in the cache folder (:func:`~restorekit.inference.runtime.measured_precision`;
+    bf16 must be 5% faster). Without such a model: bf16 where the CPU computes it in hardware (AVX512-BF16 or
+    AMX), else fp32. bf16 costs 0.01–0.02 dB PSNR (docs/benchmarks.md); CUDA stays in fp32 until its
+    half-precision quality has been measured.
     """
-    if device.type == "cpu" and requirements.half_safe and runtime.cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
+    if device.type != "cpu" or not requirements.half_safe:
+        return "fp32"
+    metadata = getattr(net, "metadata", None)
+    if not metadata or "name" not in metadata:
+        return "bf16" if runtime.cpu_has_native_bf16() else "fp32"
+    side = 128 if requirements.task == "sr" else 256
+    probe = np.random.default_rng(0).random((side, side, requirements.in_channels), dtype=np.float32)
+    sigma = 25 / 255 if requirements.sigma_range is not None else 0.0
+
+    def run(precision: str) -> None:
+        _run(net, probe, sigma, device, None, precision, False, [])
+
+    key = f"{metadata['name']} {metadata.get('hyperparameters', '')}"
+    return runtime.measured_precision(key, run)
 
 
 def _checked(pixels: np.ndarray) -> np.ndarray:
@@ -711,7 +726,7 @@ def restore(pixels: np.ndarray, spec: Restoration) -> tuple[np.ndarray, RunInfo]
         net = _prepared(get_model(fold_tunable(net, w), channels, target), target)
     req: Requirements = net.requirements
     name = getattr(net, "name", type(net).__name__)
-    precision = spec.dtype if spec.dtype in DTYPES else auto_precision(req, target)
+    precision = spec.dtype if spec.dtype in DTYPES else auto_precision(req, target, net)
 
     started = time.perf_counter()
     notes: list[str] = [resolved.note] if resolved.note else []

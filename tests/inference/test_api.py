@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -56,7 +58,7 @@ def test_tiny_mallenet_color_and_gray(tiny_model, tiny_gray_model, make_pixels, 
         out, info = api.denoise_image(pixels, 25, model, device)
         assert out.shape == pixels.shape and np.isfinite(out).all()
         assert info.sigma == 25 and info.sigma_source == "given"
-        assert info.dtype == api.auto_precision(model.requirements, torch.device(device))
+        assert info.dtype == api.auto_precision(model.requirements, torch.device(device), model)
         assert info.device.startswith(device) and info.tile is None and info.ms > 0
 
 
@@ -69,6 +71,28 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
     assert api.auto_precision(safe, torch.device("cuda")) == "fp32"
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     assert api.auto_precision(safe, cpu) == "fp32"
+
+
+def test_auto_precision_of_a_trained_model_is_measured_once_on_this_cpu(tiny_model, make_pixels, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESTOREKIT_CACHE_DIR", str(tmp_path))
+    tiny_model.metadata = {"name": "mallenet_tiny.t", "hyperparameters": {"width": 4}}
+    timed: list[str] = []
+    real = runtime.measured_precision
+
+    def spy(key, run, candidates=("fp32", "bf16")):
+        timed.append(key)
+        return real(key, run, candidates)
+
+    monkeypatch.setattr(runtime, "measured_precision", spy)
+    _, first = api.denoise_image(make_pixels(24, 40), 25, tiny_model, "cpu")
+    _, second = api.denoise_image(make_pixels(24, 40), 25, tiny_model, "cpu")
+    (entry,) = json.loads((tmp_path / runtime.PRECISION_CACHE).read_text()).values()
+    assert first.dtype == second.dtype == entry["dtype"] and set(entry["ms"]) == {"fp32", "bf16"}
+    assert timed[0].endswith("mallenet_tiny.t {'width': 4}")
+    monkeypatch.setattr(runtime, "measured_precision", lambda key, run, candidates=(): "fp32")
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    _, info = api.denoise_image(make_pixels(24, 40), 25, tiny_model, "cpu")
+    assert info.dtype == "fp32"  # the measurement, not the CPU's flags, decides
 
 
 def test_auto_precision_output_is_close_to_fp32(tiny_model, make_pixels):
