@@ -63,7 +63,8 @@ def test_measure_model_in_process(tiny_model: Path):
     case = Case(str(tiny_model), "restorekit", 32, 48, repeats=3)
     row = measure(case)
     _check_row(row, case)
-    expected = api.auto_precision(load_model(tiny_model).requirements, torch.device("cpu"))
+    model = load_model(tiny_model)
+    expected = api.auto_precision(model.requirements, torch.device("cpu"), model)  # measured once, remembered
     assert row["method"] == "mallenet_s.tinytest" and row["device"] == "cpu" and row["dtype"] == expected
     assert measure(Case(str(tiny_model), "restorekit", 32, 48, dtype="fp32", repeats=1))["dtype"] == "fp32"
     assert row["gflops"] > 0 and row["parameters"] > 1000 and row["threads"] >= 1
