@@ -2,19 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from restorekit.bench.methods import Method
+from restorekit._checks import check_choice
+from restorekit.bench.baselines import peers
+from restorekit.bench.methods import Method, denoisers, model_method
 from restorekit.bench.noise import add_noise
 from restorekit.inference.io import load_image
+from restorekit.inference.metrics import psnr
+from restorekit.models import create_model
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(1 / np.mean((a - b) ** 2)))
+def strip(
+    image: Path,
+    box: tuple[int, int, int],
+    task: str = "denoise",
+    models: Sequence[str] | None = None,
+    peer_names: Sequence[str] = (),
+    noise: str = "awgn",
+    sigma: float = 25.0,
+    protocol: str = "float",
+    seed: int = 0,
+    scale: int = 2,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, list[tuple[str, float | None]]]:
+    """What ``bench crops`` draws: :func:`sr_strip` of bicubic, Lanczos and the SR models (default: every shipped
+    one of factor ``scale``) for ``task`` ``sr``; else the models (default: every shipped plain denoiser, ``warn``
+    told when there is none) that take the image's channel count and the installed peers, on seeded AWGN
+    (:func:`comparison_strip`) or, with ``noise`` ``camera``, on the camera-noise synthesis
+    (:func:`camera_noise_strip`)."""
+    check_choice(noise, ("awgn", "camera"), "--noise")
+    if task == "sr":
+        from restorekit.bench.sr import interpolation_method, sr_model_method, upscalers
+
+        check_choice(scale, (2, 3, 4), "--scale")
+        names = upscalers(models, scale)
+        upscaling = [interpolation_method("cubic"), interpolation_method("lanczos3")]
+        return sr_strip(image, upscaling + [sr_model_method(name) for name in names], scale, box)
+    channels = 1 if load_image(image).pixels.shape[2] == 1 else 3
+    names = [n for n in denoisers(models, warn) if create_model(n).requirements.in_channels == channels]
+    available, _ = peers(list(peer_names))
+    methods = [model_method(name) for name in names] + available
+    if noise == "camera":
+        return camera_noise_strip(image, methods, seed, box)
+    return comparison_strip(image, methods, sigma, protocol, box)
 
 
 def comparison_strip(
@@ -30,12 +66,12 @@ def comparison_strip(
     """
     clean = load_image(clean_path).pixels
     noisy = add_noise(clean, clean_path.name, sigma, protocol)
-    tiles = [("clean", None, clean), ("noisy", _psnr(np.clip(noisy, 0, 1), clean), noisy)]
+    tiles = [("clean", None, clean), ("noisy", psnr(np.clip(noisy, 0, 1), clean), noisy)]
     for method in methods:
         given = np.round(np.clip(noisy, 0, 1) * 255) / 255 if method.input == "uint8" else noisy
         out = np.clip(method.run(given.astype(np.float32), sigma), 0, 1)
-        tiles.append((method.name, _psnr(out, clean), out))
-    return render(tiles, box, zoom), [(label, psnr) for label, psnr, _ in tiles]
+        tiles.append((method.name, psnr(out, clean), out))
+    return render(tiles, box, zoom), [(label, score) for label, score, _ in tiles]
 
 
 def camera_noise_strip(
@@ -48,11 +84,11 @@ def camera_noise_strip(
 
     noisy, clean = camera_noisy(clean_path, seed)
     told = float(estimate_sigma(noisy))
-    tiles = [("clean", None, clean), ("noisy", _psnr(noisy, clean), noisy)]
+    tiles = [("clean", None, clean), ("noisy", psnr(noisy, clean), noisy)]
     for method in methods:
         out = np.clip(method.run(noisy, told if method.needs_sigma else None), 0, 1)
-        tiles.append((method.name, _psnr(out, clean), out))
-    return render(tiles, box, zoom), [(label, psnr) for label, psnr, _ in tiles]
+        tiles.append((method.name, psnr(out, clean), out))
+    return render(tiles, box, zoom), [(label, score) for label, score, _ in tiles]
 
 
 def camera_noisy(clean_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +122,7 @@ def sr_strip(
     for method in methods:
         out = np.clip(method.run(lr, scale), 0, 1)
         tiles.append((method.name, y_psnr_ssim(hr, out, scale)[0], out))
-    return render(tiles, box, zoom), [(label, psnr) for label, psnr, _ in tiles]
+    return render(tiles, box, zoom), [(label, score) for label, score, _ in tiles]
 
 
 def render(tiles: list[tuple[str, float | None, np.ndarray]], box: tuple[int, int, int], zoom: int) -> np.ndarray:
@@ -94,7 +130,7 @@ def render(tiles: list[tuple[str, float | None, np.ndarray]], box: tuple[int, in
 
     A label breaks after each ``+`` (an average of models, a self-ensemble), so that it fits its tile."""
     top, left, size = box
-    texts = [(label if psnr is None else f"{label} {psnr:.2f} dB").replace("+", "+\n") for label, psnr, _ in tiles]
+    texts = [(label if score is None else f"{label} {score:.2f} dB").replace("+", "+\n") for label, score, _ in tiles]
     label_height = 6 + 12 * max(text.count("\n") + 1 for text in texts)
     strip = []
     for text, (_, _, image) in zip(texts, tiles, strict=True):

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from restorekit.bench.report import format_value, to_markdown
+from restorekit.bench.report import format_value, load, scatter_plot, to_markdown
 from restorekit.bench.sr import PUBLISHED as PUBLISHED_SR
+from restorekit.errors import OutputError
 
 # Published PSNR (dB, float protocol) to compare with: dataset → label → {σ: PSNR}.
 FLOOR = "CBM3D, published (floor)"
@@ -439,3 +440,26 @@ def render(documents: Sequence[tuple[str | Path, dict[str, Any]]], command: str)
             skipped = dict.fromkeys(f"- {s['method']}: {s['reason']}" for s in document["skipped"])
             lines += ["Skipped:", "", *skipped, ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def write_page(files: Sequence[Path], output: Path, plot: Path | None = None) -> None:
+    """Write the page :func:`render` makes from the results ``files`` to ``output`` and, with ``plot``, the
+    quality plot of their quality summaries (:func:`restorekit.bench.report.scatter_plot`); the command line
+    written at the top is ``restorekit bench report`` with these arguments.
+
+    Raises:
+        OutputError: A folder to write into is missing (checked before anything is written), or ``output``
+            cannot be written.
+    """
+    for path in (output, plot):
+        if path is not None and not path.parent.is_dir():
+            raise OutputError(f"{path}: no such folder {path.parent} (create it first)")
+    documents = [(path, load(path)) for path in files]
+    command = "restorekit bench report " + " ".join(str(p) for p in files) + f" -o {output}"
+    if plot is not None:
+        command += f" --plot {plot}"
+        scatter_plot([row for _, doc in documents if doc["command"] == "quality" for row in doc["summary"]], plot)
+    try:
+        output.write_text(render(documents, command))
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None

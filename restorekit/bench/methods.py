@@ -7,7 +7,7 @@ denoised image of the same shape. restorekit models run through the public
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -27,7 +27,7 @@ from restorekit.inference.api import (
     super_resolve,
     tune,
 )
-from restorekit.models import create_model
+from restorekit.models import create_model, list_models
 
 # Signature of a method's work: noisy (H, W, C) float32 in [0, 1], σ (0–255), a per-pixel σ map (H, W) for a
 # method that ``takes_map``, or None → (H, W, C).
@@ -161,3 +161,15 @@ def model_method(
         sigma_range=requirements.sigma_range,
         takes_map=requirements.task == "denoise" and requirements.sigma_range is not None,
     )
+
+
+def denoisers(chosen: Sequence[str] | None, warn: Callable[[str], None] | None = None) -> list[str]:
+    """``chosen``, or every shipped plain denoiser (a tunable one runs at a setting only when named); ``warn`` is
+    told when that leaves none."""
+    names = list(chosen or [])
+    names = names or [
+        n for n in list_models() if (r := create_model(n).requirements).task == "denoise" and not r.tune_parameters
+    ]
+    if not names and warn is not None:
+        warn("no trained model ships with this install and none was given (--model); measuring peers only")
+    return names

@@ -7,7 +7,7 @@ noise; with ``"estimate"`` every method is told the same estimate, made once per
 
 Metrics compare against the clean image in [0, 1] over all pixels and channels: outputs are clipped to
 [0, 1] first; the ``noisy`` row is the input exactly as the methods got it (unclipped under the float
-protocol). PSNR is ``skimage.metrics.peak_signal_noise_ratio(data_range=1)``; SSIM is
+protocol). PSNR is :func:`restorekit.inference.metrics.psnr` (in float64); SSIM is
 ``structural_similarity(data_range=1)`` with the settings of Wang et al. (Gaussian window σ = 1.5,
 population covariance), averaged over channels. The summary averages PSNR, SSIM and the σ used over the
 images of a dataset; its ``seconds`` is the median time per image (robust to a method's first-call set-up).
@@ -33,18 +33,23 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 
 from restorekit._checks import check, check_choice
-from restorekit.bench.methods import Method
+from restorekit.bench.baselines import peers
+from restorekit.bench.methods import Method, denoisers, model_method
 from restorekit.bench.noise import PROTOCOLS, add_noise, add_shading
 from restorekit.errors import InputError
+from restorekit.inference.api import resolve_device
 from restorekit.inference.io import load_image
+from restorekit.inference.metrics import psnr
 from restorekit.inference.noise import estimate_sigma
+from restorekit.models import list_models
 from restorekit.train import camera_noise
 
 SIGMA_MODES = ("true", "estimate")
@@ -67,16 +72,6 @@ def list_images(folder: str | Path) -> list[Path]:
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     check(bool(images), f"--data {folder}", f"image files ({', '.join(IMAGE_SUFFIXES)})", "none", error=InputError)
     return images
-
-
-def psnr(clean: np.ndarray, image: np.ndarray) -> float:
-    """PSNR in dB of ``image`` against ``clean`` (both (H, W, C), [0, 1] scale).
-
-    Example:
-        >>> round(psnr(np.zeros((4, 4, 1)), np.full((4, 4, 1), 0.1)), 2)
-        20.0
-    """
-    return float(peak_signal_noise_ratio(clean.astype(np.float64), image.astype(np.float64), data_range=1))
 
 
 def ssim(clean: np.ndarray, image: np.ndarray) -> float:
@@ -301,7 +296,7 @@ def _measure(
         "method": method,
         "kind": kind,
         "sigma_used": sigma_used,
-        "psnr": psnr(clean, image),
+        "psnr": psnr(image, clean),
         "ssim": ssim(clean, image),
         "seconds": seconds,
     }
@@ -346,3 +341,113 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             parts = members[0]["removed"]
             summary[-1]["removed"] = {part: statistics.fmean(m["removed"][part] for m in members) for part in parts}
     return summary
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a run measures on: clean images ``(dataset, path)`` and real pairs ``(dataset, noisy, clean)``."""
+
+    images: list[tuple[str, Path]]
+    pairs: list[tuple[str, Path, Path]]
+
+
+def list_inputs(data: Sequence[Path], pairs: Sequence[Path], limit: int | None = None) -> Inputs:
+    """The first ``limit`` images of each folder of ``data`` (:func:`list_images`) and the first ``limit`` pairs of
+    each folder of ``pairs`` (:func:`list_pairs`); each folder's name is its dataset's."""
+    images = [(folder.name, path) for folder in data for path in list_images(folder)[:limit]]
+    return Inputs(images, [(folder.name, n, c) for folder in pairs for n, c in list_pairs(folder)[:limit]])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A ``bench quality`` run laid out: its inputs, its methods, and the settings its report records."""
+
+    inputs: Inputs
+    methods: list[Method]
+    sigmas: list[float]
+    protocols: list[str]
+    sigma_mode: str
+    degradation: str
+    skipped: list[dict[str, str]]
+    config: dict[str, Any]
+
+    command = "quality"
+
+    @property
+    def total(self) -> int:
+        """Progress steps: one per noisy input (image × σ × protocol) and one per real pair."""
+        return len(self.inputs.images) * len(self.sigmas) * len(self.protocols) + len(self.inputs.pairs)
+
+    def run(self, progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+        """Measure it: ``(rows, summary, skipped)``, the seeded noisy inputs' rows before the real pairs', and
+        the skipped peers followed by each method that could not run on some images."""
+        images, pairs = self.inputs.images, self.inputs.pairs
+        rows, unfit = evaluate(
+            images, self.methods, self.sigmas, self.protocols, self.sigma_mode, progress, self.degradation
+        )
+        real_rows, real_unfit = evaluate_pairs(pairs, self.methods, progress)
+        rows, unfit = rows + real_rows, unfit + [u for u in real_unfit if u not in unfit]
+        return rows, summarize(rows), self.skipped + unfit
+
+
+def plan(
+    data: Sequence[Path],
+    pairs: Sequence[Path],
+    models: Sequence[str] | None,
+    peer_names: Sequence[str],
+    sigmas: Sequence[float],
+    protocol: str = "float",
+    sigma_mode: str = "true",
+    degradation: str = "awgn",
+    limit: int | None = None,
+    ensemble: bool = False,
+    device: str = "auto",
+    dtype: str = "auto",
+    tile: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Plan:
+    """Lay out a quality run: the images of ``data`` and the real pairs of ``pairs`` (the first ``limit`` of each
+    folder), every model (with its ``+x8`` self-ensemble when ``ensemble``) and every installed peer.
+
+    Args:
+        models: Model names or paths; ``None``: every shipped plain denoiser (``methods.denoisers``, which tells
+            ``warn`` when there is none); the ``shading`` degradation adds :data:`SHADING_REFERENCE`.
+        peer_names: Peers (keys of :data:`restorekit.bench.baselines.PEERS`); missing packages are skipped.
+        protocol: ``float``, ``file`` or ``both``.
+        device: Where models run (resolved here, recorded in the config).
+        dtype: Model precision (``auto``, ``fp32``, ``fp16``, ``bf16``).
+    """
+    check(degradation != "real", "--degradation", "awgn or shading without --task sr", "real")
+    check(bool(data or pairs), "bench quality", "--data or --pairs folders", "neither")
+    if degradation == "shading":
+        check(
+            bool(data) and not pairs,
+            "bench quality --degradation shading",
+            "--data folders (and no --pairs)",
+            "--pairs",
+        )
+    protocols = list(PROTOCOLS) if protocol == "both" else [protocol]
+    inputs = list_inputs(data, pairs, limit)
+    device = str(resolve_device(device))
+    names = denoisers(models, warn)
+    if degradation == "shading" and SHADING_REFERENCE not in names and SHADING_REFERENCE in list_models():
+        names.append(SHADING_REFERENCE)
+    methods = [model_method(name, device, dtype, tile) for name in names]
+    if ensemble:
+        methods += [model_method(m.name, device, dtype, tile, ensemble=True, module=m.model) for m in methods]
+    available, skipped = peers(list(peer_names))
+    config = {
+        "data": [str(folder) for folder in data],
+        "pairs": [str(folder) for folder in pairs],
+        "sigmas": list(sigmas),
+        "protocols": protocols,
+        "sigma_mode": "estimate" if degradation == "shading" else sigma_mode,
+        "degradation": degradation,
+        "limit": limit,
+        "device": device,
+        "dtype": dtype,
+        "tile": tile,
+        "ensemble": ensemble,
+    }
+    methods += available
+    return Plan(inputs, methods, list(sigmas), protocols, sigma_mode, degradation, skipped, config)

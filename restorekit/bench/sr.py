@@ -27,15 +27,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 from torch import nn
 
-from restorekit._checks import check
+from restorekit._checks import check, check_choice
 from restorekit.bench.quality import list_images
 from restorekit.errors import InputError
 from restorekit.inference.api import DTYPES, auto_precision, denoise, resolve_device, super_resolve
 from restorekit.inference.io import load_image
-from restorekit.models import create_model
+from restorekit.inference.metrics import psnr
+from restorekit.models import create_model, list_models
 from restorekit.ops.resize import imresize
 
 # Published Y-channel PSNR / SSIM, bicubic degradation: (set, scale) → label → (PSNR, SSIM). Ahn et al.,
@@ -198,11 +199,11 @@ def y_psnr_ssim(hr: np.ndarray, sr: np.ndarray, shave: int) -> tuple[float, floa
     sr = np.round(np.clip(sr, 0, 1) * 255) / 255
     crop = (slice(shave, -shave), slice(shave, -shave)) if shave else (slice(None), slice(None))
     y_hr, y_sr = luma(hr)[crop], luma(sr)[crop]
-    psnr = float(peak_signal_noise_ratio(y_hr, y_sr, data_range=255))
+    value = psnr(y_sr, y_hr, data_range=255)
     ssim = structural_similarity(
         y_hr, y_sr, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
     )
-    return psnr, float(ssim)
+    return value, float(ssim)
 
 
 def evaluate(
@@ -273,3 +274,81 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for (dataset, scale, method, kind), members in groups.items()
     ]
+
+
+def upscalers(chosen: Sequence[str] | None, scale: int | None = None) -> list[str]:
+    """``chosen``, or every shipped super-resolution model (those of factor ``scale`` when it is given)."""
+    if chosen:
+        return list(chosen)
+    return [n for n in list_models() if (r := create_model(n).requirements).task == "sr" and scale in (None, r.scale)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A ``bench quality --task sr`` run laid out: the images per factor, the methods and the settings recorded."""
+
+    scales: list[int]
+    images: dict[int, list[tuple[str, Path, Path | None]]]
+    methods: list[SRMethod]
+    degradation: str
+    config: dict[str, Any]
+
+    command = "sr_quality"
+
+    @property
+    def total(self) -> int:
+        """Progress steps: one per image and factor."""
+        return sum(len(images) for images in self.images.values())
+
+    def run(self, progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+        """Measure it, factor by factor: ``(rows, summary, skipped)`` (nothing is skipped)."""
+        rows: list[dict[str, Any]] = []
+        for scale in self.scales:
+            rows += evaluate(self.images[scale], self.methods, scale, progress, self.degradation)
+        return rows, summarize(rows), []
+
+
+def plan(
+    data: Sequence[Path],
+    pairs: Sequence[Path],
+    models: Sequence[str] | None,
+    scales: Sequence[int],
+    limit: int | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    tile: int | None = None,
+    degradation: str = "bicubic",
+    chain: Sequence[str] = (),
+    warn: Callable[[str], None] | None = None,
+) -> Plan:
+    """Lay out an SR quality run: every model (default: every shipped SR model; ``warn`` is told when there is
+    none) at its own factor, ``chain`` models after the photo denoiser, and bicubic and Lanczos at every factor
+    of ``scales``, on the first ``limit`` pairs of each folder of ``data`` (:func:`list_pairs`; no real ``pairs``).
+
+    Args:
+        degradation: How the LR inputs are made: ``bicubic`` or ``real`` (:func:`load_pair`).
+    """
+    check(bool(data) and not pairs, "bench quality --task sr", "--data folders (and no --pairs)", "none")
+    check(degradation != "shading", "--degradation", "awgn (bicubic) or real with --task sr", "shading")
+    degradation = "bicubic" if degradation == "awgn" else degradation
+    for value in scales:
+        check_choice(value, (2, 3, 4), "--scale")
+    device = str(resolve_device(device))
+    names = upscalers(models)
+    if not names and warn is not None:
+        warn("no super-resolution model ships with this install and none was given (--model)")
+    methods = [sr_model_method(name, device, dtype, tile) for name in names]
+    methods += [chain_method(sr_model_method(name, device, dtype, tile), device, dtype, tile) for name in chain]
+    methods += [interpolation_method("cubic"), interpolation_method("lanczos3")]
+    images = {s: [(f.name, hr, lr) for f in data for hr, lr in list_pairs(f, s)[:limit]] for s in scales}
+    config = {
+        "data": [str(f) for f in data],
+        "degradation": degradation,
+        "chain": list(chain),
+        "scales": list(scales),
+        "limit": limit,
+        "device": device,
+        "dtype": dtype,
+        "tile": tile,
+    }
+    return Plan(list(scales), images, methods, degradation, config)

@@ -34,11 +34,14 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from restorekit._checks import check
+from restorekit.bench.crops import camera_noisy
 from restorekit.bench.noise import add_noise
-from restorekit.bench.quality import psnr
-from restorekit.inference.api import denoise, tune
+from restorekit.bench.quality import Inputs, list_inputs
+from restorekit.inference.api import denoise, resolve_device, tune
 from restorekit.inference.io import load_image
-from restorekit.inference.sweep import contact_sheet, labelled
+from restorekit.inference.metrics import psnr
+from restorekit.inference.sweep import contact_sheet, labelled, retention_nu
 from restorekit.models import create_model
 
 # run(noisy (H, W, C) in [0, 1], σ on the 0–255 scale (None: blind, real noise), ω) → restored (H, W, C)
@@ -161,8 +164,8 @@ def evaluate(
                         "kind": method.kind,
                         "w1": w[0],
                         "w2": w[1],
-                        "psnr": psnr(clean, np.clip(out, 0, 1)),
-                        "psnr_eta": psnr(target, np.clip(out, 0, 1)),
+                        "psnr": psnr(np.clip(out, 0, 1), clean),
+                        "psnr_eta": psnr(np.clip(out, 0, 1), target),
                     }
                 )
         if progress is not None:
@@ -212,6 +215,95 @@ def sweep_strip(
             w = (float(w1), 1.0 - float(w1))
             out = np.clip(method.run(noisy, sigma, w), 0, 1)
             target = np.clip(clean + w[1] * nu * (noisy - clean), 0, 1)
-            label = f"{method.kind} w1={w[0]:g}: {psnr(clean, out):.2f} / {psnr(target, out):.2f} dB"
+            label = f"{method.kind} w1={w[0]:g}: {psnr(out, clean):.2f} / {psnr(out, target):.2f} dB"
             tiles.append(labelled(out[top : top + size, left : left + size], label))
     return contact_sheet(tiles, columns=len(w1s))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A ``bench tune`` run laid out: its inputs, the contenders, the settings and what its report records."""
+
+    inputs: Inputs
+    methods: list[Contender]
+    sigmas: list[float]
+    w1s: list[float]
+    nu: float
+    protocol: str
+    config: dict[str, Any]
+
+    command = "tune"
+
+    @property
+    def total(self) -> int:
+        """Progress steps: one per real pair, or per image and σ."""
+        return len(self.inputs.pairs) or len(self.inputs.images) * len(self.sigmas)
+
+    def run(self, progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+        """Measure it: ``(rows, summary, skipped)`` (nothing is skipped)."""
+        rows = evaluate(self.cases(), self.methods, self.w1s, self.nu, progress)
+        return rows, summarize(rows), []
+
+    def cases(self) -> Iterator[Case]:
+        """The noisy inputs: the real pairs, or each image with the seeded AWGN at each σ."""
+        images, pairs = self.inputs.images, self.inputs.pairs
+        return pair_cases(pairs) if pairs else awgn_cases(images, self.sigmas, self.protocol)
+
+
+def plan(
+    data: Sequence[Path],
+    pairs: Sequence[Path],
+    tunable: str | Path,
+    fixed: str | Path,
+    retain: str | Path | None,
+    sigmas: Sequence[float],
+    w1s: Sequence[float],
+    protocol: str = "float",
+    limit: int | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    tile: int | None = None,
+) -> Plan:
+    """Lay out a tune run on the first ``limit`` images (or real pairs) of each folder: the :func:`contenders`
+    (``retain`` ``None`` or ``"none"``: no DNI) on ``device`` (resolved here), ν from the tunable model's recipe.
+
+    Args:
+        data: Folders of clean images, which get the seeded AWGN at each of ``sigmas``; or
+        pairs: folders of real noisy/clean pairs (one of the two).
+        w1s: Settings ω1 in [0, 1] (ω2 = 1 − ω1).
+        protocol: ``float`` or ``file`` (:mod:`restorekit.bench.noise`).
+    """
+    for value in w1s:
+        check(0 <= value <= 1, "--w1", "settings in [0, 1]", value)
+    check(protocol != "both", "--protocol", "float or file", "both")
+    check(bool(data) != bool(pairs), "bench tune", "--data or --pairs folders (one of them)", "both or neither")
+    inputs = list_inputs(data, pairs, limit)
+    device = str(resolve_device(device))
+    retain = None if retain is None or str(retain).lower() == "none" else retain
+    methods = contenders(tunable, fixed, retain, device, dtype, tile)
+    nu = retention_nu(create_model(str(tunable)))
+    config = {
+        "data": [str(folder) for folder in data],
+        "pairs": [str(folder) for folder in pairs],
+        "sigmas": list(sigmas),
+        "w1": list(w1s),
+        "nu": nu,
+        "protocol": protocol,
+        "limit": limit,
+        "device": device,
+        "dtype": dtype,
+        "tile": tile,
+    }
+    return Plan(inputs, methods, list(sigmas), list(w1s), nu, protocol, config)
+
+
+def plan_strip(plan: Plan, box: tuple[int, int, int], image: Path | None = None, seed: int = 0) -> np.ndarray:
+    """The :func:`sweep_strip` of a plan: of its first image at its largest σ, or, for real pairs, of the clean
+    ``image`` through the camera-noise synthesis seeded with ``seed``."""
+    if plan.inputs.pairs:
+        check(image is not None, "--strip", "--strip-image with --pairs", "none")
+        noisy, clean = camera_noisy(image, seed=seed)
+        case = Case("strip", image.name, "real", "real", clean, noisy)
+    else:
+        case = next(awgn_cases(plan.inputs.images[:1], [max(plan.sigmas)], plan.protocol))
+    return sweep_strip(case, plan.methods, plan.w1s, plan.nu, box)

@@ -19,6 +19,7 @@ from torch import nn
 
 from restorekit._checks import check
 from restorekit.inference import api
+from restorekit.inference.metrics import psnr
 
 LABEL_HEIGHT = 18
 DEFAULT_NU = 0.9
@@ -33,12 +34,6 @@ def sweep_settings(count: int) -> list[tuple[float, float]]:
     """
     check(isinstance(count, int) and count >= 2, "sweep", "a number of settings ≥ 2", count)
     return [(i / (count - 1), 1.0 - i / (count - 1)) for i in range(count)]
-
-
-def psnr(image: np.ndarray, target: np.ndarray) -> float:
-    """PSNR in dB of two arrays in [0, 1] (``inf`` if equal)."""
-    mse = float(np.mean((image.astype(np.float64) - target.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
 def retention_nu(model: nn.Module) -> float:

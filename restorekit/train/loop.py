@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 import restorekit
 from restorekit._checks import check
 from restorekit.errors import UsageError
+from restorekit.inference.metrics import psnr
 from restorekit.layers.tunable import expand_state_dict
 from restorekit.layers.tv_conv import frame_coordinates
 from restorekit.models._registry import architecture, create_model
@@ -57,7 +58,6 @@ from restorekit.train.data import (
 )
 from restorekit.train.degradations import degrade_real, degraded_pairs
 from restorekit.train.losses import LOSSES, multi_loss, noise_target, texture_loss, unsharp_mask
-from restorekit.train.metrics import psnr
 from restorekit.train.shading import add_shaded_noise
 
 CHECKPOINT = "checkpoint.safetensors"

@@ -10,9 +10,10 @@ import pytest
 
 from restorekit.bench.baselines import PEERS
 from restorekit.bench.methods import model_method
-from restorekit.bench.quality import OPPONENT, evaluate, list_images, psnr, ssim, summarize
+from restorekit.bench.quality import OPPONENT, evaluate, list_images, ssim, summarize
 from restorekit.errors import InputError
 from restorekit.inference.io import load_image
+from restorekit.inference.metrics import psnr
 from restorekit.inference.noise import estimate_sigma
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval"
@@ -98,7 +99,7 @@ def test_gray_images_skip_colour_models(gray_dir: Path, tiny_model: Path):
 
 def test_metrics():
     clean = np.zeros((16, 16, 1))
-    assert psnr(clean, clean + 0.1) == pytest.approx(20.0)
+    assert psnr(clean + 0.1, clean) == pytest.approx(20.0)
     assert ssim(clean + 0.5, clean + 0.5) == pytest.approx(1.0)
 
 

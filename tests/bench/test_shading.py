@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 
 from restorekit.bench.methods import model_method
 from restorekit.bench.noise import add_noise, add_shading
-from restorekit.bench.quality import evaluate, list_images, psnr, summarize
+from restorekit.bench.quality import evaluate, list_images, summarize
 from restorekit.cli.app import app
 from restorekit.inference.api import denoise
 from restorekit.inference.io import load_image
+from restorekit.inference.metrics import psnr
 from restorekit.models._weights import save_model
 from restorekit.models.acdanet import ACDANet
 from tests.models.test_tv_acdanet import randomized
@@ -57,12 +58,12 @@ def test_every_method_gets_the_same_input_and_the_oracle_the_map(colour_dir: Pat
     path = images[0][1]
     clean = load_image(path).pixels
     noisy, level = add_shading(clean, path.name, 15, "float")
-    assert by[path.name, "noisy"]["psnr"] == pytest.approx(psnr(clean, noisy), abs=1e-9)
+    assert by[path.name, "noisy"]["psnr"] == pytest.approx(psnr(noisy, clean), abs=1e-9)
     oracle = by[path.name, "mallenet_s.tinytest+oracle"]
     assert oracle["kind"] == "oracle" and oracle["sigma_used"] == pytest.approx(float(level.mean()), rel=1e-6)
     module = methods[1].model
     direct = np.clip(denoise(noisy, sigma=level, model=module, device="cpu", dtype="fp32"), 0, 1)
-    assert oracle["psnr"] == pytest.approx(psnr(clean, direct), abs=1e-9)
+    assert oracle["psnr"] == pytest.approx(psnr(direct, clean), abs=1e-9)
     assert by[path.name, "tv_acdanet_s.tinytest"]["sigma_used"] is None  # blind
     assert by[path.name, "mallenet_s.tinytest"]["sigma_used"] > 0  # told the estimate
     summary = summarize(rows)

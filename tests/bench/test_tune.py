@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from restorekit.bench import tune as bench_tune
 from restorekit.bench.docs import render
-from restorekit.bench.quality import list_pairs, psnr
+from restorekit.bench.quality import list_pairs
 from restorekit.cli.app import app
 from restorekit.inference.io import load_image, save_image
+from restorekit.inference.metrics import psnr
 from restorekit.models._weights import save_model
 from restorekit.models.mallenet import MalleNet
 from tests.conftest import tiny_mallenet, tiny_tunable
@@ -119,7 +120,7 @@ def test_real_pairs_score_against_the_clean_reference_and_the_real_noise(colour_
     tunable = next(r for r in rows if r["kind"] == "tunable" and r["image"] == pairs[0][1].name and r["w1"] == 0.0)
     out = bench_tune.tune(noisy, (0.0, 1.0), model=str(weights["tunable"]), device="cpu", dtype="fp32")
     target = np.clip(clean + 0.9 * (noisy - clean), 0, 1)  # PSNRη at (0, 1): against y + ν(z − y) of the real pair
-    assert tunable["psnr_eta"] == pytest.approx(psnr(target, np.clip(out, 0, 1)), abs=1e-6)
+    assert tunable["psnr_eta"] == pytest.approx(psnr(np.clip(out, 0, 1), target), abs=1e-6)
 
 
 def test_cli_real_pairs_and_the_camera_noise_strip(colour_dir: Path, weights, tmp_path: Path):

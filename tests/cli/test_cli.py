@@ -578,7 +578,7 @@ def test_piped_models_table_keeps_each_row_on_one_line():
 
 
 def test_piped_bench_tables_keep_each_row_on_one_line(capsys):
-    from restorekit.cli.bench import _emit
+    from restorekit.cli.bench._common import emit as _emit
 
     rows = [{"method": f"method_{'x' * 60}_{i}", "size": 512, "ms": 213.4 * i, "note": "n" * 80} for i in (1, 2)]
     _emit({"rows": rows, "skipped": []}, rows, title="latency", json=False, save=[])

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from restorekit.errors import UsageError
+from restorekit.inference.metrics import psnr
 from restorekit.train.camera_noise import (
     CameraNoiseConfig,
     add_noise,
@@ -88,10 +89,6 @@ def bilinear_demosaic(raw: torch.Tensor) -> torch.Tensor:
     red_blue = torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 4
     kernels = torch.stack([red_blue, green, red_blue])[:, None].float()
     return F.conv2d(F.pad(bayer * masks, (1, 1, 1, 1), mode="reflect"), kernels, groups=3)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(-10 * torch.log10(((a - b) ** 2).mean()))
 
 
 # (a) round trip without noise
