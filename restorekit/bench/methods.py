@@ -143,17 +143,16 @@ def model_method(
         def run(noisy: np.ndarray, sigma: float | np.ndarray | None) -> np.ndarray:
             return denoise(noisy, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
 
-    metadata = getattr(module, "metadata", {})
     precision = dtype if dtype in DTYPES else f"auto: {auto_precision(requirements, resolve_device(device), module)}"
     views = ", self-ensemble of 8 flips/rotations" if ensemble else ""
     views += setting
     return Method(
-        name=getattr(module, "name", str(model)) + ("+x8" if ensemble else ""),
+        name=module.name + ("+x8" if ensemble else ""),
         kind="reference" if str(model) in speed_refs.SPEED_REFERENCES else "restorekit",
         channels=(requirements.in_channels,),
         needs_sigma=requirements.sigma_range is not None,
         input="float32",
-        license=metadata.get("license", "unspecified"),
+        license=module.metadata.get("license", "unspecified"),
         settings=f"device {device}, dtype {precision}, tile {'auto' if tile is None else tile}{views}",
         run=run,
         parameters=sum(p.numel() for p in module.parameters()),

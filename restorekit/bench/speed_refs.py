@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restorekit.models._base import Requirements
+from restorekit.models._base import Model, Requirements
 
 
-class FFDNetShape(nn.Module):
+class FFDNetShape(Model):
     """FFDNet's layout with random weights. Shape: ``x (B, C, H, W), sigma (B, 1, H, W) → (B, C, H, W)``."""
 
     def __init__(self, channels: int = 3):
@@ -39,7 +39,7 @@ class FFDNetShape(nn.Module):
         return F.pixel_shuffle(self.body(inputs), 2)
 
 
-class DnCNNShape(nn.Module):
+class DnCNNShape(Model):
     """DnCNN's layout with random weights. Shape: ``x (B, C, H, W), sigma (ignored) → (B, C, H, W)``."""
 
     def __init__(self, channels: int = 3):

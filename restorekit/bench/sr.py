@@ -116,11 +116,11 @@ def sr_model_method(
 
     precision = dtype if dtype in DTYPES else f"auto: {auto_precision(requirements, resolve_device(device), module)}"
     return SRMethod(
-        name=getattr(module, "name", str(model)),
+        name=module.name,
         kind="restorekit",
         scales=(requirements.scale,),
         settings=f"device {device}, dtype {precision}, tile {'auto' if tile is None else tile}",
-        license=getattr(module, "metadata", {}).get("license", "unspecified"),
+        license=module.metadata.get("license", "unspecified"),
         run=run,
         parameters=sum(p.numel() for p in module.parameters()),
         model=module,

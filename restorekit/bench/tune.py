@@ -94,7 +94,7 @@ def interpolate(fixed: nn.Module, retain: nn.Module, w1: float) -> nn.Module:
     state = {k: w1 * v + (1 - w1) * retain.state_dict()[k] for k, v in fixed.state_dict().items()}
     model = type(fixed)(**fixed.hyperparameters)
     model.load_state_dict(state)
-    model.name = f"dni({getattr(fixed, 'name', 'fixed')}, {getattr(retain, 'name', 'retain')})"
+    model.name = f"dni({fixed.name}, {retain.name})"
     return model.eval()
 
 
@@ -111,7 +111,7 @@ def contenders(
     options = {"device": device, "dtype": dtype, "tile": tile}
     methods = [
         Contender(
-            getattr(tunable_model, "name", str(tunable)),
+            tunable_model.name,
             "tunable",
             lambda noisy, sigma, w: tune(noisy, w, sigma=sigma, model=tunable_model, **options),
         )
@@ -128,7 +128,7 @@ def contenders(
         methods.append(Contender(interpolate(fixed_model, retain_model, 1.0).name, "dni", run_dni))
     methods.append(
         Contender(
-            getattr(fixed_model, "name", str(fixed)),
+            fixed_model.name,
             "fixed",
             lambda noisy, sigma, w: denoise(noisy, sigma=sigma, model=fixed_model, **options),
             uses_w=False,

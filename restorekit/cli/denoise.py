@@ -78,7 +78,7 @@ def _check_sigma_range(level: float | str | None, model: str | None, target: tor
             continue  # no default for these channels ships: such files fail on their own
         low, high = net.requirements.sigma_range or (0.0, float("inf"))
         if isinstance(level, float) and not low <= level <= high:
-            name = model or getattr(net, "name", "the default model")
+            name = model or net.name
             fail("--sigma", f"a noise level in [{low:g}, {high:g}] for {name}", level)
 
 

@@ -101,7 +101,7 @@ def sr(
         check_choice(bit_depth, BIT_DEPTHS, "--bit-depth")
     target = api.resolve_device(device)
     net = api.get_model(model, 3, target, kind=f"sr{scale}")  # a bad name or a missing model stops here, once
-    name, req = getattr(net, "name", model), net.requirements
+    name, req = net.name, net.requirements
     check(req.task == "sr", "--model", "a super-resolution model", f"{name} ({req.task})")
     check(req.scale == scale, "--model", f"a ×{scale} model (--scale {scale})", f"{name} (×{req.scale})")
     jobs = plan_jobs(inputs, output, recursive, suffix, default_suffix=f"_x{scale}")

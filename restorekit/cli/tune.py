@@ -175,7 +175,7 @@ def tune(
     omega = parse_omega(w) if w is not None else None
     if omega is not None:  # once here, not once per file (a shipped default's domain is the colour model's)
         net, _ = api.tunable_model(model, level, 3, target)
-        api.check_omega(omega, net.requirements, getattr(net, "name", str(model)), what="--w")
+        api.check_omega(omega, net.requirements, net.name, what="--w")
     jobs = plan_jobs(inputs, output, recursive, suffix, default_suffix="_tuned" if omega else "_sweep")
     limit = _max_pixels_from_env() if max_pixels is None else max_pixels
     task = TuneTask(

@@ -36,7 +36,7 @@ from restorekit.inference.io import image_to_tensor, tensor_to_pixels
 from restorekit.inference.noise import camera_noise_hint, estimate_sigma
 from restorekit.layers import fuse
 from restorekit.layers.tv_conv import frame_coordinates
-from restorekit.models import Requirements, create_model, default_model
+from restorekit.models import Model, Requirements, create_model, default_model
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -188,6 +188,11 @@ def get_model(
             "an nn.Module with a `requirements` attribute (restorekit.models.Requirements)",
             type(model).__name__,
         )
+        if not isinstance(model, Model):  # a caller's own module: named after its class, no metadata (as a Model)
+            if not hasattr(model, "name"):
+                model.name = type(model).__name__
+            if not hasattr(model, "metadata"):
+                model.metadata = {}
         return model.to(device).eval()
     name = str(model) if model is not None else default_model(channels, kind)
     path = Path(name)
@@ -287,7 +292,7 @@ def _unview(x: torch.Tensor, turns: int, mirror: bool) -> torch.Tensor:
     return x.flip(-1) if mirror else x
 
 
-def auto_precision(requirements: Requirements, device: torch.device, net: nn.Module | None = None) -> str:
+def auto_precision(requirements: Requirements, device: torch.device, net: Model | None = None) -> str:
     """What ``dtype="auto"`` runs in: fp32 but on the CPU for a half-safe model, where bf16 may be faster.
 
     There, for a trained model (one loaded from a weights file, whose metadata names it), the faster of fp32 and
@@ -299,7 +304,7 @@ def auto_precision(requirements: Requirements, device: torch.device, net: nn.Mod
     """
     if device.type != "cpu" or not requirements.half_safe:
         return "fp32"
-    metadata = getattr(net, "metadata", None)
+    metadata = net.metadata if net is not None else None
     if not metadata or "name" not in metadata:
         return "bf16" if runtime.cpu_has_native_bf16() else "fp32"
     side = 128 if requirements.task == "sr" else 256
@@ -411,7 +416,7 @@ def _run(
     req: Requirements = net.requirements
     channels = pixels.shape[2]
     if req.layout_aware:
-        name = getattr(net, "name", type(net).__name__)
+        name = net.name
         notes.append(f"{name} is layout-aware: it takes the image for the whole, uncropped frame")
         height, width = pixels.shape[:2]
         level = sigma_value if isinstance(sigma_value, torch.Tensor) else torch.full((1, 1, height, width), sigma_value)
@@ -448,7 +453,7 @@ def _run(
             precision = "fp32"
             out, used_tile = run(precision)
     if not bool(torch.isfinite(out).all()):  # never clamped into a plausible-looking output
-        name = getattr(net, "name", type(net).__name__)
+        name = net.name
         raise WeightsError(
             f"model {name} produced NaN or Inf values even in fp32 (corrupt weights, or pixel values far outside "
             "[0, 1]); no output"
@@ -675,11 +680,11 @@ def _resolve(spec: Restoration, channels: int) -> _Resolved:
     target = resolve_device(spec.device)
     if spec.task == "tune":
         net, note = tunable_model(spec.model, spec.sigma, channels, target)
-        return _Resolved(net, getattr(net, "name", type(net).__name__), target, note)
+        return _Resolved(net, net.name, target, note)
     chosen, note = photo_model(spec.model, spec.sigma, channels) if spec.task == "denoise" else (spec.model, None)
     net = _prepared(get_model(chosen, channels, target, kind=spec.kind), target)
     req: Requirements = net.requirements
-    name = getattr(net, "name", type(net).__name__)
+    name = net.name
     if spec.task == "sr":
         check(req.task == "sr", "model", "a super-resolution model", f"{name} ({req.task})")
         check(req.scale == spec.scale, "model", f"a ×{spec.scale} model", f"{name} (×{req.scale})")
@@ -725,7 +730,7 @@ def restore(pixels: np.ndarray, spec: Restoration) -> tuple[np.ndarray, RunInfo]
         w = check_omega(spec.w, net.requirements, resolved.name)
         net = _prepared(get_model(fold_tunable(net, w), channels, target), target)
     req: Requirements = net.requirements
-    name = getattr(net, "name", type(net).__name__)
+    name = net.name
     precision = spec.dtype if spec.dtype in DTYPES else auto_precision(req, target, net)
 
     started = time.perf_counter()

@@ -38,7 +38,7 @@ def sweep_settings(count: int) -> list[tuple[float, float]]:
 
 def retention_nu(model: nn.Module) -> float:
     """ν of a trained tunable model (the fraction of noise its ω = (0, 1) keeps), from its recipe; else 0.9."""
-    recipe = getattr(model, "metadata", {}).get("recipe")
+    recipe = model.metadata.get("recipe")
     tune = (yaml.safe_load(recipe) or {}).get("tune") if recipe else None
     return float(tune["nu"]) if tune and "nu" in tune else DEFAULT_NU
 

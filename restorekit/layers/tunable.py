@@ -250,9 +250,9 @@ def expand_state_dict(model: nn.Module, plain: dict[str, torch.Tensor]) -> dict[
     return state
 
 
-def fold_into(model: nn.Module, plain: type[nn.Module], w: torch.Tensor | tuple[float, ...], name: str) -> nn.Module:
+def fold_into(model: nn.Module, plain: type[nn.Module], w: torch.Tensor | tuple[float, ...]) -> nn.Module:
     """The plain twin (class ``plain``, built from ``model``'s hyper-parameters but ``params``) that a tunable
-    ``model`` computes at one setting ``w`` (p values), on its device, in eval mode, named ``model.name`` or ``name``.
+    ``model`` computes at one setting ``w`` (p values), on its device, in eval mode, named ``model.name``.
     """
     params = model.hyperparameters["params"]
     w = torch.as_tensor(w, dtype=torch.float32)
@@ -260,7 +260,7 @@ def fold_into(model: nn.Module, plain: type[nn.Module], w: torch.Tensor | tuple[
     twin = plain(**{k: v for k, v in model.hyperparameters.items() if k != "params"})
     twin.load_state_dict(fold_state_dict(model, w), strict=True)
     twin = twin.to(next(model.parameters()).device)
-    twin.name = getattr(model, "name", name)
+    twin.name = model.name
     return twin.eval()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -46,6 +47,29 @@ class Requirements:
     tune_parameters: tuple[str, ...] = ()
     tune_domain: str | None = None
     layout_aware: bool = False
+
+
+class Model(nn.Module):
+    """The base of every restorekit model: what it needs (``requirements``) and who it is (``name``, ``metadata``).
+
+    A model built by its constructor is named after its class and carries no metadata; whoever loads it names it:
+    :func:`~restorekit.models.create_model` (``arch_variant`` for an untrained architecture) and the weights loader
+    (``arch_variant.tag`` and the file's metadata, see :mod:`restorekit.models._weights`).
+
+    Attributes:
+        requirements: What the model needs from its input and supports (:class:`Requirements`).
+        name: ``arch_variant.tag`` for trained weights, ``arch_variant`` for an untrained architecture.
+        metadata: The weights file's metadata, JSON fields decoded (empty for a model not loaded from a file).
+    """
+
+    requirements: Requirements
+    name: str
+    metadata: dict[str, Any]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = type(self).__name__
+        self.metadata = {}
 
 
 def store_hyperparameters(init):

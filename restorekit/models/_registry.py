@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from restorekit._checks import fail
 from restorekit.errors import WeightsError
+from restorekit.models._base import Model
 from restorekit.models.average import SEPARATOR, ModelAverage
 
 
@@ -24,17 +24,17 @@ class Architecture:
     """A registered architecture: ``name`` (``arch_variant``), its family class and variant builder."""
 
     name: str
-    family: type[nn.Module]
-    build: Callable[..., nn.Module]
+    family: type[Model]
+    build: Callable[..., Model]
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
 
 
-def register_architecture(family: type[nn.Module]):
+def register_architecture(family: type[Model]):
     """Decorate a variant builder ``def mallenet_s(**overrides) -> MalleNet`` to register it by name."""
 
-    def decorator(build: Callable[..., nn.Module]):
+    def decorator(build: Callable[..., Model]):
         _ARCHITECTURES[build.__name__] = Architecture(build.__name__, family, build)
         return build
 
@@ -65,7 +65,7 @@ def list_models() -> list[str]:
     return sorted(_weights.shipped())
 
 
-def create_model(name: str, pretrained: bool = True, device: str | torch.device | None = None) -> nn.Module:
+def create_model(name: str, pretrained: bool = True, device: str | torch.device | None = None) -> Model:
     """Build a model by name, in eval mode.
 
     Args:

@@ -12,9 +12,11 @@ Metadata keys (all values are strings; structured ones are JSON):
     ``omega``            tunable models only, JSON: what each interactive parameter ω_i does, the domain of ω
                          and the training objective that gives them that meaning
 
-Integrity. The shipped weights are listed in ``manifest.json`` beside them (:data:`MANIFEST`): each file's SHA-256
-and size, written by :func:`write_manifest` (``python -m restorekit.models._weights``, and by :func:`save_model`
-whenever it writes into the shipped folder); a test keeps it equal to the files. Loading a shipped file checks it
+The shipped models. ``manifest.json`` beside the weights (:data:`MANIFEST`) is the list of the trained models that
+ship: a file it names is a model (``<arch_variant.tag>.safetensors``), any other file in the folder is not. Each entry
+holds the file's SHA-256 and size. :func:`save_model` adds the file it writes into the shipped folder (publishing a
+model); ``python -m restorekit.models._weights`` rewrites the listed files' entries (:func:`write_manifest`); a test
+keeps them equal to the files. Loading a shipped file checks it
 against the manifest — its size always, its SHA-256 once per size and modification time (remembered in
 ``$RESTOREKIT_CACHE_DIR/weights-verified.json``, so start-up stays fast) — and refuses a file that differs, or
 that the manifest does not list. Every weights file, shipped or not, is refused when a tensor holds NaN or Inf,
@@ -29,6 +31,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from torch import nn
 
 from restorekit._checks import fail
 from restorekit.errors import WeightsError
+from restorekit.models._base import Model
 from restorekit.models._registry import architecture
 
 FORMAT = "restorekit-weights/1"
@@ -55,8 +59,9 @@ def weights_dir() -> Path:
 
 
 def shipped() -> dict[str, Path]:
-    """Shipped trained models: ``arch_variant.tag`` → weights path."""
-    return {p.name.removesuffix(".safetensors"): p for p in weights_dir().glob("*.safetensors")}
+    """Shipped trained models, as the manifest lists them: ``arch_variant.tag`` → weights path."""
+    folder = weights_dir()
+    return {name.removesuffix(".safetensors"): folder / name for name in read_manifest(folder)}
 
 
 def shipped_path(name: str) -> Path:
@@ -90,7 +95,7 @@ def save_model(model: nn.Module, path: str | Path, name: str, **metadata: Any) -
     tmp.write_bytes(save(tensors, metadata=header))  # a plain write, so the umask sets the mode (save_file: 0600)
     tmp.replace(path)
     if _shipped_folder(path):
-        write_manifest(path.parent)
+        write_manifest(path.parent, add=[path.name])
 
 
 def file_record(path: str | Path) -> dict[str, Any]:
@@ -102,19 +107,28 @@ def file_record(path: str | Path) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "size": Path(path).stat().st_size}
 
 
-def build_manifest(folder: str | Path | None = None) -> dict[str, Any]:
-    """The manifest of the weights files in ``folder`` (default: the shipped folder): each one's SHA-256 and size."""
+def build_manifest(folder: str | Path | None = None, add: Sequence[str] = ()) -> dict[str, Any]:
+    """The manifest of ``folder`` (default: the shipped folder) as its files are now: the SHA-256 and size of each
+    file its manifest lists (none where it has none yet), and of the files named in ``add``.
+
+    Raises:
+        WeightsError: A listed or added file is missing.
+    """
     folder = Path(folder) if folder is not None else weights_dir()
-    files = {p.name: file_record(p) for p in sorted(folder.glob("*.safetensors"))}
-    return {"format": MANIFEST_FORMAT, "files": files}
+    names = sorted({*(read_manifest(folder) if (folder / MANIFEST).is_file() else {}), *add})
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        raise WeightsError(f"weights manifest {folder / MANIFEST} lists missing files: {', '.join(missing)}")
+    return {"format": MANIFEST_FORMAT, "files": {name: file_record(folder / name) for name in names}}
 
 
-def write_manifest(folder: str | Path | None = None) -> Path:
-    """Write ``manifest.json`` for the weights files in ``folder`` (default: the shipped folder); its path."""
+def write_manifest(folder: str | Path | None = None, add: Sequence[str] = ()) -> Path:
+    """Write ``manifest.json`` of ``folder`` (default: the shipped folder), listing what it lists and ``add``
+    (file names in ``folder``), each with its SHA-256 and size as the file is now; its path."""
     folder = Path(folder) if folder is not None else weights_dir()
     path = folder / MANIFEST
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(build_manifest(folder), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(build_manifest(folder, add), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -223,7 +237,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_model(path: str | Path) -> nn.Module:
+def load_model(path: str | Path) -> Model:
     """Build the model a weights file describes and load its tensors strictly.
 
     A shipped file is first checked against the manifest (:func:`verify_shipped`); every file's tensors must be
@@ -286,5 +300,5 @@ def describe(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-if __name__ == "__main__":  # python -m restorekit.models._weights [FOLDER]: regenerate the manifest
-    print(write_manifest(sys.argv[1] if len(sys.argv) > 1 else None))
+if __name__ == "__main__":  # python -m restorekit.models._weights [FOLDER [FILE …]]: rewrite, and list FILEs too
+    print(write_manifest(sys.argv[1] if len(sys.argv) > 1 else None, add=sys.argv[2:]))

@@ -23,11 +23,11 @@ from torch import nn
 from restorekit.layers import InvertedBottleneck
 from restorekit.layers.acda import MIXERS, DynamicBottleneck
 from restorekit.layers.tv_conv import frame_coordinates
-from restorekit.models._base import Requirements, store_hyperparameters
+from restorekit.models._base import Model, Requirements, store_hyperparameters
 from restorekit.models._registry import register_architecture
 
 
-class ACDANet(nn.Module):
+class ACDANet(Model):
     """Blind real-noise denoiser with ACDA dynamic bottlenecks at a quarter of the resolution.
 
     Args:

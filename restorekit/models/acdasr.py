@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from restorekit.layers.acda import MIXERS, DynamicBottleneck
-from restorekit.models._base import Requirements, store_hyperparameters
+from restorekit.models._base import Model, Requirements, store_hyperparameters
 from restorekit.models._registry import register_architecture
 
 SCALES = (2, 3, 4)
 
 
-class ACDASR(nn.Module):
+class ACDASR(Model):
     """Super-resolution network: ACDA bottlenecks on the low-resolution grid, pixel-shuffle tail, bicubic skip.
 
     Args:

@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from restorekit.errors import WeightsError
-from restorekit.models._base import Requirements
+from restorekit.models._base import Model, Requirements
 
 SEPARATOR = "+"
 
 
-class ModelAverage(nn.Module):
+class ModelAverage(Model):
     """The mean of its members' outputs.
 
     Args:
@@ -32,9 +32,9 @@ class ModelAverage(nn.Module):
         ``x (B, C, H, W)``, ``sigma`` as the members take it → ``(B, C, H, W)``.
     """
 
-    def __init__(self, members: Sequence[nn.Module]):
+    def __init__(self, members: Sequence[Model]):
         super().__init__()
-        names = [getattr(member, "name", type(member).__name__) for member in members]
+        names = [member.name for member in members]
         if len(members) < 2:
             raise WeightsError(f"an average needs two or more models, got {len(members)}")
         reqs = [member.requirements for member in members]
@@ -53,7 +53,7 @@ class ModelAverage(nn.Module):
             raise WeightsError(f"{SEPARATOR.join(names)}: the members' σ ranges do not overlap")
         self.members = nn.ModuleList(members)
         self.name = SEPARATOR.join(names)
-        self.metadata = {"name": self.name, "members": [getattr(member, "metadata", {}) for member in members]}
+        self.metadata = {"name": self.name, "members": [member.metadata for member in members]}
         self.requirements = Requirements(
             task="denoise",
             in_channels=first.in_channels,

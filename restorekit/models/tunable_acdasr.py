@@ -15,7 +15,6 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from restorekit.layers.tunable import (
     TunableConv2d,
@@ -24,14 +23,14 @@ from restorekit.layers.tunable import (
     TunableSequential,
     fold_into,
 )
-from restorekit.models._base import store_hyperparameters
+from restorekit.models._base import Model, store_hyperparameters
 from restorekit.models._registry import register_architecture
 from restorekit.models.acdasr import ACDASR
 
 OMEGA = ("fidelity", "detail")
 
 
-class TunableACDASR(nn.Module):
+class TunableACDASR(Model):
     """ACDA-SR with tunable layers; hyper-parameters as :class:`ACDASR` (ACDA mixers) plus the number of experts.
 
     Shape:
@@ -86,7 +85,7 @@ class TunableACDASR(nn.Module):
             >>> type(model.fold((0.3, 0.7))).__name__
             'ACDASR'
         """
-        return fold_into(self, ACDASR, w, "tunable_acdasr")
+        return fold_into(self, ACDASR, w)
 
 
 @register_architecture(TunableACDASR)

@@ -26,14 +26,14 @@ from restorekit.layers.tunable import (
     TunableSequential,
     fold_into,
 )
-from restorekit.models._base import Requirements, store_hyperparameters
+from restorekit.models._base import Model, Requirements, store_hyperparameters
 from restorekit.models._registry import register_architecture
 from restorekit.models.mallenet import LEVELS, MalleNet
 
 OMEGA = ("remove noise", "keep grain and fine detail")
 
 
-class TunableMalleNet(nn.Module):
+class TunableMalleNet(Model):
     """MalleNet with tunable layers; hyper-parameters as :class:`MalleNet` plus the number of experts.
 
     Args:
@@ -110,7 +110,7 @@ class TunableMalleNet(nn.Module):
             >>> type(model.fold((0.3, 0.7))).__name__
             'MalleNet'
         """
-        return fold_into(self, MalleNet, w, "tunable_mallenet")
+        return fold_into(self, MalleNet, w)
 
 
 @register_architecture(TunableMalleNet)

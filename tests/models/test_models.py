@@ -5,7 +5,7 @@ import torch
 from restorekit.errors import WeightsError
 from restorekit.inference.metrics import psnr
 from restorekit.models import create_model, list_architectures, list_models
-from restorekit.models._base import Requirements
+from restorekit.models._base import Model, Requirements
 from restorekit.models._weights import load_model, read_metadata, save_model, shipped_path
 from restorekit.models.mallenet import MalleNet
 
@@ -122,6 +122,17 @@ def test_hyperparameters_are_recorded():
     assert model.hyperparameters["in_channels"] == 1
     assert model.hyperparameters["blocks"] == [1, 1, 1, 1]
     assert model.requirements.in_channels == model.requirements.out_channels == 1
+
+
+def test_a_model_carries_its_identity_from_whoever_built_it(tmp_path):
+    model = tiny_mallenet()
+    assert isinstance(model, Model) and (model.name, model.metadata) == ("MalleNet", {})
+    untrained = create_model("mallenet_s", pretrained=False)
+    assert (untrained.name, untrained.metadata) == ("mallenet_s", {})
+    save_model(model, tmp_path / "tiny.safetensors", name="mallenet_s.tiny", license="test")
+    loaded = load_model(tmp_path / "tiny.safetensors")
+    assert loaded.name == "mallenet_s.tiny" and loaded.metadata == read_metadata(tmp_path / "tiny.safetensors")
+    assert loaded.metadata["license"] == "test"
 
 
 def test_weights_round_trip(tmp_path):

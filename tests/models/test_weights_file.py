@@ -71,6 +71,19 @@ def test_a_damaged_shipped_file_is_refused_and_a_verified_one_is_not_hashed_agai
         load_model(shipped_copy.parent / "extra.safetensors")
 
 
+def test_only_the_files_the_manifest_lists_are_models(shipped_copy):
+    from restorekit.models import _weights, list_models
+
+    (shipped_copy.parent / "mallenet_s.stray.safetensors").write_bytes(shipped_copy.read_bytes())
+    assert list_models() == ["mallenet_s.tiny_test"]  # a weights-shaped name is not enough
+    with pytest.raises(WeightsError, match="expected a shipped model name"):
+        _weights.shipped_path("mallenet_s.stray")
+    _weights.write_manifest()  # rewriting the manifest keeps the list as it was
+    assert list_models() == ["mallenet_s.tiny_test"]
+    _weights.write_manifest(add=["mallenet_s.stray.safetensors"])  # listing a file makes it a model
+    assert list_models() == ["mallenet_s.stray", "mallenet_s.tiny_test"]
+
+
 def test_a_tensor_with_nan_or_inf_is_refused(tmp_path, tiny_model):
     for value in (float("nan"), float("inf")):
         with torch.no_grad():
