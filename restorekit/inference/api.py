@@ -425,10 +425,11 @@ def _run(
         if net not in _bytes_per_pixel:
             _bytes_per_pixel[net] = tiling.bytes_per_pixel(net, req, target)
         tile = tiling.auto_tile(_bytes_per_pixel[net], req, target)
+    x = image_to_tensor(pixels)  # the image's one conversion; a gray model's planes are slices of it
     if channels > req.in_channels:
-        planes = [image_to_tensor(pixels[..., c : c + 1]) for c in range(channels)]
+        planes = [x[:, c : c + 1] for c in range(channels)]
     else:
-        planes = [image_to_tensor(pixels).expand(-1, req.in_channels, -1, -1).contiguous()]
+        planes = [x.expand(-1, req.in_channels, -1, -1).contiguous()]
 
     def run(precision: str) -> tuple[torch.Tensor, int | None]:
         fn = _tile_fn(net, target, DTYPES[precision])

@@ -174,13 +174,13 @@ def test_a_stop_signal_at_any_line_of_a_claimed_run_leaves_no_claim_or_temp_file
     import typer
 
     from restorekit.cli import _batch, _claims, _signals
-    from restorekit.inference import io as rio
+    from restorekit.inference.io import atomic
 
     source = tmp_path / "a.png"
     source.write_bytes(b"input")
 
     def process(src: Path, target: Path) -> dict:
-        rio._write_atomically(target, b"output", overwrite=False)
+        atomic._write_atomically(target, b"output", overwrite=False)
         return {}
 
     @dataclass(frozen=True, kw_only=True)
@@ -189,7 +189,7 @@ def test_a_stop_signal_at_any_line_of_a_claimed_run_leaves_no_claim_or_temp_file
             return process
 
     task = Write(model=None, device="cpu", tile=None, precision="fp32", bit_depth=None, max_pixels=1, overwrite=False)
-    watched = {_batch.__file__, _claims.__file__, rio.__file__}
+    watched = {_batch.__file__, _claims.__file__, atomic.__file__}
     for line in range(1, 2000):
         target = tmp_path / f"out{line}" / "a.png"
         for name, value in (("phase", "work"), ("received", None), ("raised", False), ("deferred", 0)):

@@ -21,8 +21,7 @@ from PIL import Image as PILImage
 from PIL import ImageFile, TiffImagePlugin, WebPImagePlugin
 
 from restorekit.errors import InputError
-from restorekit.inference import io as rio
-from restorekit.inference.io import MAX_TIFF_IFDS, check_input_file, load_image
+from restorekit.inference.io import MAX_TIFF_IFDS, budget, check_input_file, load_image
 
 _spec = importlib.util.spec_from_file_location("hostile_corpus", Path(__file__).parents[1] / "hostile_corpus.py")
 corpus = importlib.util.module_from_spec(_spec)
@@ -126,7 +125,7 @@ def test_the_issue_jpeg_bomb_under_the_pixel_limit(tmp_path, monkeypatch):
     struct.pack_into(">HH", data, sof + 5, 12000, 12000)
     path = tmp_path / "bomb.jpg"
     path.write_bytes(bytes(data))
-    assert len(data) < 16_000 and rio.DEFAULT_MAX_PIXELS > 12000**2
+    assert len(data) < 16_000 and budget.DEFAULT_MAX_PIXELS > 12000**2
     forbid_decoding(monkeypatch)
     with pytest.raises(InputError, match="12000×12000 pixels, more than the JPEG data"):
         load_image(path)
@@ -231,4 +230,4 @@ def test_pixel_counts_read_in_sensible_units(tmp_path):
     PILImage.new("RGB", (64, 64)).save(path)
     with pytest.raises(InputError, match=r"64×64 = 4,096 pixels exceeds the limit of 100 pixels"):
         load_image(path, max_pixels=100)
-    assert rio._pixel_count(144_000_000) == "144.0 MP"
+    assert budget._pixel_count(144_000_000) == "144.0 MP"

@@ -23,16 +23,20 @@ from PIL import Image as PILImage
 from PIL import ImageCms, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from restorekit.errors import InputError, OutputError, UsageError
-from restorekit.inference import io as rio
 from restorekit.inference.io import (
     DEFAULT_MAX_PIXELS,
     SUPPORTED_SUFFIXES,
     Image,
+    atomic,
+    budget,
+    convert,
+    files,
     image_to_tensor,
     load_image,
     save_image,
     tensor_to_pixels,
 )
+from restorekit.inference.io.image import _SUFFIX_FORMATS
 
 H, W = 16, 24
 SAMPLE_TYPES = {8: np.uint8, 16: np.uint16, 32: np.float32}
@@ -186,7 +190,7 @@ def test_load_decodes_exact_samples(tmp_path, case):
     top = 1.0 if depth == 32 else float(np.iinfo(samples.dtype).max)
     assert image.pixels.dtype == np.float32 and image.pixels.shape == (H, W, channels)
     np.testing.assert_array_equal(image.pixels, samples[..., :channels].astype(np.float32) / np.float32(top))
-    assert (image.bit_depth, image.mode, image.format) == (depth, mode, rio._SUFFIX_FORMATS[suffix])
+    assert (image.bit_depth, image.mode, image.format) == (depth, mode, _SUFFIX_FORMATS[suffix])
     if has_alpha:
         assert image.alpha.dtype == samples.dtype
         np.testing.assert_array_equal(image.alpha, samples[..., channels])
@@ -225,7 +229,7 @@ def test_png16_encoder_shapes(tmp_path, height, width, channels):
     # 300 rows cross the encoder's 256-row filter blocks; 400×400 noise needs several 1 MiB IDAT chunks
     samples = random_samples(channels, 16, seed=15, height=height, width=width)
     color, alpha = (samples, None) if channels in (1, 3) else (samples[..., :-1], samples[..., -1])
-    save_image(Image(rio._to_unit(color), alpha, 16, "x", "PNG"), tmp_path / "out.png")
+    save_image(Image(convert._to_unit(color), alpha, 16, "x", "PNG"), tmp_path / "out.png")
     np.testing.assert_array_equal(read_independently(tmp_path / "out.png"), samples)
 
 
@@ -268,21 +272,21 @@ def test_lzw_16bit_tiff_falls_back_to_opencv(tmp_path):
     assert tifffile.TiffFile(path).pages.first.compression == tifffile.COMPRESSION.LZW
     image = load_unchanged(path)
     assert image.bit_depth == 16
-    np.testing.assert_array_equal(rio._to_samples(image.pixels, 16), samples)
+    np.testing.assert_array_equal(convert._to_samples(image.pixels, 16), samples)
 
 
 def test_planar_16bit_tiff(tmp_path):
     samples = random_samples(3, 16, seed=3)
     tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(samples, -1, 0), photometric="rgb", planarconfig="separate")
     image = load_unchanged(tmp_path / "planar.tif")
-    np.testing.assert_array_equal(rio._to_samples(image.pixels, 16), samples)
+    np.testing.assert_array_equal(convert._to_samples(image.pixels, 16), samples)
 
 
 @pytest.mark.parametrize("suffix", (*SUPPORTED_SUFFIXES, ".PNG", ".Tif"))
 def test_every_suffix_writes_its_format(tmp_path, suffix):
     image = Image(smooth_samples(3) / np.float32(255), None, 8, "RGB", "PNG")
     save_image(image, tmp_path / f"out{suffix}")
-    assert load_unchanged(tmp_path / f"out{suffix}").format == rio._SUFFIX_FORMATS[suffix.lower()]
+    assert load_unchanged(tmp_path / f"out{suffix}").format == _SUFFIX_FORMATS[suffix.lower()]
 
 
 def test_encoder_settings(tmp_path):
@@ -501,7 +505,7 @@ def test_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
     PILImage.fromarray(random_samples(3, 8, seed=orientation)).save(source, exif=make_exif(orientation))
     image = load_unchanged(source)
     expected = np.asarray(ImageOps.exif_transpose(PILImage.open(source)))
-    np.testing.assert_array_equal(rio._to_samples(image.pixels, 8), expected)
+    np.testing.assert_array_equal(convert._to_samples(image.pixels, 8), expected)
     exif = parse_exif(image.exif)
     assert exif[0x0112] == 1 and exif[MAKE] == "RestoreCam"
 
@@ -515,7 +519,9 @@ def test_orientation_6_rotates_clockwise_on_every_decoder(tmp_path, kind):
     samples = random_samples(4, 16 if kind.endswith("16") else 8, seed=6)
     if kind == "png16":
         path = tmp_path / "in.png"
-        save_image(Image(rio._to_unit(samples[..., :3]), samples[..., 3], 16, "RGBA", "PNG", exif=make_exif(6)), path)
+        save_image(
+            Image(convert._to_unit(samples[..., :3]), samples[..., 3], 16, "RGBA", "PNG", exif=make_exif(6)), path
+        )
     elif kind.startswith("tif"):
         path = tmp_path / "in.tif"
         tifffile.imwrite(
@@ -531,7 +537,7 @@ def test_orientation_6_rotates_clockwise_on_every_decoder(tmp_path, kind):
     if kind == "jpg":
         assert np.abs(image.pixels - expected / 255).mean() < 0.02
     else:
-        np.testing.assert_array_equal(rio._to_samples(image.pixels, image.bit_depth), expected[..., :3])
+        np.testing.assert_array_equal(convert._to_samples(image.pixels, image.bit_depth), expected[..., :3])
         np.testing.assert_array_equal(image.alpha, expected[..., 3])
     assert parse_exif(image.exif).get(0x0112, 1) == 1
 
@@ -565,7 +571,7 @@ def test_palette_becomes_rgb(tmp_path, suffix):
     pil.save(tmp_path / f"in{suffix}")
     image = load_unchanged(tmp_path / f"in{suffix}")
     assert image.mode == "P" and image.alpha is None
-    np.testing.assert_array_equal(rio._to_samples(image.pixels, 8), palette[indices])
+    np.testing.assert_array_equal(convert._to_samples(image.pixels, 8), palette[indices])
 
 
 def test_palette_with_transparency_becomes_rgba(tmp_path):
@@ -574,7 +580,7 @@ def test_palette_with_transparency_becomes_rgba(tmp_path):
     image = load_unchanged(tmp_path / "in.png")
     assert image.mode == "P" and image.alpha.dtype == np.uint8
     np.testing.assert_array_equal(image.alpha, np.where(indices == 3, 0, 255))
-    np.testing.assert_array_equal(rio._to_samples(image.pixels, 8), palette[indices])
+    np.testing.assert_array_equal(convert._to_samples(image.pixels, 8), palette[indices])
 
 
 def cmyk_samples() -> np.ndarray:
@@ -592,7 +598,7 @@ def test_cmyk_tiff_without_profile_uses_the_formula(tmp_path):
     PILImage.fromarray(cmyk, "CMYK").save(tmp_path / "in.tif")
     image = load_unchanged(tmp_path / "in.tif")
     assert image.mode == "CMYK" and image.pixels.shape == (H, W, 3) and image.icc_profile is None
-    np.testing.assert_array_equal(rio._to_samples(image.pixels, 8), cmyk_formula(cmyk))
+    np.testing.assert_array_equal(convert._to_samples(image.pixels, 8), cmyk_formula(cmyk))
 
 
 def test_cmyk_jpeg_becomes_rgb(tmp_path):
@@ -609,7 +615,7 @@ def test_cmyk_with_unusable_profile_falls_back_to_the_formula(tmp_path):
     PILImage.fromarray(cmyk, "CMYK").save(tmp_path / "in.tif", icc_profile=SRGB_ICC)  # an RGB profile: unusable
     image = load_unchanged(tmp_path / "in.tif")
     assert image.icc_profile is None
-    np.testing.assert_array_equal(rio._to_samples(image.pixels, 8), cmyk_formula(cmyk))
+    np.testing.assert_array_equal(convert._to_samples(image.pixels, 8), cmyk_formula(cmyk))
 
 
 def test_cmyk_with_profile_converts_through_it_to_srgb(tmp_path, monkeypatch):
@@ -623,7 +629,7 @@ def test_cmyk_with_profile_converts_through_it_to_srgb(tmp_path, monkeypatch):
     PILImage.fromarray(cmyk_samples(), "CMYK").save(tmp_path / "in.tif", icc_profile=SRGB_ICC)
     image = load_unchanged(tmp_path / "in.tif")
     assert calls == [("CMYK", "RGB ", "RGB ", "RGB")]
-    np.testing.assert_array_equal(rio._to_samples(image.pixels, 8)[0, 0], [1, 2, 3])
+    np.testing.assert_array_equal(convert._to_samples(image.pixels, 8)[0, 0], [1, 2, 3])
     profile = ImageCms.ImageCmsProfile(io.BytesIO(image.icc_profile)).profile  # sRGB now describes the pixels
     assert profile.xcolor_space == "RGB " and "sRGB" in profile.profile_description
 
@@ -711,12 +717,12 @@ def test_pixel_limit_is_configurable(tmp_path, suffix):
 
 def test_pixel_limit_from_environment(monkeypatch):
     monkeypatch.delenv("RESTOREKIT_MAX_PIXELS", raising=False)
-    assert rio._max_pixels_from_env() == 200_000_000
+    assert budget._max_pixels_from_env() == 200_000_000
     monkeypatch.setenv("RESTOREKIT_MAX_PIXELS", "1234")
-    assert rio._max_pixels_from_env() == 1234
+    assert budget._max_pixels_from_env() == 1234
     monkeypatch.setenv("RESTOREKIT_MAX_PIXELS", "lots")
     with pytest.raises(UsageError, match="RESTOREKIT_MAX_PIXELS"):
-        rio._max_pixels_from_env()
+        budget._max_pixels_from_env()
 
 
 # ------------------------------------------------------------------------------------------------- bad inputs
@@ -823,7 +829,7 @@ def test_permission_denied_reading_as_any_user(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(rio, "open", denied, raising=False)  # the module's built-in open
+    monkeypatch.setattr(files, "open", denied, raising=False)  # the module's built-in open
     with pytest.raises(InputError, match="permission denied") as excinfo:
         load_image(path)
     one_line_error(excinfo, path)
@@ -1048,9 +1054,9 @@ def test_a_write_never_replaces_a_file_that_appeared_meanwhile(tmp_path):
     target = tmp_path / "out.png"
     target.write_bytes(b"another process wrote this")
     with pytest.raises(OutputError, match="already exists"):
-        rio._write_atomically(target, b"ours", overwrite=False)
+        atomic._write_atomically(target, b"ours", overwrite=False)
     assert target.read_bytes() == b"another process wrote this" and list(tmp_path.iterdir()) == [target]
-    rio._write_atomically(target, b"ours", overwrite=True)
+    atomic._write_atomically(target, b"ours", overwrite=True)
     assert target.read_bytes() == b"ours"
 
 
@@ -1065,7 +1071,7 @@ def test_an_interrupt_at_any_line_of_a_write_leaves_no_temp_file(tmp_path):
 
         def tracer(frame, event, arg, stop_at=line):
             nonlocal seen
-            if frame.f_code.co_filename == rio.__file__ and event == "line":
+            if frame.f_code.co_filename == atomic.__file__ and event == "line":
                 seen += 1
                 if seen == stop_at:
                     raise KeyboardInterrupt
@@ -1073,7 +1079,7 @@ def test_an_interrupt_at_any_line_of_a_write_leaves_no_temp_file(tmp_path):
 
         sys.settrace(tracer)
         try:
-            rio._write_atomically(target, data)
+            atomic._write_atomically(target, data)
             interrupted = False
         except KeyboardInterrupt:
             interrupted = True
@@ -1091,8 +1097,8 @@ def test_every_legal_output_name_has_a_temp_name(tmp_path):
         target = tmp_path / ("n" * (length - 4) + ".png")
         save_image(rgb_image(), target)
         assert load_image(target).pixels.shape == (H, W, 3)
-        assert len(rio.temp_path(target).name.encode()) <= 255
-        assert rio.temp_pattern(target).fullmatch(rio.temp_path(target).name)
+        assert len(atomic.temp_path(target).name.encode()) <= 255
+        assert atomic.temp_pattern(target).fullmatch(atomic.temp_path(target).name)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

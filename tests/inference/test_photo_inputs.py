@@ -12,8 +12,7 @@ from PIL import Image as PILImage
 from PIL import ImageCms
 
 from restorekit.errors import InputError, OutputError
-from restorekit.inference import io as rio
-from restorekit.inference.io import RAW_SUFFIXES, Image, load_image, save_image
+from restorekit.inference.io import RAW_SUFFIXES, Image, heif, load_image, save_image
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 MAKE = 0x010F
@@ -112,7 +111,7 @@ def test_heic_round_trip_keeps_pixels_exif_and_icc(tmp_path):
 def test_heic_without_the_extra_names_it(tmp_path, monkeypatch):
     pytest.importorskip("pillow_heif")
     save_image(Image(_photo().astype(np.float32) / 255, None, 8, "RGB", "JPEG"), tmp_path / "a.heic")
-    monkeypatch.setattr(rio, "_heif", lambda: None)
+    monkeypatch.setattr(heif, "_heif", lambda: None)
     with pytest.raises(InputError) as error:
         load_image(tmp_path / "a.heic")
     assert "pillow-heif" in str(error.value) and "restorekit[heif]" in str(error.value)
