@@ -19,7 +19,7 @@ from restorekit.inference import api
 from restorekit.inference.io import load_image
 from restorekit.models import default_model
 from restorekit.train.camera_noise import synthesize
-from tests.inference.test_photo_inputs import MAKE, write_mpo
+from tests.inference.io.test_photo_inputs import MAKE, write_mpo
 
 runner = CliRunner()
 

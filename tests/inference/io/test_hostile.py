@@ -23,7 +23,7 @@ from PIL import ImageFile, TiffImagePlugin, WebPImagePlugin
 from restorekit.errors import InputError
 from restorekit.inference.io import MAX_TIFF_IFDS, budget, check_input_file, load_image
 
-_spec = importlib.util.spec_from_file_location("hostile_corpus", Path(__file__).parents[1] / "hostile_corpus.py")
+_spec = importlib.util.spec_from_file_location("hostile_corpus", Path(__file__).parents[2] / "hostile_corpus.py")
 corpus = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus)
 
