@@ -160,7 +160,8 @@ def _sr_tables(document: dict[str, Any]) -> list[str]:
             row: dict[str, Any] = {"method": method, "kind": first["kind"], "parameters": parameters.get(method)}
             for scale in scales:
                 r = cells.get(scale)
-                row[f"×{scale}"] = f"{r['psnr']:.2f} / {r['ssim']:.4f}" if r else ""
+                detail = f" / {r['detail']:.2f}" if r and "detail" in r else ""
+                row[f"×{scale}"] = f"{r['psnr']:.2f} / {r['ssim']:.4f}{detail}" if r else ""
             row["s/image"] = statistics.fmean(r["seconds"] for r in cells.values())
             rows.append(row)
         key = dataset.lower().removeprefix("sr_")
@@ -174,8 +175,13 @@ def _sr_tables(document: dict[str, Any]) -> list[str]:
         out += [
             f"#### {dataset} ({images} images)",
             "",
-            "Y-channel PSNR (dB) / SSIM, BT.601, `scale` pixels shaved, outputs rounded to 8 bits; s/image is the "
-            "median time per image, averaged over the factors. "
+            "Y-channel PSNR (dB) / SSIM, BT.601, `scale` pixels shaved, outputs rounded to 8 bits"
+            + (
+                " / detail (RMS of the Y gradient over the HR image's: 1 is the HR image's amount of detail)"
+                if any("detail" in r for r in group)
+                else ""
+            )
+            + "; s/image is the median time per image, averaged over the factors. "
             + (
                 "LR inputs: the HR images through the seeded real-world degradation (restorekit/train/degradations.py,"
                 " Real-ESRGAN's second-order pipeline), seeded per image; `denoise → M` is the photo denoiser, then M."

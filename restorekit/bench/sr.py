@@ -33,7 +33,7 @@ from torch import nn
 from restorekit._checks import check, check_choice
 from restorekit.bench.quality import list_images
 from restorekit.errors import InputError
-from restorekit.inference.api import DTYPES, auto_precision, denoise, resolve_device, super_resolve
+from restorekit.inference.api import DTYPES, auto_precision, denoise, fold_tunable, resolve_device, super_resolve
 from restorekit.inference.io import load_image
 from restorekit.inference.metrics import psnr
 from restorekit.models import create_model, list_models
@@ -127,6 +127,25 @@ def sr_model_method(
     )
 
 
+def tuned_methods(
+    model: SRMethod, w1s: Sequence[float], device: str = "auto", dtype: str | None = None, tile: int | None = None
+) -> list[SRMethod]:
+    """A tunable SR model at each setting ω = (ω1, 1 − ω1): one method per ω1, named ``model@ω1=…``; the model is
+    folded at that ω (as ``restorekit tune`` runs it), so each costs what a plain model does."""
+    check(bool(model.model.requirements.tune_parameters), "--w1", "a tunable super-resolution model", model.name)
+    methods = []
+    for w1 in w1s:
+        check(0 <= w1 <= 1, "--w1", "settings in [0, 1]", w1)
+        plain = fold_tunable(model.model, (w1, 1 - w1))
+        plain.metadata = model.model.metadata
+
+        def run(lr: np.ndarray, scale: int, plain: nn.Module = plain) -> np.ndarray:
+            return super_resolve(lr, scale, model=plain, device=device, tile=tile, dtype=dtype)
+
+        methods.append(dataclasses.replace(model, name=f"{model.name}@ω1={w1:g}", run=run, model=plain))
+    return methods
+
+
 def chain_method(sr: SRMethod, device: str = "auto", dtype: str | None = None, tile: int | None = None) -> SRMethod:
     """``restorekit denoise`` (the photo model, no σ) then ``sr``: the two-command route to a clean large photo."""
 
@@ -206,6 +225,23 @@ def y_psnr_ssim(hr: np.ndarray, sr: np.ndarray, shave: int) -> tuple[float, floa
     return value, float(ssim)
 
 
+def gradient_rms(rgb: np.ndarray, shave: int) -> float:
+    """Root mean square of the Y channel's finite-difference gradient (Y on 0–255, ``shave`` pixels cut from each
+    border, the image rounded to 8 bits as a file is): how much fine detail, real or rendered, an image holds.
+    An SR output's over its HR image's is the ``detail`` column: 1 matches the HR image's amount of detail,
+    below 1 is smoother.
+
+    Example:
+        >>> gradient_rms(np.full((8, 8, 3), 0.5, np.float32), 2)
+        0.0
+    """
+    y = luma(np.round(np.clip(rgb, 0, 1) * 255) / 255).astype(np.float64)
+    if shave:
+        y = y[shave:-shave, shave:-shave]
+    dx, dy = np.diff(y, axis=1)[:-1], np.diff(y, axis=0)[:, :-1]
+    return float(np.sqrt(np.mean(dx * dx + dy * dy)))
+
+
 def evaluate(
     images: Sequence[tuple[str, Path, Path | None]],
     methods: Sequence[SRMethod],
@@ -223,7 +259,8 @@ def evaluate(
         degradation: How the LR inputs are made (:func:`load_pair`).
 
     Returns:
-        One row per image and method: ``dataset, image, scale, height, width, method, kind, psnr, ssim, seconds``.
+        One row per image and method: ``dataset, image, scale, height, width, method, kind, psnr, ssim, detail,
+        seconds`` (``detail``: :func:`gradient_rms` of the output over the HR image's).
     """
     rows = []
     for dataset, hr_path, lr_path in images:
@@ -236,6 +273,7 @@ def evaluate(
             seconds = time.perf_counter() - start
             check(sr.shape == hr.shape, method.name, f"an output of shape {hr.shape}", sr.shape)
             psnr, ssim = y_psnr_ssim(hr, sr, scale)
+            detail = gradient_rms(sr, scale) / max(gradient_rms(hr, scale), 1e-12)
             rows.append(
                 {
                     "dataset": dataset,
@@ -247,6 +285,7 @@ def evaluate(
                     "kind": method.kind,
                     "psnr": psnr,
                     "ssim": ssim,
+                    "detail": detail,
                     "seconds": seconds,
                 }
             )
@@ -269,6 +308,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "kind": kind,
             "psnr": statistics.fmean(m["psnr"] for m in members),
             "ssim": statistics.fmean(m["ssim"] for m in members),
+            "detail": statistics.fmean(m["detail"] for m in members),
             "seconds": statistics.median(m["seconds"] for m in members),
             "images": len(members),
         }
@@ -320,6 +360,7 @@ def plan(
     degradation: str = "bicubic",
     chain: Sequence[str] = (),
     warn: Callable[[str], None] | None = None,
+    w1: Sequence[float] = (),
 ) -> Plan:
     """Lay out an SR quality run: every model (default: every shipped SR model; ``warn`` is told when there is
     none) at its own factor, ``chain`` models after the photo denoiser, and bicubic and Lanczos at every factor
@@ -327,6 +368,7 @@ def plan(
 
     Args:
         degradation: How the LR inputs are made: ``bicubic`` or ``real`` (:func:`load_pair`).
+        w1: Settings ω1 at which every tunable model runs (:func:`tuned_methods`; a tunable model needs them).
     """
     check(bool(data) and not pairs, "bench quality --task sr", "--data folders (and no --pairs)", "none")
     check(degradation != "shading", "--degradation", "awgn (bicubic) or real with --task sr", "shading")
@@ -337,7 +379,11 @@ def plan(
     names = upscalers(models)
     if not names and warn is not None:
         warn("no super-resolution model ships with this install and none was given (--model)")
-    methods = [sr_model_method(name, device, dtype, tile) for name in names]
+    methods = []
+    for name in names:
+        method = sr_model_method(name, device, dtype, tile)
+        tunable = bool(method.model.requirements.tune_parameters)
+        methods += tuned_methods(method, w1 or (1.0,), device, dtype, tile) if tunable else [method]
     methods += [chain_method(sr_model_method(name, device, dtype, tile), device, dtype, tile) for name in chain]
     methods += [interpolation_method("cubic"), interpolation_method("lanczos3")]
     images = {s: [(f.name, hr, lr) for f in data for hr, lr in list_pairs(f, s)[:limit]] for s in scales}
@@ -345,6 +391,7 @@ def plan(
         "data": [str(f) for f in data],
         "degradation": degradation,
         "chain": list(chain),
+        "w1": list(w1),
         "scales": list(scales),
         "limit": limit,
         "device": device,

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from restorekit.bench import sr as bench_sr
 from restorekit.cli.app import app
+from restorekit.errors import UsageError
 from restorekit.inference.api import denoise, super_resolve
 from restorekit.models._weights import save_model
+from restorekit.models.tunable_acdasr import TunableACDASR
 from tests.cli.test_sr import tiny_sr
 
 
@@ -60,3 +63,23 @@ def test_cli_real_degradation_with_a_chain(colour_dir: Path, sr_x2: Path):
     assert methods == {"acdasr_s.tinytest", "denoise → acdasr_s.tinytest", "bicubic", "lanczos"}
     refused = CliRunner().invoke(app, ["bench", "quality", "--data", str(colour_dir), "--degradation", "real"])
     assert refused.exit_code == 2
+
+
+def test_a_tunable_sr_model_is_measured_at_each_setting_with_its_detail(colour_dir: Path, tmp_path: Path):
+    torch.manual_seed(0)
+    tunable = TunableACDASR(scale=2, width=8, blocks=1, generator_width=4).eval()
+    with torch.no_grad():
+        for value in tunable.parameters():
+            value.add_(0.05 * torch.randn_like(value))  # the experts differ: each ω is another model
+    path = tmp_path / "tunable_acdasr_s.tinytest.safetensors"
+    save_model(tunable, path, name="tunable_acdasr_s.tinytest")
+    plan = bench_sr.plan([colour_dir], [], [str(path)], [2], limit=1, device="cpu", dtype="fp32", w1=(0.0, 1.0))
+    _, summary, _ = plan.run()
+    by_method = {r["method"]: r for r in summary}
+    ends = by_method["tunable_acdasr_s.tinytest@ω1=0"], by_method["tunable_acdasr_s.tinytest@ω1=1"]
+    assert ends[0]["psnr"] != ends[1]["psnr"] and all(r["detail"] > 0 for r in summary)
+    assert plan.config["w1"] == [0.0, 1.0]
+    hr = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    assert bench_sr.gradient_rms(hr, 2) > bench_sr.gradient_rms(np.full_like(hr, 0.5), 2) == 0.0
+    with pytest.raises(UsageError, match="--w1"):
+        bench_sr.tuned_methods(bench_sr.sr_model_method(path, "cpu", "fp32"), [1.5])

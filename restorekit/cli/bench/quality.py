@@ -18,7 +18,7 @@ TABLES = {  # --task → the table's title and columns
     ),
     "sr": (
         "super-resolution quality (Y-channel PSNR dB / SSIM, scale px shaved)",
-        ("dataset", "image", "scale", "method", "psnr", "ssim", "seconds"),
+        ("dataset", "image", "scale", "method", "psnr", "ssim", "detail", "seconds"),
     ),
 }
 
@@ -38,6 +38,7 @@ def quality(
     sigma_mode: opt.SigmaModeOption = opt.SigmaMode.true,
     degradation: opt.DegradationOption = opt.Degradation.awgn,
     chain: opt.Chain = None,
+    w1: opt.Settings = "1",
     limit: opt.Limit = None,
     per_image: opt.PerImage = False,
     ensemble: opt.Ensembles = False,
@@ -50,14 +51,16 @@ def quality(
     """PSNR/SSIM of restorekit models and the peers on the same seeded noisy inputs (--data) or on real noisy
     images against their clean references (--pairs), per image and mean; with --degradation shading, on seeded
     lens-shaded noise against the σ-conditioned reference told the estimate and the exact noise map; with --task
-    sr, Y-channel PSNR/SSIM of the super-resolution models, bicubic and Lanczos on the LR inputs of --data (SR
-    test-set folders with image_SRF_<s>/ pairs, or plain images downscaled here)."""
+    sr, Y-channel PSNR/SSIM and the detail statistic of the super-resolution models (a tunable one at each --w1),
+    bicubic and Lanczos on the LR inputs of --data (SR test-set folders with image_SRF_<s>/ pairs, or plain images
+    downscaled here)."""
     options = {"limit": limit, "device": device, "dtype": dtype.value, "tile": tile, "warn": warning_line}
     if task == "sr":
         scales = [int(v) for v in numbers(scale, "--scale")]
         plan = bench_sr.plan(
-            data or [], pairs or [], model, scales, degradation=degradation.value, chain=chain or [], **options
-        )
+            data or [], pairs or [], model, scales, degradation=degradation.value, chain=chain or [],
+            w1=numbers(w1, "--w1"), **options,
+        )  # fmt: skip
     else:
         sigmas = numbers(sigma, "--sigma")
         settings = {"protocol": protocol.value, "sigma_mode": sigma_mode.value, "degradation": degradation.value}
