@@ -424,7 +424,7 @@ def _run(
     if tile is None:
         if net not in _bytes_per_pixel:
             _bytes_per_pixel[net] = tiling.bytes_per_pixel(net, req, target)
-        tile = tiling.auto_tile(_bytes_per_pixel[net], req, target)
+        tile = tiling.auto_tile(_bytes_per_pixel[net], req, target, pixels.shape[:2])
     x = image_to_tensor(pixels)  # the image's one conversion; a gray model's planes are slices of it
     if channels > req.in_channels:
         planes = [x[:, c : c + 1] for c in range(channels)]

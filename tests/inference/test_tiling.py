@@ -177,6 +177,18 @@ def test_auto_tile_follows_available_memory(monkeypatch, tiny_model):
     assert big > small >= tiling.min_tile(req) and big % req.size_multiple == 0 == small % req.size_multiple
 
 
+def test_auto_tile_for_an_image_does_the_least_work_within_memory(monkeypatch):
+    req = Requirements(task="denoise", in_channels=3, out_channels=3, size_multiple=4, receptive_field=64)
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 4 * 3456**2 * 384)  # fits a 3456-px tile
+    largest = tiling.auto_tile(384.0, req, CPU)
+    assert largest == 3456 and tiling.work_ratio(4000, 6000, largest, req) > 1.9  # 2×2 tiles, twice the pixels
+    chosen = tiling.auto_tile(384.0, req, CPU, (4000, 6000))
+    sides = range(largest, tiling.min_tile(req) - 1, -4)
+    assert chosen < largest and tiling.work_ratio(4000, 6000, chosen, req) < 1.15
+    assert tiling.work_ratio(4000, 6000, chosen, req) == min(tiling.work_ratio(4000, 6000, t, req) for t in sides)
+    assert tiling.auto_tile(384.0, req, CPU, (3000, 2000)) == largest  # one piece fits: untiled
+
+
 def test_available_memory_is_reported():
     assert tiling.available_memory(CPU) > 0
 
