@@ -25,6 +25,11 @@ class UsageError(RestoreKitError):
     exit_code = 2
 
 
+class BackendError(UsageError):
+    """A backend named for an op (its ``backend`` argument or ``RESTOREKIT_<OP>_BACKEND``) cannot run: its kernel
+    is missing (no Triton, no C++ compiler), or it cannot take these tensors (device, dtype, a gradient)."""
+
+
 class WeightsError(RestoreKitError):
     """A model name is unknown, or a weights file is missing, corrupted or does not match its model."""
 

@@ -77,7 +77,6 @@ from collections.abc import Callable
 
 import torch
 
-from restorekit._checks import check, check_choice
 from restorekit.ops._cpu_kernels import build, int64s, openmp_shared, parallel
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
@@ -87,29 +86,6 @@ DTYPES = tuple(_DTYPE_CODES)
 def available() -> bool:
     """Whether the CPU kernel is built (or can be built now) and loaded."""
     return _library() is not None
-
-
-INFERENCE_BACKENDS = ("auto", "reference", "cpu")
-
-
-def inference_backend(op: str, backend: str, x: torch.Tensor, *tensors: torch.Tensor | None) -> str:
-    """``cpu`` or ``reference`` for an op whose CPU kernel (in this library) has no backward.
-
-    ``auto`` takes the kernel for CPU tensors of a dtype it reads when no gradient is needed (of ``x`` or
-    ``tensors``) and the kernel builds; ``cpu`` insists, raising a UsageError that names ``op`` otherwise.
-    """
-    check_choice(backend, INFERENCE_BACKENDS, f"{op} backend")
-    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *tensors))
-    if backend == "auto":
-        usable = x.device.type == "cpu" and x.dtype in DTYPES and not needs_grad
-        return "cpu" if usable and available() else "reference"
-    if backend == "cpu":
-        what = f"{op} backend 'cpu'"
-        check(x.device.type == "cpu", what, "CPU tensors", str(x.device))
-        check(x.dtype in DTYPES, what, f"a dtype in {DTYPES}", x.dtype)
-        check(not needs_grad, what, "no gradient to compute (the kernel has no backward)", "requires_grad")
-        check(available(), what, "a C++ compiler (g++ or clang++, or $CXX)", "none found")
-    return backend
 
 
 def malleable_conv_cpu(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, kernel_size: int) -> torch.Tensor:

@@ -19,17 +19,17 @@ Backends: ``reference`` (a loop over the K² taps; its extra memory is the outpu
 from __future__ import annotations
 
 import math
-import os
 
 import restorekit_kernels.atom_conv as triton_atom
 import torch
 import torch.nn.functional as F
 
-from restorekit._checks import check, check_choice, check_shape
+from restorekit._checks import check, check_shape
 from restorekit.ops import _atom_cpu
+from restorekit.ops._backend import Backends, pick_backend
 
-BACKENDS = ("auto", "reference", "cpu", "triton")
 BACKEND_ENV = "RESTOREKIT_ATOM_BACKEND"
+BACKENDS = Backends("atom_conv", cpu=_atom_cpu, triton=triton_atom, env=BACKEND_ENV)
 
 
 def atom_conv(x: torch.Tensor, atoms: torch.Tensor, backend: str = "auto") -> torch.Tensor:
@@ -51,28 +51,10 @@ def atom_conv(x: torch.Tensor, atoms: torch.Tensor, backend: str = "auto") -> to
         torch.Size([1, 8, 9, 7])
     """
     _validate(x, atoms)
-    check_choice(backend, BACKENDS, "atom_conv backend")
-    if backend == "auto":
-        backend = os.environ.get(BACKEND_ENV, "auto")
-        check_choice(backend, BACKENDS, f"${BACKEND_ENV}")
-    if backend == "auto":
-        if x.is_cuda:
-            usable = triton_atom.available() and x.dtype in triton_atom.DTYPES
-            backend = "triton" if usable else "reference"
-        else:
-            backend = "cpu" if x.dtype in _atom_cpu.DTYPES and _atom_cpu.available() else "reference"
+    backend = pick_backend(BACKENDS, backend, x, atoms)
     if backend == "cpu":
-        what = "atom_conv backend 'cpu'"
-        check(x.device.type == "cpu", what, "CPU tensors", str(x.device))
-        check(x.dtype in _atom_cpu.DTYPES, what, f"a dtype in {_atom_cpu.DTYPES}", x.dtype)
-        check(_atom_cpu.available(), what, "a C++ compiler (g++ or clang++, or $CXX)", "none found")
         return _atom_cpu.atom_conv_cpu(x, atoms)
     if backend == "triton":
-        what = "atom_conv backend 'triton'"
-        check(triton_atom.available(), what, "Triton installed (pip install 'restorekit[kernels]')", "no triton")
-        interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-        check(x.is_cuda or interpreted, what, "CUDA tensors (or TRITON_INTERPRET=1)", str(x.device))
-        check(x.dtype in triton_atom.DTYPES, what, f"a dtype in {triton_atom.DTYPES}", x.dtype)
         return triton_atom.atom_conv_triton(x, atoms)
     return atom_conv_reference(x, atoms)
 

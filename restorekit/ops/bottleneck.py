@@ -27,10 +27,12 @@ import torch.nn.functional as F
 
 from restorekit._checks import check, check_shape
 from restorekit.ops import _malleable_cpu
+from restorekit.ops._backend import Backends, pick_backend
 from restorekit.ops.malleable_conv import _validate, malleable_conv_reference
 from restorekit.ops.prelu import prelu_reference
 
-BACKENDS = _malleable_cpu.INFERENCE_BACKENDS
+BOTTLENECK_BACKENDS = Backends("inverted_bottleneck", cpu=_malleable_cpu, cpu_backward=False)
+POOL_BACKENDS = Backends("expand_prelu_pool", cpu=_malleable_cpu, cpu_backward=False)
 Pointwise = tuple[torch.Tensor, torch.Tensor | None]  # a 1×1 convolution: weight (out, in, 1, 1), bias (out,) or None
 
 
@@ -73,7 +75,7 @@ def inverted_bottleneck(
     """
     kernel_size = _validate_bottleneck(x, expand, grid, project, slope_in, slope_out, head)
     weights = (*expand, *project, slope_in, slope_out, *(head or ()))
-    if _malleable_cpu.inference_backend("inverted_bottleneck", backend, x, grid, *weights) == "cpu":
+    if pick_backend(BOTTLENECK_BACKENDS, backend, x, grid, *weights) == "cpu":
         return _malleable_cpu.bottleneck_cpu(x, expand, grid, kernel_size, project, slope_in, slope_out, head)
     return inverted_bottleneck_reference(x, expand, grid, project, slope_in, slope_out, head)
 
@@ -130,7 +132,7 @@ def expand_prelu_pool(
     hidden = _check_pointwise(expand, sizes["Ci"], None, "expand_prelu_pool expand")
     _check_slope(slope, hidden, "expand_prelu_pool slope")
     check(isinstance(pool, int) and pool >= 1, "expand_prelu_pool pool", "an integer >= 1", pool)
-    if _malleable_cpu.inference_backend("expand_prelu_pool", backend, x, *expand, slope) == "cpu":
+    if pick_backend(POOL_BACKENDS, backend, x, *expand, slope) == "cpu":
         return _malleable_cpu.expand_pool_cpu(x, expand, slope, pool)
     return expand_prelu_pool_reference(x, expand, slope, pool)
 

@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import restorekit_kernels.malleable_conv as triton_malleable
 import torch
 import torch.nn.functional as F
 
-from restorekit._checks import check, check_choice, check_shape
+from restorekit._checks import check, check_shape
 from restorekit.ops import _malleable_cpu
+from restorekit.ops._backend import Backends, pick_backend
 from restorekit.ops.prelu import prelu_reference
 
-BACKENDS = ("auto", "reference", "cpu", "triton")
 BACKEND_ENV = "RESTOREKIT_MALLEABLE_BACKEND"
+BACKENDS = Backends("malleable_conv", cpu=_malleable_cpu, triton=triton_malleable, env=BACKEND_ENV)
 
 
 def malleable_conv(
@@ -67,8 +67,7 @@ def malleable_conv(
         True
     """
     kernel_size = _validate(x, kernels, bias, slope_in, slope_out)
-    check_choice(backend, BACKENDS, "malleable_conv backend")
-    chosen = _pick_backend(backend, x)
+    chosen = pick_backend(BACKENDS, backend, x, kernels, bias)
     slopes = [s for s in (slope_in, slope_out) if s is not None]
     if chosen == "cpu" and slopes and not _needs_grad(x, kernels, bias, *slopes):
         return _malleable_cpu.malleable_conv_prelu_cpu(x, kernels, bias, kernel_size, slope_in, slope_out)
@@ -207,36 +206,6 @@ def _validate(
         (x.dtype, kernels.dtype, bias.dtype),
     )
     return math.isqrt(int(taps))
-
-
-def _pick_backend(backend: str, x: torch.Tensor) -> str:
-    """``auto``: Triton on CUDA when importable, the compiled CPU kernel on CPU, else the reference.
-
-    Forcing ``triton`` needs Triton and CUDA tensors (or ``TRITON_INTERPRET=1``); forcing ``cpu`` needs CPU
-    tensors and falls back to the reference when no C++ compiler can build the kernel.
-    """
-    if backend == "auto":
-        backend = os.environ.get(BACKEND_ENV, "auto")
-        check_choice(backend, BACKENDS, f"${BACKEND_ENV}")
-    if backend == "auto":
-        if x.is_cuda and triton_malleable.available() and x.dtype in triton_malleable.DTYPES:
-            return "triton"
-        if x.device.type == "cpu" and x.dtype in _malleable_cpu.DTYPES and _malleable_cpu.available():
-            return "cpu"
-        return "reference"
-    if backend == "triton":
-        what = "malleable_conv backend 'triton'"
-        check(triton_malleable.available(), what, "Triton installed (pip install 'restorekit[kernels]')", "no triton")
-        interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-        check(x.is_cuda or interpreted, what, "CUDA tensors (or TRITON_INTERPRET=1)", str(x.device))
-        check(x.dtype in triton_malleable.DTYPES, what, f"a dtype in {triton_malleable.DTYPES}", x.dtype)
-    if backend == "cpu":
-        what = "malleable_conv backend 'cpu'"
-        check(x.device.type == "cpu", what, "CPU tensors", str(x.device))
-        check(x.dtype in _malleable_cpu.DTYPES, what, f"a dtype in {_malleable_cpu.DTYPES}", x.dtype)
-        if not _malleable_cpu.available():
-            return "reference"
-    return backend
 
 
 def _reference(x, kernels, bias, kernel_size):

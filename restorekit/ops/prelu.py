@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from restorekit._checks import check, check_shape
 from restorekit.ops import _malleable_cpu
+from restorekit.ops._backend import Backends, pick_backend
 
-BACKENDS = _malleable_cpu.INFERENCE_BACKENDS
+BACKENDS = Backends("prelu", cpu=_malleable_cpu, cpu_backward=False)
 
 
 def prelu(x: torch.Tensor, slope: torch.Tensor, backend: str = "auto", pool: int = 1) -> torch.Tensor:
@@ -48,7 +49,7 @@ def prelu(x: torch.Tensor, slope: torch.Tensor, backend: str = "auto", pool: int
         tuple(slope.shape) if isinstance(slope, torch.Tensor) else type(slope).__name__,
     )
     check(isinstance(pool, int) and pool >= 1, "prelu pool", "an integer >= 1", pool)
-    if _malleable_cpu.inference_backend("prelu", backend, x, slope) == "cpu":
+    if pick_backend(BACKENDS, backend, x, slope) == "cpu":
         return _malleable_cpu.prelu_cpu(x, slope) if pool == 1 else _malleable_cpu.prelu_pool_cpu(x, slope, pool)
     out = prelu_reference(x, slope)
     return out if pool == 1 else F.avg_pool2d(out, pool, ceil_mode=True)

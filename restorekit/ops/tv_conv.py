@@ -19,7 +19,6 @@ Backends: ``reference`` (a loop over the K² taps; its extra memory is the outpu
 from __future__ import annotations
 
 import math
-import os
 
 import restorekit_kernels.tv_conv as triton_tv
 import torch
@@ -27,9 +26,10 @@ import torch.nn.functional as F
 
 from restorekit._checks import check, check_choice, check_shape
 from restorekit.ops import _tv_cpu
+from restorekit.ops._backend import Backends, pick_backend
 
-BACKENDS = ("auto", "reference", "cpu", "triton")
 BACKEND_ENV = "RESTOREKIT_TV_BACKEND"
+BACKENDS = Backends("tv_conv", cpu=_tv_cpu, triton=triton_tv, env=BACKEND_ENV)
 STRIDES = (1, 2)
 
 
@@ -54,27 +54,10 @@ def tv_conv(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, backend: str
         torch.Size([2, 4, 5, 4])
     """
     _validate(x, weight, stride)
-    check_choice(backend, BACKENDS, "tv_conv backend")
-    if backend == "auto":
-        backend = os.environ.get(BACKEND_ENV, "auto")
-        check_choice(backend, BACKENDS, f"${BACKEND_ENV}")
-    if backend == "auto":
-        if x.is_cuda:
-            backend = "triton" if triton_tv.available() and x.dtype in triton_tv.DTYPES else "reference"
-        else:
-            backend = "cpu" if x.dtype in _tv_cpu.DTYPES and _tv_cpu.available() else "reference"
+    backend = pick_backend(BACKENDS, backend, x, weight)
     if backend == "cpu":
-        what = "tv_conv backend 'cpu'"
-        check(x.device.type == "cpu", what, "CPU tensors", str(x.device))
-        check(x.dtype in _tv_cpu.DTYPES, what, f"a dtype in {_tv_cpu.DTYPES}", x.dtype)
-        check(_tv_cpu.available(), what, "a C++ compiler (g++ or clang++, or $CXX)", "none found")
         return _tv_cpu.tv_conv_cpu(x, weight, stride)
     if backend == "triton":
-        what = "tv_conv backend 'triton'"
-        check(triton_tv.available(), what, "Triton installed (pip install 'restorekit[kernels]')", "no triton")
-        interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-        check(x.is_cuda or interpreted, what, "CUDA tensors (or TRITON_INTERPRET=1)", str(x.device))
-        check(x.dtype in triton_tv.DTYPES, what, f"a dtype in {triton_tv.DTYPES}", x.dtype)
         return triton_tv.tv_conv_triton(x, weight, stride)
     return tv_conv_reference(x, weight, stride)
 

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from restorekit._checks import check, check_shape
 from restorekit.ops import _malleable_cpu
+from restorekit.ops._backend import Backends, pick_backend
 
-BACKENDS = _malleable_cpu.INFERENCE_BACKENDS
+BACKENDS = Backends("upsample_concat", cpu=_malleable_cpu, cpu_backward=False)
 
 
 def upsample_concat(features: torch.Tensor, coarse: torch.Tensor, backend: str = "auto") -> torch.Tensor:
@@ -41,7 +42,7 @@ def upsample_concat(features: torch.Tensor, coarse: torch.Tensor, backend: str =
     check_shape(coarse, f"{sizes['B']} C h w", "upsample_concat coarse")
     check(coarse.dtype == features.dtype, "upsample_concat dtypes", "features and coarse alike",
           (features.dtype, coarse.dtype))  # fmt: skip
-    if _malleable_cpu.inference_backend("upsample_concat", backend, features, coarse) == "cpu":
+    if pick_backend(BACKENDS, backend, features, coarse) == "cpu":
         return _malleable_cpu.upsample_cat_cpu(features, coarse)
     return upsample_concat_reference(features, coarse)
 

@@ -8,8 +8,9 @@ import importlib
 import pytest
 import torch
 
-from restorekit.errors import UsageError
+from restorekit.errors import BackendError, UsageError
 from restorekit.ops import _malleable_cpu, malleable_conv, malleable_conv_naive, malleable_conv_reference
+from restorekit.ops._backend import pick_backend
 
 malleable_conv_module = importlib.import_module("restorekit.ops.malleable_conv")  # the package re-exports the function
 
@@ -121,15 +122,19 @@ def test_triton_backend_on_cpu_tensors_raises(monkeypatch):
 
 
 def test_auto_dispatch_on_cpu(monkeypatch):
-    x = torch.zeros(1, 2, 4, 4)
+    x, backends = torch.zeros(1, 2, 4, 4), malleable_conv_module.BACKENDS
     monkeypatch.delenv(malleable_conv_module.BACKEND_ENV, raising=False)
     expected = "cpu" if _malleable_cpu.available() else "reference"
-    assert malleable_conv_module._pick_backend("auto", x) == expected
+    assert pick_backend(backends, "auto", x) == expected
     monkeypatch.setenv(malleable_conv_module.BACKEND_ENV, "reference")
-    assert malleable_conv_module._pick_backend("auto", x) == "reference"
-    assert malleable_conv_module._pick_backend("cpu", x) == expected  # an argument beats the variable
-    monkeypatch.setattr(_malleable_cpu, "available", lambda: False)  # no compiler: the reference
-    assert malleable_conv_module._pick_backend("cpu", x) == "reference"
+    assert pick_backend(backends, "auto", x) == "reference"
+    if expected == "cpu":
+        assert pick_backend(backends, "cpu", x) == "cpu"  # an argument beats the variable
+    monkeypatch.setattr(_malleable_cpu, "available", lambda: False)  # no compiler: a forced 'cpu' says so
+    with pytest.raises(BackendError, match="malleable_conv backend 'cpu': expected a C\\+\\+ compiler"):
+        pick_backend(backends, "cpu", x)
+    with pytest.raises(BackendError, match="compiler"):
+        malleable_conv(x, torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1), backend="cpu")
 
 
 @needs_cpu_kernel
