@@ -305,7 +305,7 @@ def auto_precision(requirements: Requirements, device: torch.device, net: Model 
     if device.type != "cpu" or not requirements.half_safe:
         return "fp32"
     metadata = net.metadata if net is not None else None
-    if not metadata or "name" not in metadata:
+    if not metadata or "name" not in metadata or requirements.tune_parameters:  # a tunable model runs folded
         return "bf16" if runtime.cpu_has_native_bf16() else "fp32"
     side = 128 if requirements.task == "sr" else 256
     probe = np.random.default_rng(0).random((side, side, requirements.in_channels), dtype=np.float32)
