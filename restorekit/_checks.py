@@ -15,7 +15,7 @@ def fail(what: str, expected: str, got: Any, valid: Iterable[Any] | None = None,
     message = f"{what}: expected {expected}, got {got!r}"
     if valid is not None:
         message += "; valid: " + ", ".join(str(v) for v in valid)
-    raise error(message)
+    raise error(message, parameter=what)
 
 
 def check(condition: bool, what: str, expected: str, got: Any, error: type[RestoreKitError] = UsageError):

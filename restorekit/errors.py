@@ -2,9 +2,19 @@
 
 
 class RestoreKitError(Exception):
-    """Base class of every error restorekit raises on purpose."""
+    """Base class of every error restorekit raises on purpose.
+
+    Messages speak the library's words: ``parameter`` names the argument a message is about (its first word,
+    ``"sigma: expected …"``), and an argument named inside the text is written in backticks (``pass
+    `overwrite=True` to replace it``), so that the command line can name its options instead
+    (:func:`restorekit.cli._console.describe`).
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str = "", parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class InputError(RestoreKitError):

@@ -1,13 +1,14 @@
 """`restorekit bench scale-out`: a batch on the local engine and on Ray, and training with 1 and 2 processes.
 
-Everything runs as subprocesses of the installed CLI, as a user would run it, on inputs made here from
-scikit-image's colour samples (seeded), in a temporary folder:
+The batch runs through the library, as a Python user would run it (:func:`restorekit.restore_files`), and
+training as subprocesses of the installed CLI, on inputs made here from scikit-image's colour samples (seeded),
+in a temporary folder:
 
 * **Batch.** ``images`` PNGs of ``size``² cut at seeded places from :data:`SAMPLES`, with seeded AWGN σ, clipped
-  to 8 bits; ``restorekit denoise IN -o OUT --sigma σ --json --progress none`` with the local engine (default
-  threads), the local engine with ``OMP_NUM_THREADS=1``, and ``--engine ray --ray-actors N``; then a one-file
-  run through each engine, whose difference estimates Ray's start-up. Rows ``kind=batch``: ``engine, threads,
-  files, wall_s`` (the whole command), ``median_ms`` (the summary's per-file ``ms``) and ``outputs_identical``
+  to 8 bits; ``restore_files(IN, Restoration(sigma=σ), output=OUT)`` on the local engine (default threads), on
+  the local engine with one thread, and on ``Engine("ray", actors=N)``; then a one-file run through each engine,
+  whose difference estimates Ray's start-up. Rows ``kind=batch``: ``engine, threads, files, wall_s`` (the whole
+  call, the model's loading included), ``median_ms`` (the summary's per-file ``ms``) and ``outputs_identical``
   (every output's SHA-256 equals the first local run's).
 * **Training.** A small MalleNet-S colour recipe (:func:`train_recipe`) on the full-size samples, run as one
   process with 2 threads, one with 1 thread, and ``torchrun --standalone --nproc-per-node=2`` with 1 thread
@@ -15,7 +16,8 @@ scikit-image's colour samples (seeded), in a temporary folder:
   step 10 and the last), ``steps_per_s`` and ``loss_max_diff`` (the largest difference of the logged losses
   from the first run's).
 
-The subprocesses go through a ``runner`` (:func:`run_command`), which tests replace.
+The batches go through a ``batcher`` (:func:`denoise_folder`) and the subprocesses through a ``runner``
+(:func:`run_command`), which tests replace.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from restorekit.batch import Engine, restore_files
 from restorekit.errors import RestoreKitError
+from restorekit.inference.api import Restoration
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
 MAX_SIZE = 300  # the smallest sample (chelsea) is 300 pixels high
@@ -44,6 +48,9 @@ SEED = 0
 
 Runner = Callable[[list[str], dict[str, str]], str]
 """Run ``argv`` with extra environment variables; returns its stdout or raises :class:`RestoreKitError`."""
+Batcher = Callable[[Path, Path, float, int | None, int | None], dict[str, Any]]
+"""Denoise the folder ``source`` into ``out`` at σ with ``threads`` (``None``: as set) on the local engine, or on
+Ray with ``actors``; the summary as a dict (:meth:`restorekit.batch.Summary.as_dict`)."""
 
 
 def run_command(argv: list[str], env: dict[str, str]) -> str:
@@ -88,13 +95,26 @@ def _hashes(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def _denoise(runner: Runner, source: Path, out: Path, sigma: float, env: dict[str, str], ray: int | None) -> dict:
-    """One ``restorekit denoise`` batch: wall time, the median per-file ms, the output hashes."""
-    argv = [sys.executable, "-m", "restorekit", "denoise", str(source), "-o", str(out), "--sigma", f"{sigma:g}"]
-    argv += ["--json", "--progress", "none"]
-    argv += ["--engine", "ray", "--ray-actors", str(ray)] if ray else []
+def denoise_folder(source: Path, out: Path, sigma: float, threads: int | None, actors: int | None) -> dict[str, Any]:
+    """One batch through the library (:func:`restorekit.restore_files`); see :data:`Batcher`."""
+    import torch
+
+    engine = Engine("ray", actors=actors) if actors else Engine()
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads or saved)
+    try:
+        summary = restore_files(source, Restoration(sigma=sigma), output=out, engine=engine)
+    finally:
+        torch.set_num_threads(saved)
+    if summary.error is not None:
+        raise summary.error
+    return summary.as_dict()
+
+
+def _denoise(batcher: Batcher, source: Path, out: Path, sigma: float, threads: int | None, ray: int | None) -> dict:
+    """One denoising batch: wall time, the median per-file ms, the output hashes."""
     start = time.perf_counter()
-    summary = json.loads(runner(argv, env))
+    summary = batcher(source, out, sigma, threads, ray)
     wall = time.perf_counter() - start
     files = summary.get("files", [])
     bad = [f for f in files if f.get("status") != "ok"]
@@ -118,7 +138,7 @@ def ray_available() -> bool:
 
 
 def batch_rows(
-    folder: Path, images: int, size: int, sigma: float, actors: int, use_ray: bool, runner: Runner
+    folder: Path, images: int, size: int, sigma: float, actors: int, use_ray: bool, batcher: Batcher
 ) -> list[dict[str, Any]]:
     """The batch part: local (default threads), local with 1 thread, Ray; then one file through each engine."""
     import torch
@@ -128,15 +148,15 @@ def batch_rows(
     one.mkdir()
     shutil.copy(inputs[0], one / inputs[0].name)
     cores = os.cpu_count() or 1
-    runs = [("local", torch.get_num_threads(), {}, None), ("local", 1, {"OMP_NUM_THREADS": "1"}, None)]
+    runs = [("local", torch.get_num_threads(), None, None), ("local", 1, 1, None)]
     if use_ray:
-        runs.append(("ray", max(1, cores // actors), {}, actors))
+        runs.append(("ray", max(1, cores // actors), None, actors))
     rows, reference = [], None
-    for index, (engine, threads, env, ray) in enumerate(runs):
-        measured = _denoise(runner, folder / "in", folder / f"out{index}", sigma, env, ray)
+    for index, (engine, threads, setting, ray) in enumerate(runs):
+        measured = _denoise(batcher, folder / "in", folder / f"out{index}", sigma, setting, ray)
         reference = reference or measured["hashes"]
         rows.append(_batch_row(engine, threads, images, measured, measured["hashes"] == reference, ray))
-    singles = [_denoise(runner, one, folder / f"one_{engine}", sigma, {}, ray) for engine, _, _, ray in runs[::2]]
+    singles = [_denoise(batcher, one, folder / f"one_{engine}", sigma, None, ray) for engine, _, _, ray in runs[::2]]
     rows.append(_batch_row("local", runs[0][1], 1, singles[0], None, None))
     if use_ray:
         ray_row = _batch_row("ray", runs[2][1], 1, singles[1], None, actors)
@@ -231,15 +251,17 @@ def run(
     skip_train: bool = False,
     skip_ray: bool = False,
     runner: Runner | None = None,
+    batcher: Batcher | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, str]]]:
-    """Both parts in a temporary folder; ``(rows, config, skipped)``. ``runner``: :func:`run_command`."""
-    runner = runner or run_command
+    """Both parts in a temporary folder; ``(rows, config, skipped)``. ``runner``: :func:`run_command`;
+    ``batcher``: :func:`denoise_folder`."""
+    runner, batcher = runner or run_command, batcher or denoise_folder
     use_ray = not skip_ray and ray_available()
     skipped = [] if skip_ray or use_ray else [{"method": "ray", "reason": "Ray Data is not installed"}]
     rows: list[dict[str, Any]] = []
     recipe = None
     with tempfile.TemporaryDirectory(prefix="restorekit-scale-out-") as work:
-        rows += batch_rows(Path(work) / "batch", images, size, sigma, actors, use_ray, runner)
+        rows += batch_rows(Path(work) / "batch", images, size, sigma, actors, use_ray, batcher)
         if skipped:
             rows.append({"kind": "batch", "engine": "ray", "note": "skipped: Ray Data is not installed"})
         if not skip_train:

@@ -13,7 +13,7 @@ closed pipe) is one error line and exit 1, not a traceback; messages that cannot
 without stopping the run.
 
 The library's messages name its Python arguments (``overwrite=True``); :func:`describe` shows the command
-line's options in their place (``--overwrite``), so that each side speaks its own words.
+line's options in their place (``--overwrite``, from :data:`FLAGS`), so that each side speaks its own words.
 
 Exit codes: 0 all done; 1 some files failed (or an unexpected error); 2 usage error; 3 model or weights
 error; 4 device unavailable or out of memory; 130 interrupted (SIGINT, SIGTERM); 129 hung up (SIGHUP).
@@ -25,6 +25,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -118,25 +119,59 @@ def exit_code(error: BaseException) -> int:
     return int(getattr(error, "exit_code", ExitCode.FAILED))
 
 
-# Phrases of library messages that name a Python argument → the same phrase with the command line's option.
-CLI_WORDS = (
-    ("pass overwrite=True", "pass --overwrite"),
-    ("set bit_depth", "set --bit-depth"),
-    ("raise max_pixels", "raise --max-pixels"),
-)
+# A library argument (as its messages name it) → the command line's option.
+FLAGS = {
+    "bit_depth": "--bit-depth",
+    "device": "--device",
+    "dtype": "--dtype",
+    "engine": "--engine",
+    "ensemble": "--ensemble",
+    "max_pixels": "--max-pixels",
+    "model": "--model",
+    "output": "-o",
+    "overwrite": "--overwrite",
+    "quality": "--quality",
+    "ray_actors": "--ray-actors",
+    "ray_address": "--ray-address",
+    "recursive": "-r",
+    "reference": "--reference",
+    "scale": "--scale",
+    "sigma": "--sigma",
+    "suffix": "--suffix",
+    "sweep": "--sweep",
+    "tile": "--tile",
+    "w": "--w",
+}
+_NAMED = re.compile(r"`([a-z_]+)(?:=([^`]*))?`")
 
 
-def describe(error: BaseException) -> str:
-    """The message of ``error`` in the command line's words (see :data:`CLI_WORDS`).
+def describe(error: BaseException | str) -> str:
+    """The message of ``error`` in the command line's words: the one place that names options.
+
+    The library's messages name arguments in its own words (:class:`~restorekit.errors.RestoreKitError`): the
+    argument a message is about comes first (its ``parameter``), and an argument named inside the text is in
+    backticks. Each becomes its option from :data:`FLAGS` (``overwrite=True`` → ``--overwrite``, ``device='cpu'``
+    → ``--device cpu``); other words are left as they are.
 
     Example:
-        >>> describe(ValueError("a.png: already exists (pass overwrite=True to replace it)"))
+        >>> describe(ValueError("a.png: already exists (pass `overwrite=True` to replace it)"))
         'a.png: already exists (pass --overwrite to replace it)'
     """
     message = str(error)
-    for library, cli in CLI_WORDS:
-        message = message.replace(library, cli)
-    return message
+    parameter = getattr(error, "parameter", None)
+    if parameter in FLAGS and message[len(parameter) : len(parameter) + 1] in (":", " "):
+        message = FLAGS[parameter] + message[len(parameter) :]
+    return _NAMED.sub(_option, message)
+
+
+def _option(match: re.Match[str]) -> str:
+    """The option for one backticked argument (with its value, unless ``True``); unknown names stay."""
+    name, value = match.group(1), match.group(2)
+    if name not in FLAGS:
+        return match.group(0)
+    if value is None or value == "True":
+        return FLAGS[name]
+    return f"{FLAGS[name]} {value.strip(chr(39) + chr(34))}"
 
 
 def error_line(message: str) -> None:
@@ -278,6 +313,12 @@ class Reporter:
                 transient=False,
             )
             self._task = self._bar.add_task(label, total=total, item="")
+
+    def set_total(self, total: int) -> None:
+        """Record how many items there are (known once the batch is planned)."""
+        self.total = total
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
 
     def start(self, item: str) -> None:
         """Record that ``item`` is now being worked on."""

@@ -1,17 +1,22 @@
-"""Options shared by the commands, declared once as ``Annotated`` aliases.
+"""Options shared by the commands, declared once as ``Annotated`` aliases, and the restoring commands' option set.
 
-A command takes them as ``device: Device = "auto"``; the default lives in the signature, the help text
+A command takes an option as ``device: Device = "auto"``; the default lives in the signature, the help text
 here. Choice options are ``str`` enums, so a value compares equal to its plain string (``ProgressMode.jsonl
 == "jsonl"``).
+
+The restoring commands (``denoise``, ``sr``, ``tune``) share one option set, :data:`RESTORING`
+(:func:`restorekit.cli._batch.restoring` gives it to them).
 """
 
 from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from restorekit._checks import fail
 
 
 class ProgressMode(str, Enum):
@@ -100,10 +105,6 @@ Ensemble = Annotated[
     ),
 ]
 Sigma = Annotated[
-    str,
-    typer.Option("-s", "--sigma", help="Noise level σ on the 0–255 scale, or 'auto' to estimate it per image."),
-]
-PhotoSigma = Annotated[
     str | None,
     typer.Option(
         "-s",
@@ -167,3 +168,41 @@ RayActors = Annotated[
         show_default=False,
     ),
 ]
+
+
+def parse_sigma(text: str | None) -> float | str | None:
+    """``--sigma`` as the library takes it: ``None``, ``auto`` or a number on the 0–255 scale.
+
+    Example:
+        >>> parse_sigma("25"), parse_sigma("auto"), parse_sigma(None)
+        (25.0, 'auto', None)
+    """
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        return float(text)
+    except ValueError:
+        fail("sigma", "a number on the 0–255 scale or 'auto'", text)
+
+
+# The options every restoring command takes, after its own: (name, type with its option, default).
+RESTORING: tuple[tuple[str, Any, Any], ...] = (
+    ("output", Output, None),
+    ("recursive", Recursive, False),
+    ("suffix", Suffix, None),
+    ("overwrite", Overwrite, False),
+    ("model", Model, None),
+    ("device", Device, "auto"),
+    ("dtype", Dtype, DtypeChoice.auto),
+    ("tile", Tile, None),
+    ("ensemble", Ensemble, False),
+    ("bit_depth", BitDepth, None),
+    ("quality", Quality, None),
+    ("max_pixels", MaxPixels, None),
+    ("progress", Progress, ProgressMode.auto),
+    ("json", Json, False),
+    ("engine", BatchEngine, EngineChoice.local),
+    ("ray_address", RayAddress, None),
+    ("ray_actors", RayActors, None),
+    ("verbose", Verbose, False),
+)

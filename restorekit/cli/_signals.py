@@ -31,26 +31,37 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from types import FrameType
 
+from restorekit.batch._signals import (  # the state a batch reads; the program sets it
+    HANGUP,
+    INTERRUPTED,
+    _state,
+    begin_work,
+    deferred,
+    exit_code,
+    finish,
+    interruptible,
+    raise_if_pending,
+    received,
+)
+
+__all__ = [  # the program's side here; the state and the sections are restorekit.batch._signals's
+    "HANGUP",
+    "INTERRUPTED",
+    "begin_work",
+    "deferred",
+    "exit_code",
+    "finish",
+    "install",
+    "interruptible",
+    "is_program",
+    "received",
+    "wants_json",
+    "wants_jsonl",
+]
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-INTERRUPTED = 130  # SIGINT and SIGTERM, as a shell reports Ctrl-C
-HANGUP = 129  # SIGHUP: 128 + 1
-RETRY_S = 0.05  # how often a signal held during an import is tried again
-
-
-class _State:
-    """Where the program is (``off`` outside the program) and what it has received."""
-
-    phase = "off"
-    received: int | None = None
-    raised = False
-    deferred = 0
-    argv: tuple[str, ...] = ()
-
-
-_state = _State()
 
 
 def is_program() -> bool:
@@ -72,53 +83,6 @@ def install() -> None:
             signal.signal(signum, _on_signal)
     if hasattr(signal, "SIGALRM"):
         signal.signal(signal.SIGALRM, _on_retry)
-
-
-def begin_work() -> None:
-    """A command begins: from now on a signal raises :class:`KeyboardInterrupt` (one that came already, now)."""
-    if _state.phase == "startup":
-        _state.phase = "work"
-        _raise_if_pending()
-
-
-def finish() -> None:
-    """The outcome is settled: later signals are recorded and change nothing."""
-    if _state.phase != "off":
-        _state.phase = "done"
-
-
-def received() -> int | None:
-    """The first stop signal this program received, or ``None``."""
-    return _state.received
-
-
-def exit_code() -> int:
-    """The exit code of a stopped run: 129 after SIGHUP, else 130."""
-    return HANGUP if _state.received == getattr(signal, "SIGHUP", None) else INTERRUPTED
-
-
-@contextlib.contextmanager
-def deferred() -> Iterator[None]:
-    """A section a signal must not cut in two (a file created and recorded): the signal waits for its end, or
-    for an :func:`interruptible` section inside it."""
-    _state.deferred += 1
-    try:
-        yield
-    finally:
-        _state.deferred -= 1
-    _raise_if_pending()
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """Inside a :func:`deferred` section, a part a signal may stop at once (a file's work, a wait); a signal
-    held so far is raised on entering it."""
-    saved, _state.deferred = _state.deferred, 0
-    try:
-        _raise_if_pending()
-        yield
-    finally:
-        _state.deferred = saved
 
 
 def wants_json(args: Sequence[str]) -> bool:
@@ -143,32 +107,11 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         _state.received = signum
     if _state.phase == "startup":
         _exit_now()
-    _raise_if_pending(frame)
+    raise_if_pending(frame)
 
 
 def _on_retry(signum: int, frame: FrameType | None) -> None:
-    _raise_if_pending(frame)
-
-
-def _raise_if_pending(frame: FrameType | None = None) -> None:
-    """Raise the held signal as :class:`KeyboardInterrupt` where that is safe; else try again shortly."""
-    if _state.phase != "work" or _state.received is None or _state.raised or _state.deferred:
-        return
-    if _importing(frame):
-        if hasattr(signal, "setitimer"):
-            signal.setitimer(signal.ITIMER_REAL, RETRY_S)
-        return
-    _state.raised = True
-    raise KeyboardInterrupt
-
-
-def _importing(frame: FrameType | None) -> bool:
-    """Whether the interrupted code runs inside an import (importlib's frames are on its stack)."""
-    while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
-            return True
-        frame = frame.f_back
-    return False
+    raise_if_pending(frame)
 
 
 def _exit_now() -> None:

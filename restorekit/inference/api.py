@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import os
 import re
 import time
 import warnings
 import weakref
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -144,7 +147,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     resolved = torch.device(spelled)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {spelled!r}: CUDA is not available on this machine (use --device cpu)")
+            raise DeviceError(f"device {spelled!r}: CUDA is not available on this machine (use `device='cpu'`)")
         index = resolved.index or 0
         count = torch.cuda.device_count()
         if index >= count:
@@ -361,36 +364,6 @@ def _prepared(net: nn.Module, target: torch.device) -> nn.Module:
     return twin
 
 
-def denoise_image(
-    pixels: np.ndarray,
-    sigma: float | str | np.ndarray | None = None,
-    model: str | Path | nn.Module | None = None,
-    device: str | torch.device = "auto",
-    tile: int | None = None,
-    dtype: str | None = None,
-    ensemble: bool = False,
-) -> tuple[np.ndarray, RunInfo]:
-    """Denoise an image and say how: :func:`denoise` plus a :class:`RunInfo` (what the CLI calls).
-
-    Args and Raises: as for :func:`denoise`.
-
-    Returns:
-        The denoised ``(H, W, C)`` float32 array in [0, 1], and the run information.
-
-    Example:
-        >>> from restorekit.models import Requirements
-        >>> class Identity(torch.nn.Module):
-        ...     requirements = Requirements(task="denoise", in_channels=3, out_channels=3, sigma_range=(0, 75))
-        ...     def forward(self, x, sigma):
-        ...         return x
-        >>> out, info = denoise_image(np.zeros((24, 40, 3), np.float32), 25, Identity(), device="cpu", dtype="fp32")
-        >>> out.shape, info.sigma, info.dtype
-        ((24, 40, 3), 25.0, 'fp32')
-    """
-    spec = Restoration(sigma=sigma, model=model, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
-    return restore(pixels, spec)
-
-
 def _run(
     net: nn.Module,
     pixels: np.ndarray,
@@ -462,6 +435,27 @@ def _run(
     return out, precision, used_tile
 
 
+def _with_info(restoring: Callable[..., np.ndarray], task: str) -> Callable[..., tuple[np.ndarray, RunInfo]]:
+    """The ``_image`` variant of a public function (what the CLI called before :func:`restore`): the same
+    arguments, and the restored image with its :class:`RunInfo`."""
+    signature = inspect.signature(restoring)
+
+    @functools.wraps(restoring)
+    def with_info(*args: Any, **kwargs: Any) -> tuple[np.ndarray, RunInfo]:
+        settings = signature.bind(*args, **kwargs).arguments
+        pixels = settings.pop("image")
+        return restore(pixels, Restoration(task=task, **settings))
+
+    with_info.__name__ = with_info.__qualname__ = f"{restoring.__name__}_image"
+    with_info.__doc__ = (
+        f"Run :func:`{restoring.__name__}` and say how: the restored image and a :class:`RunInfo`.\n\n"
+        f"    Args and Raises: as for :func:`{restoring.__name__}`."
+    )
+    with_info.__signature__ = signature.replace(return_annotation=tuple[np.ndarray, RunInfo])  # type: ignore[attr-defined]
+    del with_info.__wrapped__  # type: ignore[attr-defined]
+    return with_info
+
+
 def denoise(
     image: np.ndarray,
     sigma: float | str | np.ndarray | None = None,
@@ -514,7 +508,12 @@ def denoise(
         >>> denoise(np.full((24, 40, 1), 0.5, np.float32), sigma=15, model=Identity(), device="cpu").shape
         (24, 40, 1)
     """
-    return denoise_image(image, sigma, model, device, tile, dtype, ensemble)[0]
+    return restore(
+        image, Restoration(sigma=sigma, model=model, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
+    )[0]
+
+
+denoise_image = _with_info(denoise, "denoise")
 
 
 # The last folded plain model per tunable model, keyed on ω and the parameters' identity and version, so a
@@ -696,6 +695,35 @@ def _resolve(spec: Restoration, channels: int) -> _Resolved:
     return _Resolved(net, name, target, note)
 
 
+def check_restoration(spec: Restoration) -> None:
+    """Refuse once, before a batch, what would fail every file: the device, a bad model name or weights file, a
+    model for another task or scale, ω off the model's domain, or σ outside the model's range.
+
+    Without a model, each shipped default (colour, gray) that a numeric σ would run is checked, and a default
+    that does not ship for some channels is left to the files that need it; a photo (no σ) loads nothing here.
+
+    Raises:
+        UsageError, WeightsError, DeviceError: As :func:`restore` would for every file.
+    """
+    resolve_device(spec.device)
+    numeric = isinstance(spec.sigma, int | float) and not isinstance(spec.sigma, bool)
+    if (spec.task == "denoise" and spec.model is None and not numeric) or (spec.task == "tune" and spec.w is None):
+        return  # a photo's model is chosen per file (by its channels); a sweep's ω are the sweep's own
+    for channels in (3, 1) if spec.model is None and spec.task == "denoise" else (3,):
+        try:
+            resolved = spec.resolved(channels)
+        except WeightsError:
+            if spec.model is not None or spec.task != "denoise":
+                raise
+            continue  # no default for these channels ships: such files fail on their own
+        req = resolved.net.requirements
+        if spec.task == "tune" and spec.w is not None:
+            check_omega(spec.w, req, resolved.name)
+        low, high = req.sigma_range or (0.0, float("inf"))
+        if numeric and spec.task != "sr" and not low <= spec.sigma <= high:
+            fail("sigma", f"a noise level in [{low:g}, {high:g}] for {spec.model or resolved.name}", spec.sigma)
+
+
 def restore(pixels: np.ndarray, spec: Restoration) -> tuple[np.ndarray, RunInfo]:
     """Restore one image as ``spec`` says, and say how: the one path of :func:`denoise`, :func:`super_resolve`,
     :func:`tune` and every command.
@@ -760,24 +788,6 @@ def restore(pixels: np.ndarray, spec: Restoration) -> tuple[np.ndarray, RunInfo]
     return result, info
 
 
-def tune_image(
-    pixels: np.ndarray,
-    w: tuple[float, ...] | list[float],
-    sigma: float | str | np.ndarray | None = None,
-    model: str | Path | nn.Module | None = None,
-    device: str | torch.device = "auto",
-    tile: int | None = None,
-    dtype: str | None = None,
-) -> tuple[np.ndarray, RunInfo]:
-    """Restore an image with a tunable model at setting ``w``, and say how: :func:`tune` plus a :class:`RunInfo`.
-
-    Args and Raises: as for :func:`tune`.
-    """
-    return restore(
-        pixels, Restoration(task="tune", w=w, sigma=sigma, model=model, device=device, tile=tile, dtype=dtype)
-    )
-
-
 def tune(
     image: np.ndarray,
     w: tuple[float, ...] | list[float],
@@ -816,24 +826,12 @@ def tune(
         >>> tune(np.full((24, 40, 1), 0.5, np.float32), (0.3, 0.7), sigma=15, model=net, device="cpu").shape
         (24, 40, 1)
     """
-    return tune_image(image, w, sigma, model, device, tile, dtype)[0]
+    return restore(
+        image, Restoration(task="tune", w=w, sigma=sigma, model=model, device=device, tile=tile, dtype=dtype)
+    )[0]
 
 
-def super_resolve_image(
-    pixels: np.ndarray,
-    scale: int = 2,
-    model: str | Path | nn.Module | None = None,
-    device: str | torch.device = "auto",
-    tile: int | None = None,
-    dtype: str | None = None,
-    ensemble: bool = False,
-) -> tuple[np.ndarray, RunInfo]:
-    """Upscale an image and say how: :func:`super_resolve` plus a :class:`RunInfo` (what the CLI calls).
-
-    Args and Raises: as for :func:`super_resolve`.
-    """
-    spec = Restoration(task="sr", scale=scale, model=model, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
-    return restore(pixels, spec)
+tune_image = _with_info(tune, "tune")
 
 
 def super_resolve(
@@ -878,4 +876,8 @@ def super_resolve(
         >>> super_resolve(np.zeros((24, 40, 3), np.float32), scale=2, model=Nearest(), device="cpu").shape
         (48, 80, 3)
     """
-    return super_resolve_image(image, scale, model, device, tile, dtype, ensemble)[0]
+    spec = Restoration(task="sr", scale=scale, model=model, device=device, tile=tile, dtype=dtype, ensemble=ensemble)
+    return restore(image, spec)[0]
+
+
+super_resolve_image = _with_info(super_resolve, "sr")

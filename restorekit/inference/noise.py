@@ -1,4 +1,4 @@
-"""Noise-level estimation for additive white Gaussian noise (what ``--sigma auto`` uses).
+"""Noise-level estimation for additive white Gaussian noise (what ``sigma="auto"`` uses).
 
 Method: Chen, Zhu and Heng, "An Efficient Statistical Method for Image Noise Level Estimation", ICCV 2015.
 The eigenvalues of the covariance of the image's 7×7 patches (all channels stacked) split into a few large
@@ -113,5 +113,5 @@ def camera_noise_hint(pixels: np.ndarray, estimate: float) -> str | None:
             return None
     return (
         f"σ̂ = {estimate:.1f} looks like camera noise (or none), which a white-noise estimate cannot see; "
-        "omit σ (--sigma) to use the photo model"
+        "omit σ (`sigma`) to use the photo model"
     )

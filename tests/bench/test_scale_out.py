@@ -1,4 +1,5 @@
-"""`restorekit bench scale-out` with a fake subprocess runner: rows, the identical-outputs flag, the document."""
+"""`restorekit bench scale-out` with a fake batch and subprocess runner: rows, the identical-outputs flag, the
+document."""
 
 from __future__ import annotations
 
@@ -14,27 +15,35 @@ from restorekit.bench.docs import render
 from restorekit.cli.app import app
 
 
-class FakeCLI:
-    """Stands in for the subprocesses: `denoise` copies its inputs (the Ray run flips a byte of one output when
-    ``ray_differs``), `train` writes a log.jsonl of 1 s/step (2 processes: 0.5 s/step)."""
+class FakeBatch:
+    """Stands in for the library's batch: copies its inputs (the Ray run flips a byte of one output when
+    ``ray_differs``)."""
 
     def __init__(self, ray_differs: bool = False):
-        self.calls: list[tuple[list[str], dict[str, str]]] = []
+        self.calls: list[tuple[float, int | None, int | None]] = []
         self.ray_differs = ray_differs
+
+    def __call__(self, source: Path, out: Path, sigma: float, threads: int | None, actors: int | None) -> dict:
+        self.calls.append((sigma, threads, actors))
+        out.mkdir()
+        files = []
+        for path in sorted(source.iterdir()):
+            shutil.copy(path, out / path.name)
+            files.append({"input": str(path), "status": "ok", "ms": 10.0 + len(files), "model": "m"})
+        if self.ray_differs and actors:
+            target = out / "0000.png"
+            target.write_bytes(target.read_bytes()[:-1] + b"\0")
+        return {"exit_code": 0, "files": files}
+
+
+class FakeCLI:
+    """Stands in for the subprocesses: `train` writes a log.jsonl of 1 s/step (2 processes: 0.5 s/step)."""
+
+    def __init__(self):
+        self.calls: list[tuple[list[str], dict[str, str]]] = []
 
     def __call__(self, argv: list[str], env: dict[str, str]) -> str:
         self.calls.append((argv, env))
-        if "denoise" in argv:
-            source, out = Path(argv[argv.index("denoise") + 1]), Path(argv[argv.index("-o") + 1])
-            out.mkdir()
-            files = []
-            for path in sorted(source.iterdir()):
-                shutil.copy(path, out / path.name)
-                files.append({"input": str(path), "status": "ok", "ms": 10.0 + len(files), "model": "m"})
-            if self.ray_differs and "ray" in argv:
-                target = out / "0000.png"
-                target.write_bytes(target.read_bytes()[:-1] + b"\0")
-            return json.dumps({"command": "denoise", "exit_code": 0, "files": files})
         assert "train" in argv and "--progress" in argv
         settings = dict(a.split("=", 1) for a in argv[argv.index("train") + 2 :] if "=" in a)
         recipe = json.loads(Path(argv[argv.index("train") + 1]).read_text())
@@ -50,8 +59,9 @@ class FakeCLI:
 
 
 def test_rows_and_document(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    fake = FakeCLI()
+    fake, batch_fake = FakeCLI(), FakeBatch()
     monkeypatch.setattr(scale_out, "run_command", fake)
+    monkeypatch.setattr(scale_out, "denoise_folder", batch_fake)
     monkeypatch.setattr(scale_out, "ray_available", lambda: True)  # rows only: the fake runs nothing
     saved = tmp_path / "scale_out.json"
     result = CliRunner().invoke(
@@ -74,9 +84,8 @@ def test_rows_and_document(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     assert [r["outputs_identical"] for r in batch] == [True, True, True, None, None]
     assert batch[0]["median_ms"] == 11.0 and batch[3]["median_ms"] == 10.0
     assert batch[4]["startup_s"] == pytest.approx(batch[4]["wall_s"] - batch[3]["wall_s"], abs=0.02)
-    denoise = [argv for argv, _ in fake.calls if "denoise" in argv]
-    assert [env for argv, env in fake.calls if "denoise" in argv][1] == {"OMP_NUM_THREADS": "1"}
-    assert denoise[2][-4:] == ["--engine", "ray", "--ray-actors", "2"]
+    assert [threads for _, threads, _ in batch_fake.calls] == [None, 1, None, None, None]
+    assert [actors for _, _, actors in batch_fake.calls] == [None, None, 2, None, 2]
 
     train = [r for r in document["rows"] if r["kind"] == "train"]
     assert [(r["processes"], r["threads"]) for r in train] == [(1, 2), (1, 1), (2, 1)]
@@ -93,13 +102,13 @@ def test_rows_and_document(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 def test_different_outputs_and_no_ray(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(scale_out, "ray_available", lambda: False)
-    rows, config, skipped = scale_out.run(images=2, size=32, steps=2, skip_train=True, runner=FakeCLI())
+    rows, config, skipped = scale_out.run(images=2, size=32, steps=2, skip_train=True, batcher=FakeBatch())
     assert config["ray"] is False and config["steps"] is None and skipped[0]["method"] == "ray"
     assert rows[-1] == {"kind": "batch", "engine": "ray", "note": "skipped: Ray Data is not installed"}
     assert not any(r["kind"] == "train" for r in rows)
 
     monkeypatch.setattr(scale_out, "ray_available", lambda: True)
-    rows, _, _ = scale_out.run(images=2, size=32, skip_train=True, runner=FakeCLI(ray_differs=True))
+    rows, _, _ = scale_out.run(images=2, size=32, skip_train=True, batcher=FakeBatch(ray_differs=True))
     assert [r["outputs_identical"] for r in rows[:3]] == [True, True, False]
 
 

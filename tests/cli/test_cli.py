@@ -299,16 +299,16 @@ def test_json_reports_errors_that_stop_the_command(tmp_path, write_png):
 
 
 def test_host_memory_exhaustion_fails_that_file_only(tmp_path, write_png, tiny_weights, monkeypatch):
-    from restorekit.cli import denoise as denoise_command
+    from restorekit.batch import _jobs as per_file
 
-    real = denoise_command.load_image
+    real = per_file.load_image
 
     def load(path, max_pixels):
         if Path(path).name == "big.png":
             raise MemoryError
         return real(path, max_pixels=max_pixels)
 
-    monkeypatch.setattr(denoise_command, "load_image", load)
+    monkeypatch.setattr(per_file, "load_image", load)
     folder = tmp_path / "in"
     write_png(folder / "big.png")
     write_png(folder / "small.png")
@@ -645,7 +645,7 @@ def test_a_rerun_skips_its_own_outputs(tmp_path, write_png, tiny_weights):
 
 
 def test_outputs_of_every_command_are_passed_over_but_a_lone_one_is_an_input(tmp_path, write_png):
-    from restorekit.cli._batch import plan_jobs
+    from restorekit.batch._plan import plan_jobs
 
     folder = tmp_path / "in"
     for name in ("a.png", "a_x2.png", "a_tuned.png", "a_sweep.jpg", "a_denoised_x4.png", "holiday_x2.png"):
@@ -663,7 +663,7 @@ def test_outputs_of_every_command_are_passed_over_but_a_lone_one_is_an_input(tmp
 
 
 def test_an_output_claimed_by_a_live_run_is_skipped_and_a_stale_claim_is_taken_over(tmp_path, write_png, tiny_weights):
-    from restorekit.cli import _claims
+    from restorekit.batch import _claims
 
     folder, out = tmp_path / "in", tmp_path / "out"
     write_png(folder / "a.png")
@@ -688,17 +688,17 @@ def test_an_output_claimed_by_a_live_run_is_skipped_and_a_stale_claim_is_taken_o
 
 
 def test_an_output_that_appears_meanwhile_is_never_replaced(tmp_path, write_png, tiny_weights, monkeypatch):
-    from restorekit.cli import denoise as denoise_command
+    from restorekit.batch import _jobs as per_file
 
     source = write_png(tmp_path / "a.png")
     target = tmp_path / "a_denoised.png"
-    real = denoise_command.load_image
+    real = per_file.load_image
 
     def another_run_writes_first(path, max_pixels):
         target.write_bytes(b"written by another run")
         return real(path, max_pixels=max_pixels)
 
-    monkeypatch.setattr(denoise_command, "load_image", another_run_writes_first)
+    monkeypatch.setattr(per_file, "load_image", another_run_writes_first)
     result = invoke("denoise", source, "-s", "10", "-m", tiny_weights, "--json")
     assert result.exit_code == ExitCode.FAILED
     (record,) = summary(result)["files"]
@@ -709,16 +709,16 @@ def test_an_output_that_appears_meanwhile_is_never_replaced(tmp_path, write_png,
 def test_running_out_of_host_memory_fails_that_file_with_code_4_and_the_batch_goes_on(
     tmp_path, write_png, tiny_weights, monkeypatch
 ):
-    from restorekit.cli import denoise as denoise_command
+    from restorekit.batch import _jobs as per_file
 
-    real = denoise_command.load_image
+    real = per_file.load_image
 
     def load(path, max_pixels):
         if Path(path).name == "big.png":
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
         return real(path, max_pixels=max_pixels)
 
-    monkeypatch.setattr(denoise_command, "load_image", load)
+    monkeypatch.setattr(per_file, "load_image", load)
     folder = tmp_path / "in"
     write_png(folder / "big.png")
     write_png(folder / "small.png")
@@ -755,16 +755,16 @@ def test_json_answers_usage_errors(tmp_path, write_png, tiny_weights, args):
 
 
 def test_an_interrupted_batch_answers_with_the_files_done(tmp_path, write_png, tiny_weights, monkeypatch):
-    from restorekit.cli import denoise as denoise_command
+    from restorekit.batch import _jobs as per_file
 
-    real = denoise_command.load_image
+    real = per_file.load_image
 
     def load(path, max_pixels):
         if Path(path).name == "c.png":
             raise KeyboardInterrupt
         return real(path, max_pixels=max_pixels)
 
-    monkeypatch.setattr(denoise_command, "load_image", load)
+    monkeypatch.setattr(per_file, "load_image", load)
     for name in ("a.png", "b.png", "c.png"):
         write_png(tmp_path / "in" / name)
     args = ["denoise", tmp_path / "in", "-o", tmp_path / "out", "-s", "10", "-m", tiny_weights]

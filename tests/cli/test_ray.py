@@ -19,8 +19,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from restorekit.cli import _ray
-from restorekit.cli._batch import DELAY_ENV, Engine
+from restorekit.batch import Engine, _ray
+from restorekit.batch._jobs import DELAY_ENV
 from restorekit.cli._console import ExitCode
 from restorekit.errors import DeviceError
 from restorekit.inference.io import load_image
@@ -97,8 +97,9 @@ def test_ray_options_need_the_ray_engine(tmp_path, write_png, option):
     ],
 )
 def test_the_actor_pool_fits_the_cluster(monkeypatch, cluster, device, actors, expected):
+    engine = Engine("ray", None, actors)
     monkeypatch.setitem(sys.modules, "ray", SimpleNamespace(cluster_resources=lambda: cluster))
-    assert _ray._pool(Engine("ray", None, actors), SimpleNamespace(device=device)) == expected
+    assert _ray._pool(engine, device) == expected
 
 
 def test_an_actor_error_comes_out_of_rays_wrappers():

@@ -67,7 +67,7 @@ def _write_atomically(path: Path, data: bytes, overwrite: bool = True) -> None:
             with contextlib.suppress(OSError):
                 temp.unlink(missing_ok=True)
         if isinstance(error, FileExistsError) and str(error.filename) == str(path):
-            raise OutputError(f"{path}: already exists (pass overwrite=True to replace it)") from error
+            raise OutputError(f"{path}: already exists (pass `overwrite=True` to replace it)") from error
         if isinstance(error, OSError):
             raise OutputError(f"{path}: cannot write ({error.strerror or error})") from error
         raise

@@ -49,7 +49,7 @@ def _check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -
     if max_pixels is not None and width * height > max_pixels:
         raise InputError(
             f"{path}: {width}×{height} = {_pixel_count(width * height)} exceeds the limit of "
-            f"{_pixel_count(max_pixels)} (raise max_pixels or {MAX_PIXELS_ENV})"
+            f"{_pixel_count(max_pixels)} (raise `max_pixels` or {MAX_PIXELS_ENV})"
         )
 
 

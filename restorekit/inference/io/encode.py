@@ -111,7 +111,7 @@ def _check_writable(path: Path, image: Image, image_format: str, depth: int, ove
     if depth not in depths:
         fail(
             f"{path}: bit depth",
-            f"one that {image_format} stores (set bit_depth)",
+            f"one that {image_format} stores (set `bit_depth`)",
             depth,
             valid=depths,
             error=OutputError,
@@ -121,7 +121,7 @@ def _check_writable(path: Path, image: Image, image_format: str, depth: int, ove
     if path.is_dir():
         raise OutputError(f"{path}: is a directory, expected an image file path")
     if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists (pass overwrite=True to replace it)")
+        raise OutputError(f"{path}: already exists (pass `overwrite=True` to replace it)")
 
 
 def _alpha_samples(alpha: np.ndarray, depth: int) -> np.ndarray:

@@ -41,7 +41,7 @@ def claim_path(target: Path) -> Path:
 def acquire(target: Path) -> Path | None:
     """Claim ``target`` for this process: the claim file's path, or ``None`` when another live run holds it.
 
-    Call it inside :func:`restorekit.cli._signals.deferred`, with the path stored before the section ends, so
+    Call it inside :func:`restorekit.batch._signals.deferred`, with the path stored before the section ends, so
     that a stop signal cannot come between creating the claim and knowing to release it.
 
     Raises:

@@ -1,12 +1,12 @@
 """The Ray engine of a batch (``--engine ray``): Ray Data streams the jobs through a pool of actors.
 
-The driver (this process) plans and reports as the local engine does (:mod:`restorekit.cli._batch`); only the
+The driver (this process) plans and reports as the local engine does (:mod:`restorekit.batch._run`); only the
 running moves. Jobs that need no work (refused while planning, or whose output exists) are settled here and
 never shipped, so a rerun sends the cluster only what is left. The others become rows ``(index, source,
 target)`` of a Ray Dataset; :meth:`ray.data.Dataset.map_batches` runs :class:`Restorer`, a callable class, on a
 fixed pool of actors (``compute=ray.data.ActorPoolStrategy(size=N)``, ``num_gpus=1`` per actor on a cluster
-with GPUs). Each actor rebuilds the command's per-file function from its :class:`~restorekit.cli._batch.Task`
-once (so the model loads once per actor) and runs :func:`~restorekit.cli._batch.run_one` on each file: the
+with GPUs). Each actor rebuilds the command's per-file function from its :class:`~restorekit.batch._jobs.Work`
+once (so the model loads once per actor) and runs :func:`~restorekit.batch._jobs.run_one` on each file: the
 same exists check, output claim (so a Ray batch and a local run on one folder share the work), stale-part
 cleanup, atomic write and error handling as the local engine. Results come back
 as JSON rows, streamed (:meth:`ray.data.Dataset.iter_rows`), so progress moves as files finish.
@@ -17,7 +17,7 @@ to a hidden temp file and renamed, so the dead actor left no partial output (its
 when the file runs again); a file it had finished is found on the retry and reported ``exists``. A retried
 task therefore redoes at most the file that was running. The dead actor's claim on that file is stale (its
 process is gone) and taken over when the retry lands on the same node; on another node it cannot be checked,
-and the file is reported ``claimed`` (a rerun after :data:`restorekit.cli._claims.FOREIGN_STALE_S`, or with the
+and the file is reported ``claimed`` (a rerun after :data:`restorekit.batch._claims.FOREIGN_STALE_S`, or with the
 claim file removed, does it). Stopping the driver (Ctrl-C) stops the batch; a rerun does the rest.
 
 Paths travel as typed: each actor works in the driver's working directory (where that folder exists on its
@@ -49,41 +49,34 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from restorekit.cli._batch import DELAY_ENV, Engine, Job, Result, Task, run_one, settled
-from restorekit.errors import DeviceError, RestoreKitError, UsageError
+from restorekit.batch._engine import Engine
+from restorekit.batch._jobs import DELAY_ENV, Result, Work, run_one, settled
+from restorekit.batch._plan import Job
+from restorekit.errors import DeviceError, RestoreKitError
 
-INSTALL_HINT = "pip install 'restorekit[ray]'"
 FILES_PER_TASK = 64  # at most, so that progress moves and a retried task redoes little
 TASKS_PER_ACTOR = 8  # at least, where there are files enough: work is balanced over the pool
 CPUS_PER_ACTOR = 4  # without --ray-actors on a cluster without GPUs
-
-
-def require() -> None:
-    """Raise a one-line :class:`UsageError` unless Ray Data can be imported."""
-    try:
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise UsageError(f"--engine ray: Ray Data is not installed ({INSTALL_HINT})") from None
 
 
 class Restorer:
     """The callable class of :meth:`~ray.data.Dataset.map_batches`: one per actor, built once.
 
     Args:
-        task: The command's per-file work, as plain settings; built here, so the model loads once per actor.
-        overwrite: ``--overwrite``.
+        work: The per-file work, as plain settings; built here, so the model loads once per actor.
+        overwrite: Replace existing outputs.
         cwd: The driver's working directory (used where it exists on this node).
         env: The driver's ``RESTOREKIT_*`` variables.
     """
 
-    def __init__(self, task: Task, overwrite: bool, cwd: str, env: dict[str, str]):
+    def __init__(self, work: Work, overwrite: bool, cwd: str, env: dict[str, str]):
         from restorekit.inference.runtime import keep_freed_memory
 
         os.environ.update(env)
         if os.path.isdir(cwd):
             os.chdir(cwd)
         keep_freed_memory()
-        self.process = task.build()
+        self.process = work.build()
         self.overwrite = overwrite
         self.delay = float(os.environ.get(DELAY_ENV, "0") or 0)
 
@@ -103,7 +96,7 @@ def _record(result: Result) -> dict[str, Any]:
     return {"status": result.status, "message": result.message, "code": int(result.code), "fields": result.fields}
 
 
-def execute(jobs: Sequence[Job], task: Task, overwrite: bool, engine: Engine) -> Iterator[tuple[int, Result]]:
+def execute(jobs: Sequence[Job], work: Work, overwrite: bool, engine: Engine) -> Iterator[tuple[int, Result]]:
     """Run ``jobs`` on a Ray actor pool; yields ``(index in jobs, result)`` as results arrive.
 
     Jobs settled without work come first, then the others in the order they finish.
@@ -121,13 +114,13 @@ def execute(jobs: Sequence[Job], task: Task, overwrite: bool, engine: Engine) ->
     if not pending:
         return
     with _session(engine):
-        actors, resources = _pool(engine, task)
+        actors, resources = _pool(engine, str(work.spec.device))
         per_task = max(1, min(FILES_PER_TASK, len(pending) // (actors * TASKS_PER_ACTOR)))
         rows = [{"index": i, "source": str(jobs[i].source), "target": str(jobs[i].target)} for i in pending]
         env = {key: value for key, value in os.environ.items() if key.startswith("RESTOREKIT_")}
         dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_task)).map_batches(
             Restorer,
-            fn_constructor_args=(task, overwrite, os.getcwd(), env),
+            fn_constructor_args=(work, overwrite, os.getcwd(), env),
             batch_size=per_task,
             compute=ray.data.ActorPoolStrategy(size=actors),
             **resources,
@@ -140,7 +133,7 @@ def execute(jobs: Sequence[Job], task: Task, overwrite: bool, engine: Engine) ->
             raise _unwrapped(exc) from None
 
 
-def _pool(engine: Engine, task: Task) -> tuple[int, dict[str, float]]:
+def _pool(engine: Engine, device: str) -> tuple[int, dict[str, float]]:
     """The number of actors and what each reserves: a GPU each where the cluster has GPUs, else a CPU share.
 
     More actors than GPUs (or CPUs) share them (fractional resources), so that the whole pool fits the
@@ -150,7 +143,7 @@ def _pool(engine: Engine, task: Task) -> tuple[int, dict[str, float]]:
 
     cluster = ray.cluster_resources()
     gpus, cpus = int(cluster.get("GPU", 0)), max(1, int(cluster.get("CPU", 1)))
-    if gpus and task.device != "cpu":
+    if gpus and device != "cpu":
         actors = engine.actors or gpus
         return actors, {"num_gpus": min(1, gpus / actors), "num_cpus": min(1, cpus / actors)}  # one GPU each
     actors = engine.actors or max(1, cpus // CPUS_PER_ACTOR)
@@ -181,7 +174,7 @@ def _session(engine: Engine) -> Iterator[None]:
         except Exception as exc:
             where = f"at {engine.address}" if engine.address else "on this machine"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DeviceError(f"--engine ray: cannot start or join the Ray cluster {where} ({first})") from None
+            raise DeviceError(f"`engine='ray'`: cannot start or join the Ray cluster {where} ({first})") from None
         ray.data.DataContext.get_current().enable_progress_bars = False  # the batch has its own
         if not engine.verbose:
             logging.getLogger("ray.data").setLevel(logging.ERROR)
