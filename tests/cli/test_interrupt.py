@@ -175,8 +175,8 @@ def test_a_stop_signal_at_any_line_of_a_claimed_run_leaves_no_claim_or_temp_file
     from restorekit.batch import _claims, _jobs, _run, _signals
     from restorekit.batch._plan import Job
     from restorekit.cli import _signals as program
-    from restorekit.inference.io import atomic
     from restorekit.inference.api import Restoration
+    from restorekit.inference.io import atomic
 
     source = tmp_path / "a.png"
     source.write_bytes(b"input")

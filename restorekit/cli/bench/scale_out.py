@@ -1,4 +1,4 @@
-"""`restorekit bench scale-out`: a batch through `denoise` (local and Ray) and a small training run (torchrun)."""
+"""`restorekit bench scale-out`: a batch through `restore_files` (local and Ray) and a small training run."""
 
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ def scale_out(
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
-    """A batch of seeded noisy crops of scikit-image's colour samples through `denoise` (local engine, local
-    with 1 thread, --engine ray) and a small MalleNet-S training run (1 process × 2 threads, 1 × 1, torchrun
-    2 × 1), each as a subprocess of the installed CLI; see restorekit/bench/scale_out.py."""
+    """A batch of seeded noisy crops of scikit-image's colour samples through the library's restore_files (local
+    engine, local with 1 thread, Ray) and a small MalleNet-S training run (1 process × 2 threads, 1 × 1, torchrun
+    2 × 1, each a subprocess of the installed CLI); see restorekit/bench/scale_out.py."""
     from restorekit.bench import scale_out as bench_scale_out
 
     rows, config, skipped = bench_scale_out.run(images, size, actors, sigma, steps, skip_train, skip_ray)
-    table = ("scale-out (wall_s: whole command; median_ms: per file)", rows)
+    table = ("scale-out (wall_s: whole batch; median_ms: per file)", rows)
     Results(machine, save or [], json).publish(ctx, "scale_out", rows, config, table, skipped=skipped)
