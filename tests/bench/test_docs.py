@@ -72,3 +72,22 @@ def test_render():
     subset["config"] = {"limit": 2}  # the first 2 images only: no comparison with whole-set figures
     page = render([("q.json", subset)], "restorekit bench report q.json")
     assert "| mallenet_s.x |" in page and "published" not in page and "floor" not in page
+
+
+def test_the_summary_shows_the_24_mp_photo_against_the_previous_default():
+    document = _latency()
+    photo = [
+        document["rows"][1]
+        | {"method": method, "size": "6000x4000", "dtype": dtype, "median_ms": ms, "rss_peak_mb": rss}
+        for method, dtype, ms, rss in (
+            ("mallenet_r.real_color+acdanet_s.real_color_nr2", "bf16", 40000.0, 5000.0),
+            ("weights/acdanet_m_static.real_color.safetensors", "bf16", 8000.0, 2500.0),
+            ("acdanet_m_static.real_color", "fp32", 9000.0, 2600.0),
+        )
+    ]
+    document["rows"] += photo
+    page = render([("l.json", document)], "restorekit bench report l.json")
+    summary = page[page.index("## Summary") : page.index("## Latency: ")]
+    assert "24 MP photo (6000x4000)" in summary and "| peak RSS MB | × faster than the average |" in summary
+    assert "| acdanet_m_static.real_color.safetensors | bf16 | 8.000 | 2500 | 5.000 |" in summary
+    assert "| acdanet_m_static.real_color | fp32 | 9.000 | 2600 |  |" in summary  # no average in fp32 to compare
