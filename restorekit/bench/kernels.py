@@ -66,16 +66,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import restorekit_kernels.atom_conv as triton_atom
-import restorekit_kernels.malleable_conv as triton_malleable
-import restorekit_kernels.tv_conv as triton_tv
 import torch
 import torch.nn.functional as F
 
 from restorekit._checks import check, check_choice
-from restorekit.ops import _atom_cpu, _malleable_cpu, _tv_cpu
+from restorekit.ops.atom_conv import BACKENDS as ATOM_BACKENDS
 from restorekit.ops.atom_conv import atom_conv, atom_conv_naive
+from restorekit.ops.malleable_conv import BACKENDS as MALLEABLE_BACKENDS
 from restorekit.ops.malleable_conv import malleable_conv, malleable_conv_naive
+from restorekit.ops.tv_conv import BACKENDS as TV_BACKENDS
 from restorekit.ops.tv_conv import tv_conv, tv_conv_naive
 
 ROW_KEYS = (
@@ -217,12 +216,10 @@ def _default_backends(device: str) -> list[str]:
 def _unavailable(case: Case, key: Key) -> str | None:
     """Why implementation ``key`` cannot run for ``case`` here, or ``None``."""
     op, name = key
-    cpu, triton = {"atom": (_atom_cpu, triton_atom), "tv": (_tv_cpu, triton_tv)}.get(
-        op, (_malleable_cpu, triton_malleable)
-    )
-    if name == "cpu" and (case.device != "cpu" or not cpu.available()):
+    backends = {"atom": ATOM_BACKENDS, "tv": TV_BACKENDS}.get(op, MALLEABLE_BACKENDS)
+    if name == "cpu" and (case.device != "cpu" or not backends.cpu.available()):
         return "unavailable: needs CPU tensors and a C++ compiler"
-    if name == "triton" and not (case.device.startswith("cuda") and triton.available()):
+    if name == "triton" and not (case.device.startswith("cuda") and backends.triton.available()):
         return "unavailable: needs Triton and a CUDA device"
     if name == "naive":
         if op == "atom":

@@ -1,56 +1,21 @@
-"""Explicit model registry: architectures (``arch_variant``) and trained models (``arch_variant.tag``).
+"""Explicit model registry: names of architectures (``arch_variant``) and trained models (``arch_variant.tag``).
 
-Architectures register with :func:`register_architecture` next to their definition; trained models are
-the weights files shipped in ``restorekit_weights`` (``<arch_variant>.<tag>.safetensors``). Nothing is
+Architectures register with :func:`~restorekit.models._architectures.register_architecture` next to their
+definition; trained models are the weights files listed in ``restorekit_weights/manifest.json``. Nothing is
 discovered by scanning for code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from restorekit._checks import fail
 from restorekit.errors import WeightsError
+from restorekit.models import _weights
+from restorekit.models._architectures import architecture
 from restorekit.models._base import Model
 from restorekit.models.average import SEPARATOR, ModelAverage
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """A registered architecture: ``name`` (``arch_variant``), its family class and variant builder."""
-
-    name: str
-    family: type[Model]
-    build: Callable[..., Model]
-
-
-_ARCHITECTURES: dict[str, Architecture] = {}
-
-
-def register_architecture(family: type[Model]):
-    """Decorate a variant builder ``def mallenet_s(**overrides) -> MalleNet`` to register it by name."""
-
-    def decorator(build: Callable[..., Model]):
-        _ARCHITECTURES[build.__name__] = Architecture(build.__name__, family, build)
-        return build
-
-    return decorator
-
-
-def architecture(name: str) -> Architecture:
-    """The registered architecture ``name`` (``arch_variant``), or a :class:`WeightsError`."""
-    if name not in _ARCHITECTURES:
-        fail("architecture", "a registered architecture", name, valid=sorted(_ARCHITECTURES), error=WeightsError)
-    return _ARCHITECTURES[name]
-
-
-def list_architectures() -> list[str]:
-    """Names of all registered architectures, sorted."""
-    return sorted(_ARCHITECTURES)
 
 
 def list_models() -> list[str]:
@@ -60,8 +25,6 @@ def list_models() -> list[str]:
         >>> all("." in name for name in list_models())
         True
     """
-    from restorekit.models import _weights
-
     return sorted(_weights.shipped())
 
 
@@ -80,8 +43,6 @@ def create_model(name: str, pretrained: bool = True, device: str | torch.device 
         >>> create_model("mallenet_s", pretrained=False).requirements.task
         'denoise'
     """
-    from restorekit.models import _weights
-
     if SEPARATOR in name and not Path(name).is_file():
         model = ModelAverage([create_model(part) for part in name.split(SEPARATOR)])
     elif name.endswith(".safetensors"):
@@ -124,8 +85,6 @@ def default_model(channels: int, kind: str = "denoise") -> str:
     ``tune_real`` (tunable and blind: real camera noise) and
     ``sr2``/``sr3``/``sr4`` (super-resolution by that factor; colour models, which also serve gray images).
     """
-    from restorekit.models import _weights
-
     shipped = _weights.shipped()
     for name in _DEFAULTS[kind].get(3 if kind.startswith("sr") else channels, ()):
         if all(part in shipped for part in name.split(SEPARATOR)):  # an average: every member ships

@@ -43,8 +43,8 @@ from torch import nn
 
 from restorekit._checks import fail
 from restorekit.errors import WeightsError
+from restorekit.models._architectures import architecture
 from restorekit.models._base import Model
-from restorekit.models._registry import architecture
 
 FORMAT = "restorekit-weights/1"
 REQUIRED_KEYS = ("format", "name", "architecture", "hyperparameters")

@@ -23,8 +23,8 @@ from torch import nn
 from restorekit.layers import InvertedBottleneck
 from restorekit.layers.acda import MIXERS, DynamicBottleneck
 from restorekit.layers.tv_conv import frame_coordinates
+from restorekit.models._architectures import register_architecture
 from restorekit.models._base import Model, Requirements, store_hyperparameters
-from restorekit.models._registry import register_architecture
 
 
 class ACDANet(Model):

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from restorekit.layers.acda import MIXERS, DynamicBottleneck
+from restorekit.models._architectures import register_architecture
 from restorekit.models._base import Model, Requirements, store_hyperparameters
-from restorekit.models._registry import register_architecture
 
 SCALES = (2, 3, 4)
 

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from restorekit.layers import InvertedBottleneck, MalleConv
+from restorekit.models._architectures import register_architecture
 from restorekit.models._base import Model, Requirements, store_hyperparameters
-from restorekit.models._registry import register_architecture
 from restorekit.ops.upsample import upsample_concat
 
 LEVELS = 4

@@ -23,8 +23,8 @@ from restorekit.layers.tunable import (
     TunableSequential,
     fold_into,
 )
+from restorekit.models._architectures import register_architecture
 from restorekit.models._base import Model, store_hyperparameters
-from restorekit.models._registry import register_architecture
 from restorekit.models.acdasr import ACDASR
 
 OMEGA = ("fidelity", "detail")

@@ -26,8 +26,8 @@ from restorekit.layers.tunable import (
     TunableSequential,
     fold_into,
 )
+from restorekit.models._architectures import register_architecture
 from restorekit.models._base import Model, Requirements, store_hyperparameters
-from restorekit.models._registry import register_architecture
 from restorekit.models.mallenet import LEVELS, MalleNet
 
 OMEGA = ("remove noise", "keep grain and fine detail")

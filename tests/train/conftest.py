@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restorekit.models import _registry
+from restorekit.models import _architectures
 from restorekit.models.mallenet import MalleNet
 from restorekit.train.config import recipe_from_dict
 
@@ -17,8 +17,8 @@ def tiny_builder(in_channels: int = 3, blind: bool = False) -> MalleNet:
 
 @pytest.fixture
 def tiny_arch(monkeypatch):
-    arch = _registry.Architecture("mallenet_tiny", MalleNet, tiny_builder)
-    monkeypatch.setitem(_registry._ARCHITECTURES, "mallenet_tiny", arch)
+    arch = _architectures.Architecture("mallenet_tiny", MalleNet, tiny_builder)
+    monkeypatch.setitem(_architectures._ARCHITECTURES, "mallenet_tiny", arch)
     return arch
 
 

@@ -54,10 +54,12 @@ def main(folder: Path, out: Path) -> None:
     """
     from restorekit.cli._options import ProgressMode
     from restorekit.cli.train import train as train_command
-    from restorekit.models import _registry
+    from restorekit.models import _architectures
     from restorekit.models.mallenet import MalleNet
 
-    _registry._ARCHITECTURES["mallenet_tiny"] = _registry.Architecture("mallenet_tiny", MalleNet, tiny_builder)
+    _architectures._ARCHITECTURES["mallenet_tiny"] = _architectures.Architecture(
+        "mallenet_tiny", MalleNet, tiny_builder
+    )
     rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     path = out / f"one.{rank}.yaml"  # the same recipe, written by each process for itself
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from restorekit.errors import UsageError
-from restorekit.models import _registry
+from restorekit.models import _architectures
 from restorekit.models._weights import load_model
 from restorekit.models.acdanet import GROWN_FROM, ACDANet, grown_state_dict
 from restorekit.train.config import recipe_from_dict, recipe_to_dict
@@ -26,7 +26,7 @@ def large(in_channels: int = 3) -> ACDANet:
 @pytest.fixture
 def growing_archs(monkeypatch):
     for name, build in (("acdanet_small", small), ("acdanet_large", large)):
-        monkeypatch.setitem(_registry._ARCHITECTURES, name, _registry.Architecture(name, ACDANet, build))
+        monkeypatch.setitem(_architectures._ARCHITECTURES, name, _architectures.Architecture(name, ACDANet, build))
     monkeypatch.setitem(GROWN_FROM, "acdanet_large", "acdanet_small")
 
 

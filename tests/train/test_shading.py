@@ -11,7 +11,7 @@ import torch
 
 from restorekit.errors import UsageError
 from restorekit.layers.tv_conv import frame_coordinates
-from restorekit.models import _registry
+from restorekit.models import _architectures
 from restorekit.models._weights import load_model
 from restorekit.models.acdanet import ACDANet
 from restorekit.train.config import load_recipe, recipe_from_dict
@@ -88,8 +88,8 @@ def tiny_tv(in_channels: int = 3) -> ACDANet:
 
 @pytest.fixture
 def tiny_tv_arch(monkeypatch):
-    arch = _registry.Architecture("tv_tiny", ACDANet, tiny_tv)
-    monkeypatch.setitem(_registry._ARCHITECTURES, "tv_tiny", arch)
+    arch = _architectures.Architecture("tv_tiny", ACDANet, tiny_tv)
+    monkeypatch.setitem(_architectures._ARCHITECTURES, "tv_tiny", arch)
     return arch
 
 

@@ -8,7 +8,7 @@ import torch
 from safetensors import safe_open
 
 from restorekit.errors import UsageError
-from restorekit.models import _registry
+from restorekit.models import _architectures
 from restorekit.models._weights import load_model
 from restorekit.models.acdanet import ACDANet
 from restorekit.models.acdasr import ACDASR
@@ -140,8 +140,8 @@ def test_init_starts_from_weights_and_records_them(tiny_arch, image_folder, tmp_
 
 def test_init_of_another_architecture_is_refused(tiny_arch, image_folder, tmp_path, monkeypatch):
     first = train(recipe_for(image_folder, tmp_path / "first", iterations=1))
-    other = _registry.Architecture("mallenet_other", MalleNet, tiny_builder)
-    monkeypatch.setitem(_registry._ARCHITECTURES, "mallenet_other", other)
+    other = _architectures.Architecture("mallenet_other", MalleNet, tiny_builder)
+    monkeypatch.setitem(_architectures._ARCHITECTURES, "mallenet_other", other)
     raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "second"))
     raw["model"] |= {"architecture": "mallenet_other", "name": "mallenet_other.test", "init": str(first)}
     with pytest.raises(UsageError, match=r"model.init .* is a mallenet_tiny, not a mallenet_other"):
@@ -153,7 +153,9 @@ def test_a_tv_model_starts_as_its_twin(image_folder, tmp_path, monkeypatch):
         return lambda in_channels=3: ACDANet(in_channels, width=4, quarter_width=8, blocks=2, tv_blocks=tv_blocks)
 
     for name, tv_blocks in (("acdanet_tiny", 0), ("tv_acdanet_tiny", 1)):
-        monkeypatch.setitem(_registry._ARCHITECTURES, name, _registry.Architecture(name, ACDANet, tiny(tv_blocks)))
+        monkeypatch.setitem(
+            _architectures._ARCHITECTURES, name, _architectures.Architecture(name, ACDANet, tiny(tv_blocks))
+        )
     raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "twin", iterations=2))
     raw["model"] |= {"architecture": "acdanet_tiny", "name": "acdanet_tiny.test"}
     twin = load_model(train(recipe_from_dict(raw))).eval()
@@ -173,10 +175,10 @@ def test_a_tv_model_starts_as_its_twin(image_folder, tmp_path, monkeypatch):
 def test_a_blind_mallenet_starts_as_its_conditioned_twin_at_the_start_sigma(
     tiny_arch, image_folder, tmp_path, monkeypatch
 ):
-    blind = _registry.Architecture(
+    blind = _architectures.Architecture(
         "mallenet_tiny_r", MalleNet, lambda in_channels=3: tiny_builder(in_channels, blind=True)
     )
-    monkeypatch.setitem(_registry._ARCHITECTURES, "mallenet_tiny_r", blind)
+    monkeypatch.setitem(_architectures._ARCHITECTURES, "mallenet_tiny_r", blind)
     monkeypatch.setitem(loop.BLIND_TWINS, "mallenet_tiny_r", "mallenet_tiny")
     twin = load_model(train(recipe_for(image_folder, tmp_path / "twin", iterations=2))).eval()
     raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "blind", iterations=2))
@@ -314,8 +316,8 @@ def tiny_sr_arch(monkeypatch):
     def build(scale: int = 2, in_channels: int = 3) -> ACDASR:
         return ACDASR(scale=scale, in_channels=in_channels, width=8, blocks=1)
 
-    arch = _registry.Architecture("acdasr_tiny", ACDASR, build)
-    monkeypatch.setitem(_registry._ARCHITECTURES, "acdasr_tiny", arch)
+    arch = _architectures.Architecture("acdasr_tiny", ACDASR, build)
+    monkeypatch.setitem(_architectures._ARCHITECTURES, "acdasr_tiny", arch)
     return arch
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from restorekit.errors import UsageError
-from restorekit.models import _registry
+from restorekit.models import _architectures
 from restorekit.models._weights import load_model
 from restorekit.models.mallenet import MalleNet
 from restorekit.models.tunable_acdasr import TunableACDASR
@@ -35,8 +35,8 @@ def tiny_tunable_builder(in_channels: int = 3) -> TunableMalleNet:
 
 @pytest.fixture
 def tiny_tunable_arch(monkeypatch, tiny_arch):
-    arch = _registry.Architecture("tunable_mallenet_tiny", TunableMalleNet, tiny_tunable_builder)
-    monkeypatch.setitem(_registry._ARCHITECTURES, "tunable_mallenet_tiny", arch)
+    arch = _architectures.Architecture("tunable_mallenet_tiny", TunableMalleNet, tiny_tunable_builder)
+    monkeypatch.setitem(_architectures._ARCHITECTURES, "tunable_mallenet_tiny", arch)
     return arch
 
 
@@ -150,8 +150,8 @@ def tiny_tunable_sr_builder(scale: int = 2, in_channels: int = 3) -> TunableACDA
 
 def tiny_tunable_sr_recipe(monkeypatch, image_folder, tmp_path) -> dict:
     """A 3-iteration ×2 real-world recipe for a tiny tunable ACDA-SR (registered for the test), as plain data."""
-    arch = _registry.Architecture("tunable_acdasr_tiny", TunableACDASR, tiny_tunable_sr_builder)
-    monkeypatch.setitem(_registry._ARCHITECTURES, "tunable_acdasr_tiny", arch)
+    arch = _architectures.Architecture("tunable_acdasr_tiny", TunableACDASR, tiny_tunable_sr_builder)
+    monkeypatch.setitem(_architectures._ARCHITECTURES, "tunable_acdasr_tiny", arch)
     raw = recipe_to_dict(recipe_for(image_folder, tmp_path / "run", iterations=3))
     raw["model"] = {"architecture": "tunable_acdasr_tiny", "name": "tunable_acdasr_tiny.t", "options": {"scale": 2}}
     raw["data"] |= {"degradation": "real_sr", "scale": 2, "patch": 16, "val_crop": 16}
