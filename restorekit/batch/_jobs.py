@@ -64,7 +64,7 @@ class Work:
         quality: JPEG, lossy WebP and HEIC output quality; ``None``: the input's (estimated), else 95.
         max_pixels: The decode limit (decompression-bomb guard).
         overwrite: Replace existing outputs.
-        sweep: ``tune``: write a contact sheet of this many settings instead of one output.
+        sweep: ``tune`` or ``sr``: write a contact sheet of this many settings instead of one output.
         reference: ``tune``: a clean image (or a folder of them, matched by name) to score each output against.
     """
 
@@ -77,8 +77,9 @@ class Work:
     reference: Path | None = None
 
     def info_keys(self) -> list[str]:
-        """The run-information keys of each file's record (``sweep`` too for ``tune``)."""
-        return [f.name for f in dataclasses.fields(RunInfo)] + (["sweep"] if self.spec.task == "tune" else [])
+        """The run-information keys of each file's record (``sweep`` too for ``tune`` and a sweep)."""
+        swept = self.spec.task == "tune" or self.sweep is not None
+        return [f.name for f in dataclasses.fields(RunInfo)] + (["sweep"] if swept else [])
 
     def build(self) -> Process:
         """The per-file function: read, restore (or sweep), score against the reference if any, write."""

@@ -28,6 +28,7 @@ from restorekit.batch._plan import CAMERA_RAW, Job, Plan, plan_jobs
 from restorekit.inference import tiling
 from restorekit.inference.api import Restoration, check_restoration
 from restorekit.inference.io import _max_pixels_from_env, raw_error
+from restorekit.inference.sweep import swept
 
 BIT_DEPTHS = (8, 16, 32)
 
@@ -122,14 +123,15 @@ def restore_files(
         spec: What to do to each image (:class:`~restorekit.inference.api.Restoration`).
         output: An output file (one input), a folder, or ``None`` (beside each input).
         recursive: Descend into sub-folders; the tree is mirrored under ``output``.
-        suffix: Appended to output stems; ``None``: ``_denoised``, ``_x2``/``_x3``/``_x4`` or ``_tuned``/``_sweep``
-            (``""`` when ``output`` is a folder).
+        suffix: Appended to output stems; ``None``: ``_denoised``, ``_x2``/``_x3``/``_x4`` or ``_tuned``, and
+            ``_sweep`` for a sweep (``""`` when ``output`` is a folder).
         overwrite: Replace existing outputs (never an input).
         bit_depth: 8, 16 or 32 (float); ``None``: the input's.
         quality: JPEG, lossy WebP and HEIC quality 1–100; ``None``: the input's, else 95.
         max_pixels: Refuse larger images; ``None``: ``$RESTOREKIT_MAX_PIXELS``, else 200 megapixels.
         engine: ``"local"``, ``"ray"`` or an :class:`Engine`.
-        sweep: ``tune`` only: a labelled contact sheet of this many settings per input instead of one output.
+        sweep: ``tune`` or ``sr`` (×4: its tunable model): a labelled contact sheet of this many settings per input
+            instead of one output.
         reference: ``tune`` only: a clean image, or a folder of them matched by name; each output is scored.
         events: Told of each file as it starts and finishes (:class:`Events`).
 
@@ -152,7 +154,8 @@ def restore_files(
     events = events or Events()
     if bit_depth is not None:
         check_choice(bit_depth, BIT_DEPTHS, "bit_depth")
-    check(sweep is None or spec.task == "tune", "sweep", "task='tune' with it", f"task={spec.task!r}")
+    check(sweep is None or spec.task in ("tune", "sr"), "sweep", "task='tune' or 'sr' with it", f"task={spec.task!r}")
+    spec = swept(spec) if sweep is not None else spec
     check(reference is None or spec.task == "tune", "reference", "task='tune' with it", f"task={spec.task!r}")
     check_restoration(spec)  # a bad model or setting stops the batch here, once
     sources = [Path(inputs)] if isinstance(inputs, str | Path) else [Path(p) for p in inputs]
@@ -166,10 +169,12 @@ def restore_files(
 
 
 def _default_suffix(spec: Restoration, sweep: int | None) -> str:
-    """``_denoised``, ``_x2``/``_x3``/``_x4``, ``_tuned`` or ``_sweep``."""
+    """``_sweep``, ``_denoised``, ``_x2``/``_x3``/``_x4`` or ``_tuned``."""
+    if sweep is not None:
+        return "_sweep"
     if spec.task == "sr":
         return f"_x{spec.scale}"
-    return "_denoised" if spec.task == "denoise" else "_sweep" if sweep is not None else "_tuned"
+    return "_denoised" if spec.task == "denoise" else "_tuned"
 
 
 def run_plan(jobs: Sequence[Job], work: Work, engine: Engine | None = None, events: Events | None = None) -> Summary:

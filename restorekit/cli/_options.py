@@ -66,7 +66,7 @@ Suffix = Annotated[
     typer.Option(
         "--suffix",
         help="Appended to output stems. Default: _denoised (denoise), _x2, _x3 or _x4 (sr, by --scale), _tuned or "
-        "_sweep (tune --w, --sweep); '' when --output is a folder.",
+        "_sweep (tune --w; tune or sr --sweep); '' when --output is a folder.",
         show_default=False,
     ),
 ]

@@ -36,6 +36,7 @@ DEFAULT_ROLES = (
     ("sr ×2", "sr2", 3),
     ("sr ×3", "sr3", 3),
     ("sr ×4", "sr4", 3),
+    ("sr ×4 --w", "tune_sr4", 3),
 )
 # The evaluation sets of the quality column, in words.
 DATASETS = {

@@ -1,12 +1,14 @@
 """Sweeps of a tunable model's setting: the outputs at N settings of ω on one labelled contact sheet.
 
-For a two-objective model on the simplex the settings run from ω = (0, 1) to (1, 0). With the clean image
-the sweep also measures each setting: PSNR against the clean image and PSNRη against the noise-retention
-target ``y_η = y + ω2·ν·(z − y)`` of that setting (the tunable-convolution paper's two metrics).
+For a two-objective model on the simplex the settings run from ω = (0, 1) to (1, 0). A ``tune`` sweep runs a
+tunable denoiser, an ``sr`` sweep the tunable super-resolution model of its scale (fidelity ↔ detail). With the
+clean image a denoising sweep also measures each setting: PSNR against the clean image and PSNRη against the
+noise-retention target ``y_η = y + ω2·ν·(z − y)`` of that setting (the tunable-convolution paper's two metrics).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -100,10 +102,24 @@ def sweep_image(
     return sweep_restoration(pixels, count, spec, clean)
 
 
+def swept(spec: api.Restoration) -> api.Restoration:
+    """The restoration a sweep of ``spec`` runs: an ``sr`` spec without ω gets one, which makes it run the
+    tunable model of its scale (the sweep sets its own ω).
+
+    Example:
+        >>> swept(api.Restoration(task="sr", scale=4)).w
+        (1.0, 0.0)
+    """
+    return dataclasses.replace(spec, w=sweep_settings(2)[-1]) if spec.task == "sr" and spec.w is None else spec
+
+
 def sweep_restoration(
     pixels: np.ndarray, count: int, spec: api.Restoration, clean: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[dict], api.RunInfo]:
-    """:func:`sweep_image` for a ``tune`` :class:`~restorekit.inference.api.Restoration` (its ``w`` unused)."""
+    """:func:`sweep_image` for a ``tune`` or ``sr`` :class:`~restorekit.inference.api.Restoration` (its ``w``
+    unused; see :func:`swept`). ``clean`` scores a ``tune`` sweep only."""
+    check(clean is None or spec.task == "tune", "reference", "task='tune' with it", f"task={spec.task!r}")
+    spec = swept(spec)
     if clean is not None:
         check(clean.shape == pixels.shape, "reference", f"an image of the input's shape {pixels.shape}", clean.shape)
     tiles, records, info = [], [], None

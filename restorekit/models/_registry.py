@@ -72,9 +72,11 @@ _DEFAULTS = {
             "acdanet_s.real_color",
         )
     },
-    "sr2": {3: ("acdasr_s.x2",)},
+    # Real-world models first (camera photos, JPEGs); ×3 has none. ``--model acdasr_s.xN``: clean inputs.
+    "sr2": {3: ("acdasr_s.real_x2", "acdasr_s.x2")},
     "sr3": {3: ("acdasr_s.x3",)},
-    "sr4": {3: ("acdasr_s.x4",)},
+    "sr4": {3: ("acdasr_s.real_x4", "acdasr_s.x4")},
+    "tune_sr4": {3: ("tunable_acdasr_s.real_x4",)},
 }
 
 
@@ -82,13 +84,21 @@ def default_model(channels: int, kind: str = "denoise") -> str:
     """The best shipped model of ``kind`` for ``channels``-channel images (1 or 3).
 
     Kinds: ``denoise`` (Gaussian, σ-conditioned), ``tune`` (tunable), ``real`` (blind, real camera noise),
-    ``tune_real`` (tunable and blind: real camera noise) and
-    ``sr2``/``sr3``/``sr4`` (super-resolution by that factor; colour models, which also serve gray images).
+    ``tune_real`` (tunable and blind: real camera noise),
+    ``sr2``/``sr3``/``sr4`` (super-resolution by that factor; colour models, which also serve gray images) and
+    ``tune_sr2``/``tune_sr3``/``tune_sr4`` (tunable super-resolution, fidelity ↔ detail).
     """
     shipped = _weights.shipped()
-    for name in _DEFAULTS[kind].get(3 if kind.startswith("sr") else channels, ()):
+    upscaling = kind.startswith(("sr", "tune_sr"))
+    for name in _DEFAULTS.get(kind, {}).get(3 if upscaling else channels, ()):
         if all(part in shipped for part in name.split(SEPARATOR)):  # an average: every member ships
             return name
+    if kind.startswith("tune_sr"):
+        tunable = [f"×{k[7:]}" for k, names in _DEFAULTS.items() if k.startswith("tune_sr") and names[3][0] in shipped]
+        raise WeightsError(
+            f"no tunable ×{kind[7:]} super-resolution model ships with this install "
+            f"(tunable: {', '.join(tunable) or 'none'}); without ω the ×{kind[7:]} model runs"
+        )
     if kind.startswith("sr"):
         raise WeightsError(f"no trained ×{kind[2:]} super-resolution model ships with this install")
     what = {

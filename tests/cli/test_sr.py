@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,92 @@ def test_no_shipped_model_exits_with_the_weights_code(tmp_path, write_png, nothi
     (line,) = error_lines(result)
     assert "super-resolution" in line and "ships" in line and f"×{scale}" in line
     assert not (tmp_path / f"a_x{scale}.png").exists()
+
+
+# The shipped defaults and the fidelity ↔ detail knob (issue 27): real shipped models on a small image.
+ships = _weights.shipped()
+needs_tunable_sr = pytest.mark.skipif("tunable_acdasr_s.real_x4" not in ships, reason="no tunable ×4 SR model ships")
+
+
+@pytest.mark.parametrize(("scale", "expected"), [(2, "acdasr_s.real_x2"), (3, "acdasr_s.x3"), (4, "acdasr_s.real_x4")])
+def test_the_default_model_per_scale_is_the_real_world_one_where_it_ships(tmp_path, write_png, scale, expected):
+    if expected not in ships:
+        pytest.skip(f"{expected} does not ship")
+    source = write_png(tmp_path / "photo.png", height=12, width=14)
+    result = invoke("sr", source, "--scale", scale, "--dtype", "fp32", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    record = summary(result)["files"][0]
+    assert record["model"] == expected and record["w"] is None and record["scale"] == scale
+
+
+@pytest.mark.skipif("acdasr_s.x4" not in ships, reason="acdasr_s.x4 does not ship")
+def test_model_keeps_the_bicubic_model(tmp_path, write_png):
+    source = write_png(tmp_path / "photo.png", height=12, width=14)
+    result = invoke("sr", source, "--scale", 4, "--model", "acdasr_s.x4", "--dtype", "fp32", "--json")
+    assert result.exit_code == 0, result.output
+    assert summary(result)["files"][0]["model"] == "acdasr_s.x4"
+
+
+@needs_tunable_sr
+def test_w_runs_the_tunable_model_folded_at_w(tmp_path, write_png):
+    from restorekit.models import create_model
+
+    source = write_png(tmp_path / "photo.png", height=12, width=14)
+    out = tmp_path / "big.tif"
+    result = invoke(
+        "sr", source, "--scale", 4, "--w", "0.3,0.7", "--dtype", "fp32", "-o", out, "--bit-depth", 32, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    record = summary(result)["files"][0]
+    assert record["w"] == [0.3, 0.7] and record["scale"] == 4
+    folded = create_model("tunable_acdasr_s.real_x4").fold((0.3, 0.7))
+    expected = load_image(source).pixels
+    from restorekit.inference.api import Restoration, restore
+
+    direct, _ = restore(expected, Restoration(task="sr", scale=4, model=folded, device="cpu", dtype="fp32"))
+    np.testing.assert_allclose(load_image(out).pixels, direct, atol=1e-5)
+
+
+@needs_tunable_sr
+def test_sweep_writes_a_labelled_sheet_of_n_settings(tmp_path, write_png):
+    source = write_png(tmp_path / "photo.png", height=10, width=12)
+    result = invoke("sr", source, "--scale", 4, "--sweep", 3, "--dtype", "fp32", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)["files"][0]
+    assert [s["w"] for s in record["sweep"]] == [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
+    sheet = load_image(tmp_path / "photo_sweep.png")
+    assert sheet.pixels.shape == (40 + 18, 3 * 48 + 2 * 4, 3)  # one row: each tile 4× the input under its label
+
+
+@needs_tunable_sr
+@pytest.mark.parametrize("w", ["0.5,0.6", "1.2,-0.2", "1", "abc"])
+def test_w_off_the_domain_is_one_usage_error(tmp_path, write_png, w):
+    source = write_png(tmp_path / "photo.png", height=8, width=8)
+    result = invoke("sr", source, "--scale", 4, "--w", w)
+    assert result.exit_code == ExitCode.USAGE and len(error_lines(result)) == 1, result.output
+    assert "--w" in error_lines(result)[0] and not (tmp_path / "photo_x4.png").exists()
+
+
+@needs_tunable_sr
+def test_w_with_a_plain_model_or_with_sweep_is_a_usage_error(tmp_path, write_png):
+    source = write_png(tmp_path / "photo.png", height=8, width=8)
+    plain = invoke("sr", source, "--scale", 4, "--model", "acdasr_s.x4", "--w", "0.5,0.5")
+    both = invoke("sr", source, "--scale", 4, "--w", "0.5,0.5", "--sweep", 3)
+    for result in (plain, both):
+        assert result.exit_code == ExitCode.USAGE and len(error_lines(result)) == 1, result.output
+    assert "tunable" in error_lines(plain)[0]
+
+
+@needs_tunable_sr
+@pytest.mark.parametrize("option", [("--w", "0.5,0.5"), ("--sweep", "3")])
+def test_x2_with_the_knob_says_what_ships(tmp_path, write_png, option):
+    source = write_png(tmp_path / "photo.png", height=8, width=8)
+    result = invoke("sr", source, "--scale", 2, *option)
+    assert result.exit_code == ExitCode.WEIGHTS and len(error_lines(result)) == 1, result.output
+    assert "no tunable ×2" in error_lines(result)[0] and "×4" in error_lines(result)[0]
+
+
+def test_sr_takes_no_reference(tmp_path, write_png):
+    source = write_png(tmp_path / "photo.png", height=8, width=8)
+    result = invoke("sr", source, "--scale", 4, "--sweep", 3, "--reference", source)
+    assert result.exit_code == ExitCode.USAGE

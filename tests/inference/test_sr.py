@@ -240,3 +240,50 @@ def test_resized_leaves_the_source_alone():
     before = (source.exif, source.dpi, source.pixels.shape)
     resized(source, np.zeros((12, 16, 3), np.float32))
     assert (source.exif, source.dpi, source.pixels.shape) == before and np.array_equal(source.alpha, alpha)
+
+
+# The fidelity ↔ detail knob: ω on an sr restoration runs the shipped tunable model of the scale, folded.
+needs_tunable_sr = pytest.mark.skipif(
+    "tunable_acdasr_s.real_x4" not in _weights.shipped(), reason="no tunable ×4 SR model ships"
+)
+
+
+def test_w_chooses_the_tunable_default_kind():
+    assert api.Restoration(task="sr", scale=4).kind == "sr4"
+    spec = api.Restoration(task="sr", scale=4, w=(0.3, 0.7))
+    assert spec.kind == "tune_sr4" and spec.tunable
+    assert not api.Restoration(task="sr", scale=4).tunable and api.Restoration(task="tune").tunable
+    plain = api.Restoration(task="sr", scale=4)
+    assert plain.at((0.5, 0.5))._resolved is not plain._resolved and spec.at((1, 0))._resolved is spec._resolved
+
+
+@needs_tunable_sr
+def test_super_resolve_with_w_equals_the_folded_model():
+    from restorekit.models import create_model
+
+    pixels = np.random.default_rng(0).random((10, 12, 3), dtype=np.float32)
+    out, info = api.super_resolve_image(pixels, scale=4, w=[0.3, 0.7], device="cpu", dtype="fp32")
+    folded = create_model("tunable_acdasr_s.real_x4").fold((0.3, 0.7))
+    direct = restorekit.super_resolve(pixels, scale=4, model=folded, device="cpu", dtype="fp32")
+    assert out.shape == (40, 48, 3) and info.w == (0.3, 0.7) and info.scale == 4
+    np.testing.assert_allclose(out, direct, atol=1e-5)
+
+
+@needs_tunable_sr
+def test_w_off_the_domain_or_a_plain_model_is_refused_before_any_work():
+    with pytest.raises(UsageError, match="sum to 1"):
+        api.check_restoration(api.Restoration(task="sr", scale=4, w=(0.5, 0.6), device="cpu"))
+    with pytest.raises(UsageError, match="tunable model"):
+        api.check_restoration(api.Restoration(task="sr", scale=4, w=(0.5, 0.5), model="acdasr_s.x4", device="cpu"))
+
+
+def test_w_at_a_scale_without_a_tunable_model_names_what_ships():
+    with pytest.raises(WeightsError, match="no tunable ×2 super-resolution model"):
+        api.check_restoration(api.Restoration(task="sr", scale=2, w=(0.5, 0.5), device="cpu"))
+
+
+def test_a_sweep_of_an_sr_restoration_runs_the_tunable_model():
+    from restorekit.inference.sweep import swept
+
+    assert swept(api.Restoration(task="sr", scale=4)).kind == "tune_sr4"
+    assert swept(api.Restoration(task="tune")).w is None
