@@ -91,6 +91,8 @@ def raise_if_pending(frame: FrameType | None = None) -> None:
             signal.setitimer(signal.ITIMER_REAL, RETRY_S)
         return
     _state.raised = True
+    if hasattr(signal, "setitimer"):  # a retry timer left from an import must not fire later: at interpreter exit
+        signal.setitimer(signal.ITIMER_REAL, 0)  # Python restores SIGALRM's default, which would kill the process
     raise KeyboardInterrupt
 
 
