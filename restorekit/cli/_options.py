@@ -76,8 +76,7 @@ Dtype = Annotated[
     DtypeChoice,
     typer.Option(
         "--dtype",
-        help="Precision; auto is the faster of fp32 and bf16 measured once on this CPU for the model (cached), "
-        "fp32 on CUDA (half only where the model allows it).",
+        help="Precision; auto is bf16 on a CPU with bf16 in hardware, else fp32 (half only where the model allows it).",
     ),
 ]
 Tile = Annotated[
