@@ -41,6 +41,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 from torch import nn
 
+from restorekit._cache import cache_root
 from restorekit._checks import fail
 from restorekit.errors import WeightsError
 from restorekit.models._architectures import architecture
@@ -191,10 +192,7 @@ def verify_shipped(path: str | Path) -> None:
 
 def _cache_path() -> Path:
     """Where verified weights files are remembered (``$RESTOREKIT_CACHE_DIR``, else the user cache folder)."""
-    root = os.environ.get("RESTOREKIT_CACHE_DIR")
-    if not root:
-        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restorekit")
-    return Path(root) / VERIFIED_CACHE
+    return cache_root() / VERIFIED_CACHE
 
 
 def _verified() -> dict[str, Any]:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from restorekit._cache import cache_root
+
 _MIN_WORK_PER_THREAD = 1 << 16  # output values; below this a thread costs more than it saves
 _POOL: ThreadPoolExecutor | None = None
 
@@ -146,10 +148,7 @@ def _isa_flags() -> list[str]:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("RESTOREKIT_CACHE_DIR")
-    if not root:
-        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restorekit")
-    return Path(root) / "kernels"
+    return cache_root() / "kernels"
 
 
 def build(name: str, openmp: bool = False) -> Path:
