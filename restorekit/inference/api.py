@@ -301,18 +301,18 @@ AUTO_DTYPE_ENV = "RESTOREKIT_AUTO_DTYPE"
 def auto_precision(requirements: Requirements, device: torch.device, net: Model | None = None) -> str:
     """What ``dtype="auto"`` runs in: fp32 but on the CPU for a half-safe model, where bf16 may be faster.
 
-    There, with ``RESTOREKIT_AUTO_DTYPE=measure`` and for a trained model (one loaded from a weights file, whose
-    metadata names it; not a tunable one, which runs folded), the faster of fp32 and
-    bf16 as measured on this CPU: once per CPU, model and thread count, a few runs on a 256² image (128² for
-    super-resolution), remembered in the cache folder (:func:`~restorekit.inference.runtime.measured_precision`;
-    bf16 must be 5% faster). Otherwise: bf16 where the CPU computes it in hardware (AVX512-BF16 or
-    AMX), else fp32. bf16 costs 0.01–0.02 dB PSNR (docs/benchmarks.md); CUDA stays in fp32 until its
+    There, for a trained model (one loaded from a weights file, whose metadata names it; not a tunable one, which
+    runs folded), the faster of fp32 and bf16 as measured on this CPU: once per CPU (and ISA cap) and model, a few
+    runs on a 256² image (128² for super-resolution), remembered in the cache folder and shared by every process on
+    the machine (:func:`~restorekit.inference.runtime.measured_precision`; bf16 must be 5% faster). Otherwise, or
+    with ``RESTOREKIT_AUTO_DTYPE=rule``: bf16 where the CPU computes it in hardware (AVX512-BF16 or AMX), else
+    fp32. bf16 costs 0.01–0.02 dB PSNR (docs/benchmarks.md); CUDA stays in fp32 until its
     half-precision quality has been measured.
     """
     if device.type != "cpu" or not requirements.half_safe:
         return "fp32"
     metadata = net.metadata if net is not None else None
-    measure = os.environ.get(AUTO_DTYPE_ENV) == "measure"  # opt-in: the answer may differ between processes
+    measure = os.environ.get(AUTO_DTYPE_ENV, "measure") != "rule"
     if not measure or not metadata or "name" not in metadata or requirements.tune_parameters:
         return "bf16" if runtime.cpu_has_native_bf16() else "fp32"
     side = 128 if requirements.task == "sr" else 256

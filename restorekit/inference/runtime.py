@@ -17,13 +17,16 @@ tcmalloc) for the same reason; this needs no extra library.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import functools
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import torch
 
@@ -78,7 +81,9 @@ _ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 def cpu_identity() -> str:
     """What decides which precision is faster here: the CPU model, its AVX2/AVX-512/bf16/AMX flags, any ISA cap
-    set in the environment, torch's version and thread count."""
+    set in the environment and torch's version. Not the thread count: every process on a machine (a local run,
+    its Ray actors, runs with other ``--threads``) must read the same answer, so that they write the same
+    output."""
     name, flags = "", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
@@ -92,7 +97,7 @@ def cpu_identity() -> str:
         name = platform.processor() or platform.machine()
     caps = [f"{key}={os.environ[key]}" for key in _ISA_CAPS if os.environ.get(key)]
     parts = [name, ",".join(sorted(flags & _ISA_FLAGS)), *caps, f"torch {torch.__version__}"]
-    return " | ".join([*parts, f"{torch.get_num_threads()} threads"])
+    return " | ".join(parts)
 
 
 def measured_precision(
@@ -111,23 +116,38 @@ def measured_precision(
     """
     path = cache_root() / PRECISION_CACHE
     key = f"{cpu_identity()} | {model_key}"
-    cache = read_json(path)
-    known = cache.get(key)
-    if isinstance(known, dict) and known.get("dtype") in candidates:
-        return known["dtype"]
-    seconds = {}
-    for dtype in candidates:
-        run(dtype)
-        timed = []
-        for _ in range(2):
-            start = time.perf_counter()
+    with _locked(path.with_suffix(".lock")):  # processes starting together measure once; the first answer stands
+        known = read_json(path).get(key)
+        if isinstance(known, dict) and known.get("dtype") in candidates:
+            return known["dtype"]
+        seconds = {}
+        for dtype in candidates:
             run(dtype)
-            timed.append(time.perf_counter() - start)
-        seconds[dtype] = min(timed)
-    best = min(candidates, key=lambda dtype: seconds[dtype] * (BF16_MARGIN if dtype == "fp32" else 1.0))
-    cache[key] = {"dtype": best, "ms": {dtype: round(value * 1000, 2) for dtype, value in seconds.items()}}
-    write_json(path, cache)
+            timed = []
+            for _ in range(2):
+                start = time.perf_counter()
+                run(dtype)
+                timed.append(time.perf_counter() - start)
+            seconds[dtype] = min(timed)
+        best = min(candidates, key=lambda dtype: seconds[dtype] * (BF16_MARGIN if dtype == "fp32" else 1.0))
+        cache = read_json(path)
+        cache[key] = {"dtype": best, "ms": {dtype: round(value * 1000, 2) for dtype, value in seconds.items()}}
+        write_json(path, cache)
     return best
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` while the block runs; none where the cache folder cannot hold one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")  # noqa: SIM115  (closed below)
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 class _MallInfo2(ctypes.Structure):

@@ -75,7 +75,7 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
 
 def test_auto_precision_of_a_trained_model_is_measured_once_on_this_cpu(tiny_model, make_pixels, tmp_path, monkeypatch):
     monkeypatch.setenv("RESTOREKIT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv(api.AUTO_DTYPE_ENV, "measure")
+    monkeypatch.delenv(api.AUTO_DTYPE_ENV)  # the default: measured
     tiny_model.metadata = {"name": "mallenet_tiny.t", "hyperparameters": {"width": 4}}
     timed: list[str] = []
     real = runtime.measured_precision

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -87,3 +89,33 @@ def test_an_unreadable_cache_is_measured_again_and_a_read_only_one_is_no_error(t
     assert runtime.measured_precision("m", fake_run({"fp32": 0.0, "bf16": 0.02}, calls, clock)) == "fp32"
     assert runtime.measured_precision("m", fake_run({"fp32": 0.0, "bf16": 0.02}, calls, clock)) == "fp32"
     assert len(calls) == 12
+
+
+def test_processes_measuring_together_keep_the_first_answer(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESTOREKIT_CACHE_DIR", str(tmp_path))
+    started, answers, calls = threading.Barrier(2), [], []
+
+    def measure(fast: str) -> None:
+        def run(dtype: str) -> None:
+            calls.append(dtype)
+            time.sleep(0.0 if dtype == fast else 0.01)
+
+        started.wait()
+        answers.append(runtime.measured_precision("m", run))
+
+    threads = [threading.Thread(target=measure, args=(fast,)) for fast in ("bf16", "fp32")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 6 and answers[0] == answers[1]  # one measured, the other read its answer
+
+
+def test_the_cpu_identity_does_not_depend_on_the_thread_count():
+    threads = torch.get_num_threads()
+    try:
+        first = runtime.cpu_identity()
+        torch.set_num_threads(1 if threads > 1 else 2)
+        assert runtime.cpu_identity() == first
+    finally:
+        torch.set_num_threads(threads)
