@@ -101,3 +101,17 @@ def test_a_distillation_recipe_trains_and_is_recorded_in_the_weights(tiny_arch, 
     student = load_model(train(recipe_from_dict(raw)))
     recipe = student.metadata["recipe"]
     assert "distill" in recipe and str(teacher) in recipe
+
+
+def test_an_eighth_level_starts_as_the_model_without_it_and_learns():
+    torch.manual_seed(0)
+    source = trained(small())
+    target = ACDANet(3, width=4, quarter_width=8, blocks=2, mixer="static", eighth_width=8, eighth_blocks=1)
+    assert target.requirements.size_multiple == 8 and target.requirements.receptive_field == 80
+    target.load_state_dict(grown_state_dict(target.state_dict(), source.state_dict()))
+    x = torch.rand(2, 3, 16, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), source(x), atol=1e-6, rtol=0)
+    target(x).square().mean().backward()
+    assert target.eighth.up.weight.grad.abs().sum() > 0  # the level's zero output convolution learns
+    assert GROWN_FROM["acdanet_m3_static"] == "acdanet_m_static"
