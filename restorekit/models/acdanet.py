@@ -171,7 +171,13 @@ def acdanet_m3_static(in_channels: int = 3) -> ACDANet:
     receptive field sees only in part. 11% more work per pixel. Grown from ACDANet-M-static: the level's output
     convolution starts at zero, so it starts as that model."""
     return ACDANet(
-        in_channels=in_channels, width=32, quarter_width=128, blocks=8, mixer="static", eighth_width=128, eighth_blocks=2
+        in_channels=in_channels,
+        width=32,
+        quarter_width=128,
+        blocks=8,
+        mixer="static",
+        eighth_width=128,
+        eighth_blocks=2,
     )
 
 
@@ -183,7 +189,8 @@ def tv_acdanet_s(in_channels: int = 3) -> ACDANet:
     return ACDANet(in_channels=in_channels, tv_blocks=3)
 
 
-GROWN_FROM = {"acdanet_m_static": "acdanet_s_static", "acdanet_m3_static": "acdanet_m_static"}  # a larger architecture → the one it can start from
+# A larger architecture → the one it can start from.
+GROWN_FROM = {"acdanet_m_static": "acdanet_s_static", "acdanet_m3_static": "acdanet_m_static"}
 
 
 def grown_state_dict(fresh: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
