@@ -10,6 +10,13 @@ expand_prelu_pool` expands, activates and pools in one pass, and the block's pas
 read a stored map, so the expanded map is never written. Nor is the kernel grid: the op computes each grid row as
 it needs it from the predictor's features and its head (the head's output rows reordered into the op's planes).
 
+A static bottleneck of ACDANet (:class:`~restorekit.layers.acda.DynamicBottleneck` with a K×K convolution as its
+mixer) has no depthwise step to keep in cache; :class:`FusedStaticBottleneck` runs its convolutions in the
+precision autocast asks for with its weights cast once per call (autocast would run the PReLUs and the residual
+sum on fp32 maps and convert every map twice), its PReLUs in :func:`~restorekit.ops.prelu.prelu`'s kernel, and
+the final ``x + expand(…)`` as one convolution with a sum post-op (:func:`~restorekit.ops.residual_conv.
+residual_conv`).
+
 :func:`fuse` gives a model's inference twin: its module tree with each bottleneck replaced, parameters and
 buffers shared, the model itself untouched. The engine runs the twin on the CPU by default (``inference.api``;
 ``RESTOREKIT_INFERENCE=eager`` runs the model as it is); tests hold it to the eager model (fp32 within 1e-4 end to
@@ -21,11 +28,15 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from restorekit.layers.acda import DynamicBottleneck
 from restorekit.layers.blocks import InvertedBottleneck
 from restorekit.layers.malle_conv import MalleConv
 from restorekit.ops.bottleneck import expand_prelu_pool, inverted_bottleneck
+from restorekit.ops.prelu import prelu
+from restorekit.ops.residual_conv import residual_conv
 
 
 class FusedInvertedBottleneck(nn.Module):
@@ -63,6 +74,31 @@ class FusedInvertedBottleneck(nn.Module):
         return inverted_bottleneck(x, expand, features.to(x.dtype), project, slope_in, slope_out, head)
 
 
+class FusedStaticBottleneck(nn.Module):
+    """A static :class:`DynamicBottleneck` for inference: reduce → PReLU → K×K → PReLU → expand, + x.
+
+    Args:
+        block: The bottleneck to run (its parameters are used, not copied); see :func:`fusable`.
+
+    Shape:
+        ``(B, C, H, W) → (B, C, H, W)``, in autocast's dtype where autocast is on, else in x's.
+    """
+
+    def __init__(self, block: DynamicBottleneck):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        block, device = self.block, x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        x = x.to(dtype)
+        reduce, mixer, expand = block.reduce, block.mixer, block.expand
+        with torch.autocast(device, enabled=False):
+            inner = prelu(F.conv2d(x, reduce.weight.to(dtype), reduce.bias.to(dtype)), block.act1.weight)
+            inner = F.conv2d(inner, mixer.weight.to(dtype), mixer.bias.to(dtype), padding=mixer.padding)
+            return residual_conv(prelu(inner, block.act2.weight), x, expand.weight, expand.bias)
+
+
 def pooling(layer: nn.Module) -> int:
     """k if ``layer`` is a k×k average pooling that :func:`restorekit.ops.prelu` can do (``pool=k``), else 0."""
     if not isinstance(layer, nn.AvgPool2d) or layer.divisor_override is not None:
@@ -90,7 +126,21 @@ def depthwise_planes(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 def fusable(block: nn.Module) -> bool:
     """Whether ``block`` is an :class:`InvertedBottleneck` whose mixer :class:`FusedInvertedBottleneck` can run:
     a MalleConv, or a depthwise convolution with a 1×1 or 3×3 kernel, stride 1, "same" zero padding and no
-    dilation."""
+    dilation; or a :class:`DynamicBottleneck` that :class:`FusedStaticBottleneck` can run: a plain convolution
+    (with bias, odd kernel, stride 1, "same" zero padding, no dilation or groups) as its mixer, and no TVConv."""
+    if isinstance(block, DynamicBottleneck):
+        mixer = block.mixer
+        return (
+            block.tv is None
+            and type(mixer) is nn.Conv2d
+            and mixer.bias is not None
+            and mixer.groups == 1
+            and mixer.kernel_size[0] == mixer.kernel_size[1] == 2 * mixer.padding[0] + 1
+            and mixer.padding[0] == mixer.padding[1]
+            and mixer.stride == (1, 1)
+            and mixer.dilation == (1, 1)
+            and mixer.padding_mode == "zeros"
+        )
     if not isinstance(block, InvertedBottleneck):
         return False
     mixer, channels = block.mixer, block.expand.out_channels
@@ -121,7 +171,7 @@ def fuse(model: nn.Module) -> nn.Module:
         ('FusedInvertedBottleneck', True, 'InvertedBottleneck')
     """
     if fusable(model):
-        return FusedInvertedBottleneck(model)
+        return FusedStaticBottleneck(model) if isinstance(model, DynamicBottleneck) else FusedInvertedBottleneck(model)
     children = {name: fuse(child) for name, child in model.named_children()}
     if all(children[name] is child for name, child in model.named_children()):
         return model

@@ -28,7 +28,7 @@ from restorekit.errors import BackendError
 class Kernel(Protocol):
     """A kernel module: the dtypes it reads and whether it can run here."""
 
-    DTYPES: tuple[torch.dtype, ...]
+    DTYPES: tuple[torch.dtype, ...]  # and optionally REQUIRES: what available() needs, if not a C++ compiler
 
     def available(self) -> bool: ...
 
@@ -109,7 +109,7 @@ def _unmet(
         if needs_grad and not backends.cpu_backward:
             return "no gradient to compute (the kernel has no backward)", "requires_grad"
         if not kernel.available():
-            return "a C++ compiler (g++ or clang++, or $CXX)", "none found"
+            return getattr(kernel, "REQUIRES", "a C++ compiler (g++ or clang++, or $CXX)"), "none found"
     elif backend == "triton":
         kernel = backends.triton
         if not kernel.available():

@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from restorekit.layers import FusedInvertedBottleneck, InvertedBottleneck, MalleConv, fuse
-from restorekit.layers.fused import fusable, pooling
+from restorekit.layers.acda import DynamicBottleneck
+from restorekit.layers.fused import FusedStaticBottleneck, fusable, pooling
+from restorekit.models.acdanet import ACDANet
 
 
 def randomized(block: nn.Module, seed: int = 0) -> nn.Module:
@@ -111,3 +113,35 @@ def test_pooling_is_what_the_one_pass_prelu_can_pool():
     assert pooling(nn.AvgPool2d(2, ceil_mode=True, padding=1)) == 0
     assert pooling(nn.AvgPool2d(2, ceil_mode=True, divisor_override=3)) == 0
     assert pooling(nn.Conv2d(2, 2, 1)) == 0
+
+
+def static_bottleneck(channels: int = 8, kernel_size: int = 3) -> DynamicBottleneck:
+    return randomized(DynamicBottleneck(channels, "static", kernel_size, 0, 0, 0))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_a_fused_static_bottleneck_computes_the_eager_one(layout, kernel_size):
+    block = static_bottleneck(kernel_size=kernel_size).to(memory_format=layout)
+    assert fusable(block)
+    fused = fuse(block)
+    assert isinstance(fused, FusedStaticBottleneck) and fused.block is block
+    x = torch.randn(2, 8, 9, 13).to(memory_format=layout)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), block(x), atol=1e-5, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # in autocast's precision, like the eager block's convs
+            half, eager = fused(x), block(x)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), eager.float(), atol=0.1, rtol=0.05)
+
+
+def test_static_bottlenecks_with_a_tvconv_or_an_acda_mixer_are_left_alone():
+    assert not fusable(DynamicBottleneck(8, "static", 3, 0, 0, 0, layout=True))
+    assert not fusable(DynamicBottleneck(8, "acda", 3, 2, 2, 4))
+    net = ACDANet(3, width=4, quarter_width=8, blocks=2, mixer="static", eighth_width=8, eighth_blocks=1).eval()
+    twin = fuse(net)
+    kinds = {type(module).__name__ for module in twin.modules()}
+    assert "FusedStaticBottleneck" in kinds and "DynamicBottleneck" in kinds  # the blocks inside their twins
+    x = torch.rand(1, 3, 24, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(twin(x), net(x), atol=1e-5, rtol=1e-5)
