@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from restorekit._checks import check_choice
+from restorekit._checks import check, check_choice
 from restorekit.bench.baselines import peers
 from restorekit.bench.methods import Method, denoisers, model_method
 from restorekit.bench.noise import add_noise
@@ -30,20 +31,28 @@ def strip(
     seed: int = 0,
     scale: int = 2,
     warn: Callable[[str], None] | None = None,
-) -> tuple[np.ndarray, list[tuple[str, float | None]]]:
-    """What ``bench crops`` draws: :func:`sr_strip` of bicubic, Lanczos and the SR models (default: every shipped
-    one of factor ``scale``) for ``task`` ``sr``; else the models (default: every shipped plain denoiser, ``warn``
-    told when there is none) that take the image's channel count and the installed peers, on seeded AWGN
-    (:func:`comparison_strip`) or, with ``noise`` ``camera``, on the camera-noise synthesis
+    degradation: str = "bicubic",
+    chain: Sequence[str] = (),
+    w1: Sequence[float] = (),
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """What ``bench crops`` draws: for ``task`` ``sr``, :func:`sr_strip` of bicubic, Lanczos, the SR models
+    (default: every shipped one of factor ``scale``; a tunable one at each setting ω1 of ``w1``), then the photo
+    denoiser followed by each model of ``chain``, on the LR input ``degradation`` makes (``bicubic`` or the
+    seeded ``real``-world degradation of ``bench quality --task sr``); else the models (default: every shipped
+    plain denoiser, ``warn`` told when there is none) that take the image's channel count and the installed
+    peers, on seeded AWGN (:func:`comparison_strip`) or, with ``noise`` ``camera``, on the camera-noise synthesis
     (:func:`camera_noise_strip`)."""
     check_choice(noise, ("awgn", "camera"), "--noise")
     if task == "sr":
-        from restorekit.bench.sr import interpolation_method, sr_model_method, upscalers
+        from restorekit.bench.sr import interpolation_method, model_methods, upscalers
 
         check_choice(scale, (2, 3, 4), "--scale")
-        names = upscalers(models, scale)
+        check_choice(degradation, ("bicubic", "real"), "--degradation")
         upscaling = [interpolation_method("cubic"), interpolation_method("lanczos3")]
-        return sr_strip(image, upscaling + [sr_model_method(name) for name in names], scale, box)
+        methods = upscaling + model_methods(upscalers(models, scale), w1, chain)
+        return sr_strip(image, methods, scale, box, degradation)
+    given = [name for name, value in (("--chain", chain), ("--degradation real", degradation == "real")) if value]
+    check(not given, "--task denoise", "no --chain or --degradation real (they go with --task sr)", ", ".join(given))
     channels = 1 if load_image(image).pixels.shape[2] == 1 else 3
     names = [n for n in denoisers(models, warn) if create_model(n).requirements.in_channels == channels]
     available, _ = peers(list(peer_names))
@@ -55,14 +64,14 @@ def strip(
 
 def comparison_strip(
     clean_path: Path, methods: list[Method], sigma: float, protocol: str, box: tuple[int, int, int], zoom: int = 2
-) -> tuple[np.ndarray, list[tuple[str, float | None]]]:
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """A uint8 RGB strip: clean | noisy | each method, cropped to ``box`` = (top, left, size) and zoomed.
 
     Every method sees the benchmark's noisy input for this image and σ (the quality protocol's seed), and the
     PSNR under each tile is computed on the whole image.
 
     Returns:
-        The strip (H, W, 3) and the ``(label, psnr)`` of each tile.
+        The strip (H, W, 3) and a row per tile: ``method`` (its label) and ``psnr`` (``None`` for the clean one).
     """
     clean = load_image(clean_path).pixels
     noisy = add_noise(clean, clean_path.name, sigma, protocol)
@@ -71,12 +80,12 @@ def comparison_strip(
         given = np.round(np.clip(noisy, 0, 1) * 255) / 255 if method.input == "uint8" else noisy
         out = np.clip(method.run(given.astype(np.float32), sigma), 0, 1)
         tiles.append((method.name, psnr(out, clean), out))
-    return render(tiles, box, zoom), [(label, score) for label, score, _ in tiles]
+    return render(tiles, box, zoom), _rows(tiles)
 
 
 def camera_noise_strip(
     clean_path: Path, methods: list[Method], seed: int, box: tuple[int, int, int], zoom: int = 2
-) -> tuple[np.ndarray, list[tuple[str, float | None]]]:
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """As :func:`comparison_strip`, with realistic camera noise instead of AWGN: the clean image through the
     camera-noise synthesis of the training data (:mod:`restorekit.train.camera_noise`, fixed ``seed``),
     compared with the synthetic camera's clean rendering. Methods that take σ are told the estimate."""
@@ -88,7 +97,7 @@ def camera_noise_strip(
     for method in methods:
         out = np.clip(method.run(noisy, told if method.needs_sigma else None), 0, 1)
         tiles.append((method.name, psnr(out, clean), out))
-    return render(tiles, box, zoom), [(label, score) for label, score, _ in tiles]
+    return render(tiles, box, zoom), _rows(tiles)
 
 
 def camera_noisy(clean_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,27 +119,47 @@ def camera_noisy(clean_path: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sr_strip(
-    hr_path: Path, methods: list, scale: int, box: tuple[int, int, int], zoom: int = 2
-) -> tuple[np.ndarray, list[tuple[str, float | None]]]:
-    """Super-resolution crops: the HR image, then each method's upscaling of its ×``scale`` bicubic downscale
-    (:func:`restorekit.bench.sr.load_pair`), labelled with the whole image's Y-channel PSNR; ``box`` is in HR
-    pixels and ``methods`` are :class:`restorekit.bench.sr.SRMethod`."""
-    from restorekit.bench.sr import load_pair, y_psnr_ssim
+    hr_path: Path,
+    methods: list,
+    scale: int,
+    box: tuple[int, int, int],
+    degradation: str = "bicubic",
+    zoom: int = 2,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Super-resolution crops: the HR image, then each method's upscaling of its ×``scale`` LR input, made by
+    ``degradation`` as ``bench quality --task sr`` makes it (:func:`restorekit.bench.sr.load_pair`: a bicubic
+    downscale, or the real-world degradation seeded by the file name and factor), labelled with the whole image's
+    Y-channel PSNR; ``box`` is in HR pixels and ``methods`` are :class:`restorekit.bench.sr.SRMethod`. Rows
+    as :func:`comparison_strip`'s, with the ``detail`` statistic of ``bench quality --task sr``
+    (:func:`restorekit.bench.sr.detail_ratio`, 1 for the HR image)."""
+    from restorekit.bench.sr import detail_ratio, load_pair, y_psnr_ssim
 
-    hr, lr = load_pair(hr_path, None, scale)
+    hr, lr = load_pair(hr_path, None, scale, degradation)
     tiles = [("HR", None, hr)]
+    rows: list[dict[str, Any]] = [{"method": "HR", "psnr": None, "detail": 1.0}]
     for method in methods:
         out = np.clip(method.run(lr, scale), 0, 1)
         tiles.append((method.name, y_psnr_ssim(hr, out, scale)[0], out))
-    return render(tiles, box, zoom), [(label, score) for label, score, _ in tiles]
+        rows.append({"method": method.name, "psnr": tiles[-1][1], "detail": detail_ratio(hr, out, scale)})
+    return render(tiles, box, zoom), rows
+
+
+_ASCII = str.maketrans({"→": "->", "ω": "w"})  # label glyphs that Pillow's default font cannot draw
+
+
+def _rows(tiles: list[tuple[str, float | None, np.ndarray]]) -> list[dict[str, Any]]:
+    """A results row per tile: its label and PSNR."""
+    return [{"method": label, "psnr": score} for label, score, _ in tiles]
 
 
 def render(tiles: list[tuple[str, float | None, np.ndarray]], box: tuple[int, int, int], zoom: int) -> np.ndarray:
     """The labelled tiles side by side: each image cropped to ``box`` = (top, left, size), zoomed ``zoom``×.
 
-    A label breaks after each ``+`` (an average of models, a self-ensemble), so that it fits its tile."""
+    A label breaks after each ``+`` (an average of models, a self-ensemble), so that it fits its tile, and is
+    drawn with ASCII for the glyphs Pillow's default font lacks (``denoise -> …``, ``@w1=0``)."""
     top, left, size = box
     texts = [(label if score is None else f"{label} {score:.2f} dB").replace("+", "+\n") for label, score, _ in tiles]
+    texts = [text.translate(_ASCII) for text in texts]
     label_height = 6 + 12 * max(text.count("\n") + 1 for text in texts)
     strip = []
     for text, (_, _, image) in zip(texts, tiles, strict=True):

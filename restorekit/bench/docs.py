@@ -208,6 +208,7 @@ def _latency_tables(document: dict[str, Any]) -> list[str]:
                 {
                     "method": Path(r["method"]).name,
                     "size": r["size"],
+                    "output": r.get("output"),
                     "dtype": r.get("dtype"),
                     "tile": r.get("tile"),
                     "runs": r.get("runs"),
@@ -284,11 +285,19 @@ def _crops(document: dict[str, Any], source: str | Path) -> list[str]:
     docs = Path(source).resolve().parent.parent  # docs/results/x.json → docs/
     link = image.resolve().relative_to(docs) if image.resolve().is_relative_to(docs) else image
     top, left, size = config["box"]
-    measure = "Y-channel PSNR" if config.get("task") == "sr" else "PSNR"
+    text = f"A {size}-pixel crop at ({top}, {left}); under each tile the whole image's "
+    text += "Y-channel PSNR (dB)" if config.get("task") == "sr" else "PSNR (dB)"
+    if config.get("degradation") == "real":
+        text += (
+            f". Every method upscales one LR input: the image through the seeded real-world degradation of `bench "
+            f"quality --task sr --degradation real` (blur, resize, noise, JPEG, twice; ×{config.get('scale')})"
+        )
+    if any("detail" in row for row in document["rows"]):
+        text += ". `detail`: RMS of the Y gradient over the HR image's (1: as much fine detail as the HR image)"
     return [
         f"![{section_title(document)}]({link.as_posix()})",
         "",
-        f"A {size}-pixel crop at ({top}, {left}); under each tile the whole image's {measure} (dB):",
+        text + ":",
         "",
         to_markdown(document["rows"]),
         "",
@@ -332,6 +341,7 @@ def section_title(document: dict[str, Any]) -> str:
         return f"Tunable denoising: PSNR / PSNRη per setting on {sets} (tunable vs DNI vs fixed)"
     if command == "crops":
         what = f"super-resolution ×{config.get('scale')}" if config.get("task") == "sr" else "denoising"
+        what += " of the real-world degradation" if config.get("degradation") == "real" else ""
         return f"Crops: {what}, {Path(config.get('image', '')).name}"
     if command == "kernels":
         sizes = ", ".join(str(v) for v in config.get("sizes", []) or [])

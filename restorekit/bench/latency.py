@@ -23,7 +23,10 @@ A configuration (:class:`Case`) is one method × image size × device × dtype. 
 
 restorekit models run through :func:`restorekit.inference.api.denoise` (see
 :mod:`restorekit.bench.methods`); peers run on the CPU at their own precision (``dtype`` shows ``float32``
-or ``uint8``).
+or ``uint8``). A super-resolution model upscales the image of the case's size (the input's; ``output`` gives the
+upscaled size, and ``megapixels``/``mp_per_s`` count input pixels), a tunable one folded at the centre of its
+domain; a chain (``Case.chain``) times the photo denoiser then the SR model as one call, its ``device``, ``dtype``
+and ``tile`` those of the SR step.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from restorekit._checks import check, check_choice, fail
 from restorekit.bench.baselines import PEERS, peers
-from restorekit.bench.methods import Method, model_method
+from restorekit.bench.methods import Method, chain_method, model_method
 from restorekit.bench.noise import add_noise
 from restorekit.errors import RestoreKitError
 from restorekit.inference import runtime
@@ -69,8 +72,8 @@ except ImportError:  # Windows: no getrusage, so no RSS high-water mark
     resource = None
 
 ROW_KEYS = (
-    "method", "kind", "size", "height", "width", "channels", "megapixels", "device", "dtype", "tile", "threads",
-    "sigma", "warmup", "runs", "median_ms", "p95_ms", "cpu_ms", "mp_per_s", "rss_baseline_mb", "rss_peak_mb",
+    "method", "kind", "size", "output", "height", "width", "channels", "megapixels", "device", "dtype", "tile",
+    "threads", "sigma", "warmup", "runs", "median_ms", "p95_ms", "cpu_ms", "mp_per_s", "rss_baseline_mb", "rss_peak_mb",
     "cuda_peak_mb", "gflops", "parameters", "error",
 )  # fmt: skip
 
@@ -93,6 +96,8 @@ class Case:
         repeats: Timed runs at most.
         budget_s: Stop timing after this many seconds (at least one run is timed).
         threads: CPU threads for torch and OpenCV, ``None`` for their defaults.
+        chain: Run the photo denoiser (``restorekit denoise``'s default, no σ) on the input first, then the
+            super-resolution model ``method``: the two-command route to a clean upscaled photo, timed as one.
     """
 
     method: str
@@ -108,6 +113,7 @@ class Case:
     repeats: int = 10
     budget_s: float = 60.0
     threads: int | None = None
+    chain: bool = False
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -178,9 +184,14 @@ def measure(case: Case) -> dict[str, Any]:
         if peer
         else model_method(case.method, case.device, case.dtype, case.tile, channels=case.channels)
     )
+    if case.chain:
+        method = chain_method(method, case.device, case.dtype, case.tile)
     noisy = synthetic_image(case.height, case.width, case.channels, case.sigma)
     rss_baseline = _rss_mb()
     row = _row(case) | {"method": method.name, "kind": method.kind}
+    if not peer and method.model.requirements.task == "sr":  # the size is the input's; say what comes out
+        scale = method.model.requirements.scale
+        row["output"] = f"{case.width * scale}x{case.height * scale}"
     for _ in range(case.warmup):
         method.run(noisy, case.sigma)
     if not peer:
@@ -225,7 +236,9 @@ def measure(case: Case) -> dict[str, Any]:
 
 def _engine_run(method: Method, noisy: np.ndarray, case: Case, tile: int | None = None) -> RunInfo:
     """One untimed run of a model through the engine (in ``tile``-pixel tiles, 0 for none, if given), for what it
-    reports (device, dtype, tile)."""
+    reports (device, dtype, tile); a chain's photo denoiser runs first, in the tiles the engine picks for it."""
+    if case.chain:
+        noisy = denoise_image(noisy, None, None, case.device, case.tile, case.dtype)[0]
     model, tile = method.model, case.tile if tile is None else tile
     if model.requirements.task == "sr":
         return super_resolve_image(noisy, model.requirements.scale, model, case.device, tile, case.dtype)[1]
@@ -237,7 +250,7 @@ def _row(case: Case, error: str | None = None) -> dict[str, Any]:
 
     row = dict.fromkeys(ROW_KEYS)
     row |= {
-        "method": Path(case.method).name,
+        "method": ("denoise → " if case.chain else "") + Path(case.method).name,
         "kind": case.kind,
         "size": f"{case.width}x{case.height}",
         "height": case.height,
@@ -299,8 +312,10 @@ def plan(
     budget_s: float = 60.0,
     threads: int | None = None,
     peer_max_mp: float = 1.0,
+    chain: Sequence[str] = (),
 ) -> tuple[list[Case], list[Method], list[dict[str, str]]]:
-    """The cases of a latency run: models × sizes × devices × dtypes, and each peer × size on the CPU.
+    """The cases of a latency run: models × sizes × devices × dtypes, then the ``chain`` super-resolution models
+    after the photo denoiser (:attr:`Case.chain`) likewise, and each peer × size on the CPU.
 
     Args:
         models: Model names, ``.safetensors`` paths or speed references (``ffdnet_shape``, ``dncnn_shape``;
@@ -317,6 +332,7 @@ def plan(
         budget_s: Time budget of the timed runs of one case.
         threads: CPU threads (``None``: the libraries' defaults).
         peer_max_mp: Peers are skipped on larger images (CBM3D takes minutes per megapixel).
+        chain: Super-resolution models to time after the photo denoiser (names or ``.safetensors`` paths).
 
     Returns:
         ``(cases, methods, skipped)``: the cases in order, the methods measured and the skip records.
@@ -336,13 +352,20 @@ def plan(
             skipped.append(
                 {"method": method.name, "reason": f"takes {method.channels[0]}-channel images, not {channels}"}
             )
+    chained: dict[str, Method] = {}
+    for model in chain:
+        method = model_method(model, channels=channels)
+        check(method.model.requirements.task == "sr", "--chain", "a super-resolution model", method.name)
+        chained[str(model)] = chain_method(method)
     available, missing = peers(list(peer_names))
     skipped += missing
     common = {"channels": channels, "sigma": sigma, "warmup": warmup, "repeats": repeats, "budget_s": budget_s}
     cases = []
     for height, width in sizes:
-        for model, device, dtype in itertools.product(measured, devices, dtypes):
-            restorekit = {"device": device, "dtype": dtype, "tile": tile, "threads": threads}
+        for (model, routed), device, dtype in itertools.product(
+            [*((m, False) for m in measured), *((m, True) for m in chained)], devices, dtypes
+        ):
+            restorekit = {"device": device, "dtype": dtype, "tile": tile, "threads": threads, "chain": routed}
             cases.append(Case(model, "restorekit", height, width, **restorekit, **common))
         for peer in available:
             if height * width / 1e6 <= peer_max_mp:
@@ -351,7 +374,7 @@ def plan(
                 skipped.append(
                     {"method": peer.name, "reason": f"{width}x{height} is above --peer-max-mp {peer_max_mp:g}"}
                 )
-    return cases, [*measured.values(), *available], skipped
+    return cases, [*measured.values(), *chained.values(), *available], skipped
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ denoised image of the same shape. restorekit models run through the public
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -98,8 +99,9 @@ def model_method(
 ) -> Method:
     """A restorekit model as a :class:`Method`, loaded once.
 
-    A tunable model runs through :func:`restorekit.inference.api.tune` at the setting ``w`` (default: the
-    centre of its domain, equal weights), as ``restorekit tune --w`` runs it; ``Method.model`` is then the
+    A tunable model runs through :func:`restorekit.inference.api.tune` (a tunable SR model: ``super_resolve``
+    with ``w``) at the setting ``w`` (default: the centre of its domain, equal weights), as ``restorekit tune
+    --w`` (``sr --w``) runs it; ``Method.model`` is then the
     plain model it folds into (what runs, and what FLOP counting sees). A super-resolution model runs through
     :func:`restorekit.inference.api.super_resolve` at its own factor (σ is ignored), for ``bench latency``.
 
@@ -128,6 +130,10 @@ def model_method(
         setting = f", ω ({', '.join(f'{v:g}' for v in w)})"
 
         def run(noisy: np.ndarray, sigma: float | np.ndarray | None) -> np.ndarray:
+            if requirements.task == "sr":  # as `restorekit sr --w` runs it, at its own factor (σ is ignored)
+                return super_resolve(
+                    noisy, requirements.scale, model=module, device=device, tile=tile, dtype=dtype, w=w
+                )
             return tune(noisy, w, sigma=sigma, model=module, device=device, tile=tile, dtype=dtype)
 
     elif requirements.task == "sr":
@@ -160,6 +166,18 @@ def model_method(
         sigma_range=requirements.sigma_range,
         takes_map=requirements.task == "denoise" and requirements.sigma_range is not None,
     )
+
+
+def chain_method(method: Any, device: str = "auto", dtype: str | None = None, tile: int | None = None) -> Any:
+    """``restorekit denoise`` (the photo model, no σ) then ``method``, a super-resolution :class:`Method` or
+    :class:`restorekit.bench.sr.SRMethod`: the two-command route to a clean large photo, as one method named
+    ``denoise → <model>`` that passes its second argument (σ or the factor) to ``method``."""
+
+    def run(image: np.ndarray, argument: Any) -> np.ndarray:
+        return method.run(denoise(image, device=device, tile=tile, dtype=dtype), argument)
+
+    settings = f"photo denoiser, then {method.name} ({method.settings})"
+    return dataclasses.replace(method, name=f"denoise → {method.name}", settings=settings, run=run)
 
 
 def denoisers(chosen: Sequence[str] | None, warn: Callable[[str], None] | None = None) -> list[str]:

@@ -31,9 +31,10 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from restorekit._checks import check, check_choice
+from restorekit.bench.methods import chain_method
 from restorekit.bench.quality import list_images
 from restorekit.errors import InputError
-from restorekit.inference.api import DTYPES, auto_precision, denoise, fold_tunable, resolve_device, super_resolve
+from restorekit.inference.api import DTYPES, auto_precision, fold_tunable, resolve_device, super_resolve
 from restorekit.inference.io import load_image
 from restorekit.inference.metrics import psnr
 from restorekit.models import create_model, list_models
@@ -146,15 +147,23 @@ def tuned_methods(
     return methods
 
 
-def chain_method(sr: SRMethod, device: str = "auto", dtype: str | None = None, tile: int | None = None) -> SRMethod:
-    """``restorekit denoise`` (the photo model, no σ) then ``sr``: the two-command route to a clean large photo."""
-
-    def run(lr: np.ndarray, scale: int) -> np.ndarray:
-        return sr.run(denoise(lr, device=device, tile=tile, dtype=dtype), scale)
-
-    return dataclasses.replace(
-        sr, name=f"denoise → {sr.name}", settings=f"photo denoiser, then {sr.name} ({sr.settings})", run=run
-    )
+def model_methods(
+    names: Sequence[str | Path],
+    w1s: Sequence[float] = (),
+    chain: Sequence[str | Path] = (),
+    device: str = "auto",
+    dtype: str | None = None,
+    tile: int | None = None,
+) -> list[SRMethod]:
+    """The SR models ``names`` as methods, a tunable one at each setting ω1 of ``w1s`` (default ω1 = 1; see
+    :func:`tuned_methods`), then each model of ``chain`` after the photo denoiser (:func:`chain_method`): what
+    ``bench quality --task sr`` and ``bench crops --task sr`` run besides bicubic and Lanczos."""
+    methods = []
+    for name in names:
+        method = sr_model_method(name, device, dtype, tile)
+        tunable = bool(method.model.requirements.tune_parameters)
+        methods += tuned_methods(method, w1s or (1.0,), device, dtype, tile) if tunable else [method]
+    return methods + [chain_method(sr_model_method(name, device, dtype, tile), device, dtype, tile) for name in chain]
 
 
 def list_pairs(folder: str | Path, scale: int) -> list[tuple[Path, Path | None]]:
@@ -242,6 +251,18 @@ def gradient_rms(rgb: np.ndarray, shave: int) -> float:
     return float(np.sqrt(np.mean(dx * dx + dy * dy)))
 
 
+def detail_ratio(hr: np.ndarray, sr: np.ndarray, shave: int) -> float:
+    """The ``detail`` statistic: :func:`gradient_rms` of an upscale ``sr`` over its HR image's (both
+    ``(H, W, C)`` in [0, 1]).
+
+    Example:
+        >>> hr = np.indices((8, 8)).sum(0)[..., None].repeat(3, 2) % 2 * 0.5
+        >>> detail_ratio(hr, hr, 2), detail_ratio(hr, np.full_like(hr, 0.25), 2)
+        (1.0, 0.0)
+    """
+    return gradient_rms(sr, shave) / max(gradient_rms(hr, shave), 1e-12)
+
+
 def evaluate(
     images: Sequence[tuple[str, Path, Path | None]],
     methods: Sequence[SRMethod],
@@ -273,7 +294,7 @@ def evaluate(
             seconds = time.perf_counter() - start
             check(sr.shape == hr.shape, method.name, f"an output of shape {hr.shape}", sr.shape)
             psnr, ssim = y_psnr_ssim(hr, sr, scale)
-            detail = gradient_rms(sr, scale) / max(gradient_rms(hr, scale), 1e-12)
+            detail = detail_ratio(hr, sr, scale)
             rows.append(
                 {
                     "dataset": dataset,
@@ -379,12 +400,7 @@ def plan(
     names = upscalers(models)
     if not names and warn is not None:
         warn("no super-resolution model ships with this install and none was given (--model)")
-    methods = []
-    for name in names:
-        method = sr_model_method(name, device, dtype, tile)
-        tunable = bool(method.model.requirements.tune_parameters)
-        methods += tuned_methods(method, w1 or (1.0,), device, dtype, tile) if tunable else [method]
-    methods += [chain_method(sr_model_method(name, device, dtype, tile), device, dtype, tile) for name in chain]
+    methods = model_methods(names, w1, chain, device, dtype, tile)
     methods += [interpolation_method("cubic"), interpolation_method("lanczos3")]
     images = {s: [(f.name, hr, lr) for f in data for hr, lr in list_pairs(f, s)[:limit]] for s in scales}
     config = {

@@ -90,3 +90,27 @@ def test_run_isolated_peer_and_failure():
     assert rows[0]["dtype"] == "float32" and rows[0]["gflops"] is None and rows[0]["parameters"] is None
     assert rows[1]["median_ms"] is None and "WeightsError" in rows[1]["error"]
     assert labels == ["skimage_nlm 48x32 cpu float32", "missing.safetensors 48x32 cpu auto"]
+
+
+def test_super_resolution_rows_give_the_output_size_and_a_chain_adds_the_denoiser(tiny_model: Path, tmp_path: Path):
+    from restorekit.models._weights import save_model
+    from restorekit.models.tunable_acdasr import TunableACDASR
+    from tests.cli.test_sr import tiny_sr
+
+    weights = tmp_path / "acdasr_s.tinytest.safetensors"
+    save_model(tiny_sr(2), weights, name="acdasr_s.tinytest")
+    cases, methods, _ = plan([str(weights)], [], [(32, 48)], dtypes=["fp32"], repeats=1, chain=[str(weights)])
+    assert [(c.method, c.chain) for c in cases] == [(str(weights), False), (str(weights), True)]
+    assert [m.name for m in methods] == ["acdasr_s.tinytest", "denoise → acdasr_s.tinytest"]
+    plain, chained = (measure(case) for case in cases)
+    for row, case in ((plain, cases[0]), (chained, cases[1])):
+        _check_row(row, case)
+        assert row["output"] == "96x64" and row["dtype"] == "fp32"
+    assert chained["method"] == "denoise → acdasr_s.tinytest" and chained["gflops"] > plain["gflops"]
+    assert measure(Case(str(tiny_model), "restorekit", 32, 48, dtype="fp32", repeats=1))["output"] is None
+    tunable = tmp_path / "tunable_acdasr_s.tinytest.safetensors"
+    save_model(TunableACDASR(scale=2, width=8, blocks=1, generator_width=4), tunable, name="tunable_acdasr_s.tinytest")
+    folded = measure(Case(str(tunable), "restorekit", 32, 48, dtype="fp32", repeats=1))  # as `sr --w` runs it
+    assert folded["output"] == "96x64" and folded["error"] is None and folded["gflops"] > 0
+    with pytest.raises(UsageError, match="--chain"):
+        plan([], [], [(32, 48)], chain=[str(tiny_model)])

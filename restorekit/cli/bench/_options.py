@@ -27,6 +27,7 @@ ProtocolChoice = _choices("ProtocolChoice", *PROTOCOLS, "both")  # float: unclip
 Task = _choices("Task", "denoise", "sr")  # what quality and crops measure
 Degradation = _choices("Degradation", *DEGRADATIONS, "real")  # real: the LR inputs of --task sr
 SigmaMode = _choices("SigmaMode", *SIGMA_MODES)  # tell methods the true σ or one shared estimate
+SRInput = _choices("SRInput", "bicubic", "real")  # how bench crops --task sr makes its LR input
 
 DegradationOption = Annotated[
     Degradation,
@@ -154,6 +155,15 @@ Dtypes = Annotated[
 Threads = Annotated[
     int | None, typer.Option("--threads", min=1, help="CPU threads (default: the libraries').", show_default=False)
 ]
+LatencyChain = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--chain",
+        help="Also time the photo denoiser, then this super-resolution model, as one call (the two-command route "
+        "to an upscaled photo); repeatable.",
+        show_default=False,
+    ),
+]
 References = Annotated[
     str,
     typer.Option(
@@ -187,4 +197,12 @@ Noise = Annotated[
 CropsSave = Annotated[
     list[Path] | None,
     typer.Option("--save", help="Also write a results file (.json) that `bench report` shows with the PNG."),
+]
+SRDegradation = Annotated[
+    SRInput,
+    typer.Option(
+        "--degradation",
+        help="With --task sr: how the LR input is made: bicubic (a clean downscale), or real: the seeded "
+        "real-world degradation of bench quality --task sr --degradation real (blur, resize, noise, JPEG, twice).",
+    ),
 ]

@@ -15,7 +15,7 @@ from restorekit.cli._options import Tile
 from restorekit.cli.bench import _options as opt
 from restorekit.cli.bench._common import Results, peer_names, pick, split, with_results
 
-SHOWN = ("method", "size", "device", "dtype", "tile", "runs", "median_ms", "p95_ms", "cpu_ms", "mp_per_s")
+SHOWN = ("method", "size", "output", "device", "dtype", "tile", "runs", "median_ms", "p95_ms", "cpu_ms", "mp_per_s")
 SHOWN += ("rss_peak_mb", "cuda_peak_mb", "gflops", "error")
 
 
@@ -37,12 +37,14 @@ def latency(
     threads: opt.Threads = None,
     peer_max_mp: Annotated[float, typer.Option("--peer-max-mp", help="Skip peers on larger images.")] = 1.0,
     references: opt.References = "ffdnet_shape,dncnn_shape",
+    chain: opt.LatencyChain = None,
     *,
     out: Results,
 ) -> None:
     """Latency, throughput, peak memory and FLOPs: models × sizes × devices × dtypes, and the peers on the CPU.
 
-    Each configuration runs in a fresh process (warm-ups, then median and p95 of timed runs).
+    Each configuration runs in a fresh process (warm-ups, then median and p95 of timed runs). A super-resolution
+    model (-m acdasr_s.real_x4) upscales an image of --size (the input; the output column gives the upscaled size).
     """
     sizes = [bench_latency.parse_size(s) for s in split(size)]
     shapes = [] if references.strip().lower() == "none" else split(references)
@@ -50,8 +52,8 @@ def latency(
         check_choice(name, list(SPEED_REFERENCES), "--references")
     settings = {"devices": split(device), "dtypes": split(dtype), "channels": channels, "tile": tile, "sigma": sigma}
     settings |= {"warmup": warmup, "repeats": repeats, "budget_s": budget, "threads": threads}
-    settings |= {"peer_max_mp": peer_max_mp}
-    models = denoisers(model, warning_line) + shapes
+    settings |= {"peer_max_mp": peer_max_mp, "chain": chain or []}
+    models = (list(model or []) if chain else denoisers(model, warning_line)) + shapes
     cases, methods, skipped = bench_latency.plan(models, peer_names(peers), sizes, **settings)
     with out.progress(len(cases), "latency") as bar:
         rows = bench_latency.run(cases, lambda label, row: bar.done(label, median_ms=row["median_ms"]))
