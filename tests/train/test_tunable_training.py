@@ -9,7 +9,7 @@ import torch
 
 from restorekit.errors import UsageError
 from restorekit.models import _architectures
-from restorekit.models._weights import load_model
+from restorekit.models._weights import load_model, save_model
 from restorekit.models.mallenet import MalleNet
 from restorekit.models.tunable_acdasr import TunableACDASR
 from restorekit.models.tunable_mallenet import TunableMalleNet
@@ -129,6 +129,34 @@ def test_publish_takes_a_tune_benchmark(tiny_tunable_arch, image_folder, tmp_pat
     quality = load_model(publish(weights, tmp_path / "tune.json", tmp_path / "shipped")).metadata["quality"]
     assert quality["kodak24"] == {"float": {"15": {"psnr": 33.33}}}
     assert quality["_settings_table"]["kodak24"]["float"]["0"] == {"psnr": 25.0, "psnr_eta": 50.12}
+
+
+def test_publish_takes_the_settings_rows_of_a_tunable_sr_benchmark(tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "tunable_acdasr_s.tinytest.safetensors"
+    omega = {"parameters": ["fidelity", "detail"], "domain": "simplex"}
+    save_model(tiny_tunable_sr_builder(), weights, name="tunable_acdasr_s.tinytest", omega=omega)
+    row = {"dataset": "kodak24", "image": "mean", "scale": 2, "kind": "restorekit"}
+    summary = [
+        row | {"method": f"tunable_acdasr_s.tinytest@ω1={w1}", "psnr": psnr, "ssim": 0.61234, "detail": detail}
+        for w1, psnr, detail in (("0", 24.04, 0.4361), ("0.5", 24.061, 0.444), ("1", 24.1549, 0.2304))
+    ]
+    summary.append(row | {"method": "bicubic", "psnr": 23.0, "ssim": 0.5, "detail": 0.2})
+    methods = [{"name": r["method"], "settings": "device cpu, dtype auto: bf16, tile auto"} for r in summary]
+    results = {"command": "sr_quality", "argv": "restorekit bench quality --task sr …", "summary": summary}
+    results["config"] = {"degradation": "real"}
+    (tmp_path / "sr.json").write_text(json.dumps(results | {"methods": methods}))
+    (tmp_path / "shipped").mkdir()
+    meta = load_model(publish(weights, tmp_path / "sr.json", tmp_path / "shipped")).metadata
+    quality = meta["quality"]
+    assert quality["kodak24"] == {"y_channel": {"x2": {"psnr": 24.15, "ssim": 0.6123}}}  # at ω1 = 1
+    assert quality["_settings_table"]["kodak24"]["x2"]["0"] == {"psnr": 24.04, "ssim": 0.6123, "detail": 0.436}
+    assert list(quality["_settings_table"]["kodak24"]["x2"]) == ["0", "0.5", "1"]
+    assert quality["_settings"] == "device cpu, dtype auto: bf16, tile auto" and meta["omega"] == omega
+    assert quality["_degradation"] == "real"  # what `restorekit models` labels the figures by
+    (tmp_path / "no_one.json").write_text(json.dumps(results | {"summary": summary[:2]}))
+    with pytest.raises(SystemExit, match=r"tunable_acdasr_s.tinytest@ω1=1 .*--w1 1"):
+        publish(weights, tmp_path / "no_one.json", tmp_path / "shipped")
 
 
 def test_the_detail_objective_targets_the_unsharp_masked_image():
