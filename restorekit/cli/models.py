@@ -41,12 +41,18 @@ DEFAULT_ROLES = (
 # The evaluation sets of the quality column, in words.
 DATASETS = {
     "real_cc15": "15 real noisy camera photos with clean references (Nam et al., CVPR 2016)",
-    "kodak24": "24 Kodak colour photos with added Gaussian noise",
+    "kodak24": "24 Kodak colour photos, with added Gaussian noise (σ) or as the HR images of SR (Y)",
     "mcmaster": "18 McMaster colour images with added Gaussian noise",
     "set12": "12 classic gray test images with added Gaussian noise",
     "sr_set5": "Set5, PSNR of the luma (Y) of the upscale",
     "sr_set14": "Set14, PSNR of the luma (Y) of the upscale",
 }
+SR_KNOB = ("fidelity", "detail")  # the ω parameters of a tunable SR model (its weights' ``omega`` metadata)
+# What the words of an SR model's quality label mean (shown under the table when a label has them).
+REAL_DEGRADED = (
+    "real-degraded: the LR inputs made from the HR images by the seeded real-world degradation (blur, resize, "
+    "noise, JPEG, twice; bench quality --task sr --degradation real), not by a clean bicubic downscale"
+)
 
 
 def _summary(name: str, meta: dict) -> dict:
@@ -117,12 +123,22 @@ def _quality_text(quality: object) -> str:
             label = "real noise"
         elif "y_channel" in protocols:  # super-resolution, Y-channel PSNR per factor
             label = "Y " + "/".join(key.replace("x", "×") for key in per_sigma)
+            label = f"real-degraded {label}" if sr_degradation(quality) == "real" else label
         elif "float" not in protocols and "shading" in protocols:  # noise amplified by lens shading
             label = "lens shading σ" + "/".join(per_sigma)
         else:
             label = "σ" + "/".join(per_sigma)
         parts.append(f"{dataset} {label}: {values}")
     return "; ".join(parts)
+
+
+def sr_degradation(quality: dict) -> str:
+    """How a super-resolution model's LR test inputs were made, ``bicubic`` or ``real``: the record's
+    ``_degradation`` (``restorekit.train.publish`` copies the benchmark's), else, for weights published before
+    it was recorded, the ``--degradation`` of the command in ``_measured_by``."""
+    if quality.get("_degradation"):
+        return str(quality["_degradation"])
+    return "real" if "--degradation real" in str(quality.get("_measured_by") or "") else "bicubic"
 
 
 @handle_errors
@@ -176,11 +192,16 @@ def _print_table(rows: list[dict[str, Any]], roles: dict[str, str]) -> None:
         "ms: one 512×512 colour image, bf16, on the 2-core CPU of docs/benchmarks.md (≈ the same network under "
         "another tag, – not timed)"
     )
-    if any(row["omega"] for row in rows):
+    knobs = {tuple(row["omega"].get("parameters") or ()) for row in rows if isinstance(row["omega"], dict)}
+    if knobs - {SR_KNOB}:
         results.print("ω (tunable models, restorekit tune --w ω1,ω2): ω1 remove noise, ω2 keep grain and fine detail")
+    if SR_KNOB in knobs:
+        results.print("ω (tunable SR, restorekit sr --w ω1,ω2): ω1 fidelity to the HR image, ω2 generated detail")
     for name, meaning in DATASETS.items():
         if any(name in (row["quality"] or {}) for row in rows):
             results.print(f"{name}: {meaning}")
+    if any("real-degraded" in _quality_text(row["quality"]) for row in rows):
+        results.print(REAL_DEGRADED)
 
 
 def _omega_text(omega: object) -> str:
