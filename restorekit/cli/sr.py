@@ -37,11 +37,17 @@ Sheet = Annotated[
 def sr(options: Restoring, scale: Scale = 2, w: Knob = None, sweep_count: Sheet = None) -> None:
     """Upscale images ×2/×3/×4 (super-resolution).
 
-    Default at ×2 and ×4: the real-world model, for camera photos and JPEGs (it removes blur, noise and
-    compression while upscaling). On clean, bicubic-downscaled images it scores far lower than the bicubic
-    model (Set5 ×4: 26.92 against 31.14 dB): for clean renders and cleanly downscaled images use --model
-    acdasr_s.x2/x3/x4. ×3 has no real-world model: its default is the bicubic one. --w / --sweep: the
-    fidelity ↔ detail knob (×4); no --reference (tune's PSNRη measures noise retention, which SR has not).
+    Which model. The default at ×2 and ×4, the real-world model (acdasr_s.real_x2, acdasr_s.real_x4), is right
+    for images as they come: camera and phone photos, JPEGs, downloaded or scanned pictures, anything with some
+    blur, noise or compression, which it removes while upscaling. --model acdasr_s.x2/x3/x4 (trained on clean
+    bicubic downscales) is right only for clean sources: renders, screenshots, line art, and images made smaller
+    by a clean resize, such as the SR test sets. There it is far sharper (Set5 ×4: 31.14 dB against the real-world
+    model's 26.92, below plain bicubic's 28.43), but on a noisy or compressed photo it sharpens the grain and
+    JPEG artefacts along with the edges. ×3 has no real-world model: its default is the bicubic one.
+
+    --w ω1,ω2 or --sweep N (×4): the fidelity ↔ detail knob of the tunable real-world model. There is no
+    --reference (tune's PSNRη measures noise retention, which SR has not).
+
     Alpha is upscaled separately (bicubic), ICC/EXIF kept, DPI scaled with the pixels.
     """
     check(w is None or sweep_count is None, "sr", "at most one of --w ω1,ω2 or --sweep N", "both")
