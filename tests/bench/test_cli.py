@@ -43,7 +43,9 @@ def test_quality_json_and_saved_files(colour_dir: Path, tiny_model: Path, tmp_pa
     result = _invoke("report", str(saved), "-o", str(page))
     assert result.exit_code == 0, result.output
     text = page.read_text()
-    assert f"Produced by `restorekit bench quality --data {colour_dir} --model {tiny_model} --peers skimage_nlm" in text
+    # The RESTOREKIT_* settings in force come first (the tests run with RESTOREKIT_AUTO_DTYPE=rule).
+    produced = f"Produced by `RESTOREKIT_AUTO_DTYPE=rule restorekit bench quality --data {colour_dir}"
+    assert f"{produced} --model {tiny_model} --peers skimage_nlm" in text
     assert "#### synthetic, file protocol" in text
 
 
