@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 
-import restorekit_kernels.atom_conv as triton_atom
 import torch
 import torch.nn.functional as F
 
 from restorekit._checks import check, check_shape
 from restorekit.ops import _atom_cpu
-from restorekit.ops._backend import Backends, pick_backend
+from restorekit.ops._backend import Backends, LazyModule, pick_backend
+
+triton_atom = LazyModule("restorekit_kernels.atom_conv")  # Triton: imported when a kernel is first asked for
 
 BACKEND_ENV = "RESTOREKIT_ATOM_BACKEND"
 BACKENDS = Backends("atom_conv", cpu=_atom_cpu, triton=triton_atom, env=BACKEND_ENV)

@@ -22,14 +22,15 @@ from __future__ import annotations
 import functools
 import math
 
-import restorekit_kernels.malleable_conv as triton_malleable
 import torch
 import torch.nn.functional as F
 
 from restorekit._checks import check, check_shape
 from restorekit.ops import _malleable_cpu
-from restorekit.ops._backend import Backends, pick_backend
+from restorekit.ops._backend import Backends, LazyModule, pick_backend
 from restorekit.ops.prelu import prelu_reference
+
+triton_malleable = LazyModule("restorekit_kernels.malleable_conv")  # Triton: imported when a kernel is first asked for
 
 BACKEND_ENV = "RESTOREKIT_MALLEABLE_BACKEND"
 BACKENDS = Backends("malleable_conv", cpu=_malleable_cpu, triton=triton_malleable, env=BACKEND_ENV)
@@ -215,5 +216,5 @@ def _reference(x, kernels, bias, kernel_size):
 _IMPLEMENTATIONS = {
     "reference": _reference,
     "cpu": _malleable_cpu.malleable_conv_cpu,
-    "triton": triton_malleable.malleable_conv_triton,
+    "triton": lambda *args: triton_malleable.malleable_conv_triton(*args),
 }

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 
-import restorekit_kernels.tv_conv as triton_tv
 import torch
 import torch.nn.functional as F
 
 from restorekit._checks import check, check_choice, check_shape
 from restorekit.ops import _tv_cpu
-from restorekit.ops._backend import Backends, pick_backend
+from restorekit.ops._backend import Backends, LazyModule, pick_backend
+
+triton_tv = LazyModule("restorekit_kernels.tv_conv")  # Triton: imported when a kernel is first asked for
 
 BACKEND_ENV = "RESTOREKIT_TV_BACKEND"
 BACKENDS = Backends("tv_conv", cpu=_tv_cpu, triton=triton_tv, env=BACKEND_ENV)
