@@ -96,8 +96,10 @@ class ACDANet(Model):
             out_channels=in_channels,
             size_multiple=8 if eighth_blocks else 4,
             min_size=32 if eighth_blocks else 16,
-            # each TVConv: one more 3×3 window at quarter resolution; each eighth-level block one at an eighth
-            receptive_field=64 + 4 * tv_blocks + 16 * eighth_blocks,
+            # Each TVConv: one more 3×3 window at quarter resolution. Each eighth-level block: one at an eighth
+            # (±8 px); 8 px each, as the tiles' overlap (2·RF + RF/2) already gives every side more context than
+            # the network's whole reach (±56 px for ACDANet-M3).
+            receptive_field=64 + 4 * tv_blocks + 8 * eighth_blocks,
             sigma_range=None,
             layout_aware=tv_blocks > 0,
         )
