@@ -303,7 +303,7 @@ def auto_precision(requirements: Requirements, device: torch.device, net: Model 
 
     There, for a trained model (one loaded from a weights file, whose metadata names it; not a tunable one, which
     runs folded), the faster of fp32 and bf16 as measured on this CPU: once per CPU (and ISA cap) and model, a few
-    runs on a 256² image (128² for super-resolution), remembered in the cache folder and shared by every process on
+    runs on a 512² image (256² for super-resolution), remembered in the cache folder and shared by every process on
     the machine (:func:`~restorekit.inference.runtime.measured_precision`; bf16 must be 5% faster). Otherwise, or
     with ``RESTOREKIT_AUTO_DTYPE=rule``: bf16 where the CPU computes it in hardware (AVX512-BF16 or AMX), else
     fp32. bf16 costs 0.01–0.02 dB PSNR (docs/benchmarks.md); CUDA stays in fp32 until its
@@ -315,14 +315,15 @@ def auto_precision(requirements: Requirements, device: torch.device, net: Model 
     measure = os.environ.get(AUTO_DTYPE_ENV, "measure") != "rule"
     if not measure or not metadata or "name" not in metadata or requirements.tune_parameters:
         return "bf16" if runtime.cpu_has_native_bf16() else "fp32"
-    side = 128 if requirements.task == "sr" else 256
+    # A probe nearer a photo's tiles than 256², where per-call fixed costs weigh more; the key names its side.
+    side = 256 if requirements.task == "sr" else 512
     probe = np.random.default_rng(0).random((side, side, requirements.in_channels), dtype=np.float32)
     sigma = 25 / 255 if requirements.sigma_range is not None else 0.0
 
     def run(precision: str) -> None:
         _run(net, probe, sigma, device, None, precision, False, [])
 
-    key = f"{metadata['name']} {metadata.get('hyperparameters', '')}"
+    key = f"{metadata['name']} {metadata.get('hyperparameters', '')} @{side}"
     return runtime.measured_precision(key, run)
 
 

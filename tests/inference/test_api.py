@@ -89,7 +89,7 @@ def test_auto_precision_of_a_trained_model_is_measured_once_on_this_cpu(tiny_mod
     _, second = api.denoise_image(make_pixels(24, 40), 25, tiny_model, "cpu")
     (entry,) = json.loads((tmp_path / runtime.PRECISION_CACHE).read_text()).values()
     assert first.dtype == second.dtype == entry["dtype"] and set(entry["ms"]) == {"fp32", "bf16"}
-    assert timed[0].endswith("mallenet_tiny.t {'width': 4}")
+    assert timed[0].endswith("mallenet_tiny.t {'width': 4} @512")
     monkeypatch.setattr(runtime, "measured_precision", lambda key, run, candidates=(): "fp32")
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     _, info = api.denoise_image(make_pixels(24, 40), 25, tiny_model, "cpu")
