@@ -37,13 +37,13 @@ Sheet = Annotated[
 def sr(options: Restoring, scale: Scale = 2, w: Knob = None, sweep_count: Sheet = None) -> None:
     """Upscale images ×2/×3/×4 (super-resolution).
 
-    Which model. The default at ×2 and ×4, the real-world model (acdasr_s.real_x2, acdasr_s.real_x4), is right
+    Which model. The default at every factor, the real-world model (acdasr_s.real_x2/x3/x4), is right
     for images as they come: camera and phone photos, JPEGs, downloaded or scanned pictures, anything with some
     blur, noise or compression, which it removes while upscaling. --model acdasr_s.x2/x3/x4 (trained on clean
     bicubic downscales) is right only for clean sources: renders, screenshots, line art, and images made smaller
     by a clean resize, such as the SR test sets. On those it is far sharper (Set5 ×4: 31.14 dB against the real-world
     model's 26.92, below plain bicubic's 28.43), but on a noisy or compressed photo it sharpens the grain and
-    JPEG artefacts along with the edges. ×3 has no real-world model: its default is the bicubic one.
+    JPEG artefacts along with the edges.
 
     --w ω1,ω2 or --sweep N (×4): the fidelity ↔ detail knob of the tunable real-world model. There is no
     --reference (tune's PSNRη measures noise retention, which SR has not).

@@ -72,9 +72,9 @@ _DEFAULTS = {
             "acdanet_s.real_color",
         )
     },
-    # Real-world models first (camera photos, JPEGs); ×3 has none. ``--model acdasr_s.xN``: clean inputs.
+    # Real-world models first (camera photos, JPEGs). ``--model acdasr_s.xN``: clean inputs.
     "sr2": {3: ("acdasr_s.real_x2", "acdasr_s.x2")},
-    "sr3": {3: ("acdasr_s.x3",)},
+    "sr3": {3: ("acdasr_s.real_x3", "acdasr_s.x3")},
     "sr4": {3: ("acdasr_s.real_x4", "acdasr_s.x4")},
     "tune_sr4": {3: ("tunable_acdasr_s.real_x4",)},
 }

@@ -194,7 +194,9 @@ ships = _weights.shipped()
 needs_tunable_sr = pytest.mark.skipif("tunable_acdasr_s.real_x4" not in ships, reason="no tunable ×4 SR model ships")
 
 
-@pytest.mark.parametrize(("scale", "expected"), [(2, "acdasr_s.real_x2"), (3, "acdasr_s.x3"), (4, "acdasr_s.real_x4")])
+@pytest.mark.parametrize(
+    ("scale", "expected"), [(2, "acdasr_s.real_x2"), (3, "acdasr_s.real_x3"), (4, "acdasr_s.real_x4")]
+)
 def test_the_default_model_per_scale_is_the_real_world_one_where_it_ships(tmp_path, write_png, scale, expected):
     if expected not in ships:
         pytest.skip(f"{expected} does not ship")
