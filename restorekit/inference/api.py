@@ -317,10 +317,10 @@ def auto_precision(requirements: Requirements, device: torch.device, net: Model 
         return "bf16" if runtime.cpu_has_native_bf16() else "fp32"
     # A probe nearer a photo's tiles than 256², where per-call fixed costs weigh more; the key names its side.
     side = 256 if requirements.task == "sr" else 512
-    probe = np.random.default_rng(0).random((side, side, requirements.in_channels), dtype=np.float32)
     sigma = 25 / 255 if requirements.sigma_range is not None else 0.0
 
-    def run(precision: str) -> None:
+    def run(precision: str) -> None:  # only when the answer is not cached: the probe is made here
+        probe = np.random.default_rng(0).random((side, side, requirements.in_channels), dtype=np.float32)
         _run(net, probe, sigma, device, None, precision, False, [])
 
     key = f"{metadata['name']} {metadata.get('hyperparameters', '')} @{side}"

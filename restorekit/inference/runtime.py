@@ -84,7 +84,16 @@ def cpu_identity() -> str:
     set in the environment and torch's version. Not the thread count: every process on a machine (a local run,
     its Ray actors, runs with other ``--threads``) must read the same answer, so that they write the same
     output."""
-    name, flags = "", set()
+    name, flags = _cpu_model()
+    caps = [f"{key}={os.environ[key]}" for key in _ISA_CAPS if os.environ.get(key)]
+    parts = [name, ",".join(sorted(flags & _ISA_FLAGS)), *caps, f"torch {torch.__version__}"]
+    return " | ".join(parts)
+
+
+@functools.cache
+def _cpu_model() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and its flags, read once per process (``dtype`` auto asks on every image)."""
+    name, flags = "", frozenset()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
@@ -92,12 +101,10 @@ def cpu_identity() -> str:
                 if key.strip() == "model name" and not name:
                     name = value.strip()
                 elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
+                    flags = frozenset(value.split())
     except OSError:
         name = platform.processor() or platform.machine()
-    caps = [f"{key}={os.environ[key]}" for key in _ISA_CAPS if os.environ.get(key)]
-    parts = [name, ",".join(sorted(flags & _ISA_FLAGS)), *caps, f"torch {torch.__version__}"]
-    return " | ".join(parts)
+    return name, flags
 
 
 def measured_precision(
@@ -116,10 +123,13 @@ def measured_precision(
     """
     path = cache_root() / PRECISION_CACHE
     key = f"{cpu_identity()} | {model_key}"
+    known = _known(path, key, candidates)  # the usual case, read without taking the lock
+    if known:
+        return known
     with _locked(path.with_suffix(".lock")):  # processes starting together measure once; the first answer stands
-        known = read_json(path).get(key)
-        if isinstance(known, dict) and known.get("dtype") in candidates:
-            return known["dtype"]
+        known = _known(path, key, candidates)
+        if known:
+            return known
         seconds = {}
         for dtype in candidates:
             run(dtype)
@@ -134,6 +144,12 @@ def measured_precision(
         cache[key] = {"dtype": best, "ms": {dtype: round(value * 1000, 2) for dtype, value in seconds.items()}}
         write_json(path, cache)
     return best
+
+
+def _known(path: Path, key: str, candidates: Sequence[str]) -> str | None:
+    """The precision cached under ``key``, if it is one of ``candidates``."""
+    known = read_json(path).get(key)
+    return known["dtype"] if isinstance(known, dict) and known.get("dtype") in candidates else None
 
 
 @contextlib.contextmanager

@@ -10,6 +10,8 @@ to compute, PyTorch built with oneDNN; otherwise the reference runs.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -24,7 +26,8 @@ class _OneDNN:
     REQUIRES = "PyTorch built with oneDNN (torch.backends.mkldnn)"
 
     @staticmethod
-    def available() -> bool:
+    @functools.cache
+    def available() -> bool:  # asked on every call of the op (each block of each tile): looked up once
         return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
