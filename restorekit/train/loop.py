@@ -125,6 +125,7 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
     source = load_model(recipe.model.init)
     weights = source.state_dict()
     fresh: list[str] = []
+    dropped: list[str] = []
     if source.metadata["architecture"] == recipe.model.architecture:
         if source.requirements.task == "sr" and source.requirements.scale != model.requirements.scale:
             own = model.state_dict()
@@ -141,6 +142,7 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
     elif GROWN_FROM.get(recipe.model.architecture) == source.metadata["architecture"]:
         own = model.state_dict()
         fresh = sorted(key for key in own if key not in weights)  # the extra blocks; the rest is grown from it
+        dropped = sorted(key for key in weights if key not in own)  # a slimmer model's blocks past its last
         weights = grown_state_dict(own, weights)
     else:
         raise UsageError(
@@ -151,7 +153,7 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
         value.copy_(weights[key])
     digest = hashlib.sha256(Path(recipe.model.init).read_bytes()).hexdigest()
     provenance = {"weights": source.metadata["name"], "sha256": digest, "training": source.metadata.get("training")}
-    return provenance | ({"reinitialised": fresh} if fresh else {})
+    return provenance | ({"reinitialised": fresh} if fresh else {}) | ({"dropped": dropped} if dropped else {})
 
 
 def pick_device(name: str) -> torch.device:

@@ -7,7 +7,7 @@ import torch
 
 from restorekit.errors import UsageError
 from restorekit.models import _architectures
-from restorekit.models._weights import load_model
+from restorekit.models._weights import load_model, save_model
 from restorekit.models.acdanet import GROWN_FROM, ACDANet, grown_state_dict
 from restorekit.train.config import recipe_from_dict, recipe_to_dict
 from restorekit.train.loop import distill_loss, initialize, train
@@ -107,7 +107,7 @@ def test_an_eighth_level_starts_as_the_model_without_it_and_learns():
     torch.manual_seed(0)
     source = trained(small())
     target = ACDANet(3, width=4, quarter_width=8, blocks=2, mixer="static", eighth_width=8, eighth_blocks=1)
-    assert target.requirements.size_multiple == 8 and target.requirements.receptive_field == 72
+    assert target.requirements.size_multiple == 8 and target.requirements.receptive_field == 12 + 4 * 2 + 8 + 4
     target.load_state_dict(grown_state_dict(target.state_dict(), source.state_dict()))
     x = torch.rand(2, 3, 16, 24)
     with torch.no_grad():
@@ -115,3 +115,50 @@ def test_an_eighth_level_starts_as_the_model_without_it_and_learns():
     target(x).square().mean().backward()
     assert target.eighth.up.weight.grad.abs().sum() > 0  # the level's zero output convolution learns
     assert GROWN_FROM["acdanet_m3_static"] == "acdanet_m_static"
+
+
+def test_the_eighth_level_runs_after_the_quarter_blocks_it_is_told():
+    torch.manual_seed(0)
+    model = trained(ACDANet(3, width=4, quarter_width=8, blocks=3, mixer="static", eighth_width=8, eighth_blocks=1))
+    model.eighth_after = 2
+    x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        half = model.encode(model.head(x))
+        quarter = model.eighth(model.body[1](model.body[0](model.down(half))))
+        half = model.decode(model.up(model.body[2](quarter), add=half))
+        expected = x - model.tail(half)
+        torch.testing.assert_close(model(x), expected, atol=1e-6, rtol=0)
+    assert ACDANet(3, blocks=3, mixer="static", eighth_width=8, eighth_blocks=1).eighth_after == 1  # half, rounded down
+    with pytest.raises(ValueError, match="eighth_after"):
+        ACDANet(3, blocks=3, mixer="static", eighth_width=8, eighth_blocks=1, eighth_after=4)
+
+
+def deep(in_channels: int = 3) -> ACDANet:
+    return ACDANet(in_channels, width=4, quarter_width=8, blocks=4, mixer="static", eighth_width=8, eighth_blocks=1)
+
+
+def slim(in_channels: int = 3) -> ACDANet:
+    return ACDANet(
+        in_channels, width=4, quarter_width=8, blocks=3, mixer="static", eighth_width=8, eighth_blocks=2, eighth_after=2
+    )
+
+
+def test_a_slimmer_model_starts_from_the_deeper_one_without_its_last_quarter_block(monkeypatch, image_folder, tmp_path):
+    for name, build in (("acdanet_deep", deep), ("acdanet_slim", slim)):
+        monkeypatch.setitem(_architectures._ARCHITECTURES, name, _architectures.Architecture(name, ACDANet, build))
+    monkeypatch.setitem(GROWN_FROM, "acdanet_slim", "acdanet_deep")
+    torch.manual_seed(0)
+    source, path = trained(deep()), tmp_path / "deep.safetensors"
+    save_model(source, path, "acdanet_deep.test")
+    raw = recipe_to_dict(recipe_for(image_folder, tmp_path))
+    raw["model"] |= {"architecture": "acdanet_slim", "name": "acdanet_slim.test", "init": str(path)}
+    model = slim().eval()
+    ema = {key: torch.zeros_like(value) for key, value in model.state_dict().items()}
+    provenance = initialize(model, ema, recipe_from_dict(raw))
+    assert provenance["dropped"] and all(key.startswith("body.3.") for key in provenance["dropped"])
+    assert provenance["reinitialised"] and all(key.startswith("eighth.body.1.") for key in provenance["reinitialised"])
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        source.body = source.body[:3]  # what the slim model computes at the start: the deep one without block 4
+        torch.testing.assert_close(model(x), source(x), atol=1e-5, rtol=0)
+    assert GROWN_FROM["acdanet_m3s_static"] == "acdanet_m3_static"
