@@ -38,11 +38,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _auto_dtype_by_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``dtype="auto"`` by the hardware rule and the automatic tile from memory alone in tests: a timed choice would
-    make outputs depend on the machine's load. The measured choices (the product's default) have their own tests,
-    which set ``RESTOREKIT_AUTO_DTYPE`` and ``RESTOREKIT_AUTO_TILE`` themselves."""
+    """``dtype="auto"`` by the hardware rule in tests: a timed choice would make outputs depend on the machine's load.
+    The measured choice (the product's default) has its own tests, which set ``RESTOREKIT_AUTO_DTYPE`` themselves."""
     monkeypatch.setenv("RESTOREKIT_AUTO_DTYPE", "rule")
-    monkeypatch.setenv("RESTOREKIT_AUTO_TILE", "memory")
 
 
 def tiny_mallenet(in_channels: int = 3) -> MalleNet:

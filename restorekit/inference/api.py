@@ -327,42 +327,6 @@ def auto_precision(requirements: Requirements, device: torch.device, net: Model 
     return runtime.measured_precision(key, run)
 
 
-AUTO_TILE_ENV = "RESTOREKIT_AUTO_TILE"
-TILE_PROBES = (512, 768, 1024, 1536, 2048)
-
-
-def _tile_costs(
-    net: Model, device: torch.device, precision: str, size: tuple[int, int], per_pixel: float
-) -> dict[int, float] | None:
-    """What a pixel costs this model on this CPU in pieces of each of ``TILE_PROBES`` sides (that fit in memory),
-    for :func:`~restorekit.inference.tiling.auto_tile` to weigh against a tile's overlap; ``None`` (the tile from
-    memory and work alone) off the CPU, for a model without a name in its metadata (not loaded from a weights
-    file), for an image no larger than the largest probe, or with ``RESTOREKIT_AUTO_TILE=memory``.
-
-    Measured once per CPU (and ISA cap), thread count, model and precision, on random pixels, and remembered
-    (:func:`~restorekit.inference.runtime.measured_tile_costs`): a few seconds, the first time a large image meets
-    a model on a machine.
-    """
-    req = net.requirements
-    metadata = getattr(net, "metadata", None) or {}
-    if device.type != "cpu" or os.environ.get(AUTO_TILE_ENV, "measure") == "memory" or "name" not in metadata:
-        return None
-    if size[0] * size[1] <= TILE_PROBES[-1] ** 2:
-        return None
-    largest = tiling.largest_tile(per_pixel, req, device)
-    sides = [side for side in TILE_PROBES if tiling.min_tile(req) <= side <= largest]
-    if not sides:
-        return None
-    sigma = 25 / 255 if req.sigma_range is not None else 0.0
-
-    def run(side: int) -> None:
-        probe = np.random.default_rng(0).random((side, side, req.in_channels), dtype=np.float32)
-        _run(net, probe, sigma, device, 0, precision, False, [])
-
-    key = f"{metadata['name']} {metadata.get('hyperparameters', '')} {precision}"
-    return runtime.measured_tile_costs(key, run, sides)
-
-
 def _checked(pixels: np.ndarray) -> np.ndarray:
     """Validate the image every restoration takes; the pixels as contiguous float32."""
     check(
@@ -439,8 +403,7 @@ def _run(
     if tile is None:
         if net not in _bytes_per_pixel:
             _bytes_per_pixel[net] = tiling.bytes_per_pixel(net, req, target)
-        costs = _tile_costs(net, target, precision, pixels.shape[:2], _bytes_per_pixel[net])
-        tile = tiling.auto_tile(_bytes_per_pixel[net], req, target, pixels.shape[:2], costs)
+        tile = tiling.auto_tile(_bytes_per_pixel[net], req, target, pixels.shape[:2])
     x = image_to_tensor(pixels)  # the image's one conversion; a gray model's planes are slices of it
     if channels > req.in_channels:
         planes = [x[:, c : c + 1] for c in range(channels)]

@@ -74,7 +74,6 @@ def cpu_has_native_bf16() -> bool:
 
 
 PRECISION_CACHE = "precision.json"
-TILE_CACHE = "tiles.json"
 BF16_MARGIN = 0.95  # bf16 must be at least 5% faster to be picked: it costs a little PSNR, fp32 costs nothing
 _ISA_FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 _ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
@@ -145,53 +144,6 @@ def measured_precision(
         cache[key] = {"dtype": best, "ms": {dtype: round(value * 1000, 2) for dtype, value in seconds.items()}}
         write_json(path, cache)
     return best
-
-
-def measured_tile_costs(model_key: str, run: Callable[[int], object], sides: Sequence[int]) -> dict[int, float]:
-    """Seconds per pixel of a model on square pieces of each of ``sides`` on this CPU, timed once and remembered.
-
-    The smallest side runs once to warm up, then each side once, timed. Cached in
-    ``$RESTOREKIT_CACHE_DIR/tiles.json`` under :func:`cpu_identity`, the thread count and ``model_key`` (which names
-    the precision); a cached answer that lacks one of ``sides`` is measured again. Processes starting together
-    measure once (a file lock), as :func:`measured_precision`.
-
-    Args:
-        model_key: What identifies the model's cost and its precision.
-        run: Runs the model on a square image of the side given, in one piece.
-        sides: Square sides to time.
-    """
-    path = cache_root() / TILE_CACHE
-    key = f"{cpu_identity()} | {torch.get_num_threads()} threads | {model_key}"
-    known = _known_costs(path, key, sides)
-    if known:
-        return known
-    with _locked(path.with_suffix(".lock")):
-        known = _known_costs(path, key, sides)
-        if known:
-            return known
-        run(min(sides))
-        costs = {}
-        for side in sides:
-            start = time.perf_counter()
-            run(side)
-            costs[side] = (time.perf_counter() - start) / (side * side)
-        cache = read_json(path)
-        cache[key] = {"ns_per_pixel": {str(side): round(value * 1e9, 2) for side, value in costs.items()}}
-        write_json(path, cache)
-    return costs
-
-
-def _known_costs(path: Path, key: str, sides: Sequence[int]) -> dict[int, float] | None:
-    """The costs cached under ``key`` (side → seconds per pixel), if they cover ``sides``."""
-    known = read_json(path).get(key)
-    values = known.get("ns_per_pixel") if isinstance(known, dict) else None
-    if not isinstance(values, dict):
-        return None
-    try:
-        costs = {int(side): float(value) / 1e9 for side, value in values.items()}
-    except (TypeError, ValueError):
-        return None
-    return costs if all(side in costs for side in sides) and all(v > 0 for v in costs.values()) else None
 
 
 def _known(path: Path, key: str, candidates: Sequence[str]) -> str | None:

@@ -46,7 +46,6 @@ progress inside one large image without every function in between taking a callb
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import re
@@ -516,75 +515,32 @@ def bytes_per_pixel(model: nn.Module, requirements: Requirements, device: torch.
     return ACTIVATION_FACTOR * largest / (size * size)
 
 
-def largest_tile(per_pixel: float, requirements: Requirements, device: torch.device) -> int:
-    """The largest tile whose activations (``per_pixel`` bytes each, :func:`bytes_per_pixel`) fit the memory share
-    for this model and device; at least :func:`min_tile`."""
-    share = MEMORY_SHARE.get(requirements.tiling, MEMORY_SHARE["supported"])
-    side = math.isqrt(int(available_memory(device) * share / max(per_pixel, 1.0)))
-    return max(_align_down(side, requirements.size_multiple), min_tile(requirements))
-
-
-def cost_per_pixel(costs: dict[int, float], pixels: int) -> float:
-    """Seconds per pixel of a piece of ``pixels`` pixels, interpolated linearly (in area) between the measured
-    square sides of ``costs`` (side → seconds per pixel), held at the nearest end outside them.
-
-    Example:
-        >>> cost_per_pixel({512: 1.0, 1024: 2.0}, 768 * 768) == 1 + (768**2 - 512**2) / (1024**2 - 512**2)
-        True
-    """
-    points = sorted((side * side, value) for side, value in costs.items())
-    if pixels <= points[0][0]:
-        return points[0][1]
-    for (low, low_cost), (high, high_cost) in itertools.pairwise(points):
-        if pixels <= high:
-            return low_cost + (high_cost - low_cost) * (pixels - low) / (high - low)
-    return points[-1][1]
-
-
 def auto_tile(
-    per_pixel: float,
-    requirements: Requirements,
-    device: torch.device,
-    size: tuple[int, int] | None = None,
-    costs: dict[int, float] | None = None,
+    per_pixel: float, requirements: Requirements, device: torch.device, size: tuple[int, int] | None = None
 ) -> int:
     """The tile to run: the largest whose activations fit the memory share for this model and device, or, for an
     image of ``size`` (height, width) that does not fit in one piece, the tile up to that side that does the
-    least work (:func:`work_ratio`; the larger on a tie). With ``costs`` (square side → seconds per pixel, measured
-    on this machine: :func:`~restorekit.inference.runtime.measured_tile_costs`), the tile up to that side, or the
-    whole image where it fits, that takes the least time: work × cost per pixel at its size
-    (:func:`cost_per_pixel`).
+    least work (:func:`work_ratio`; the larger on a tie).
 
     Why the second: tiles are squares and the last of a row is shifted back to end at the border, so the largest
     tile that fits is often a poor one — on a 6000×4000 image a 3504-px tile with a 160-px overlap runs 2×2 tiles,
-    twice the pixels of the image, where 2080 px runs 3×2 for 1.08×, in a third of the memory. Why the costs: on
-    the CPU a pixel costs more in a larger piece, whose maps no longer stay in the caches between layers (ACDANet-M
-    in bf16 on the Sapphire Rapids machine of docs/benchmarks.md: 150 ns per pixel on 1024² pieces, 269 on 2048²),
-    which can outweigh the work a smaller tile's overlap adds.
+    twice the pixels of the image, where 2080 px runs 3×2 for 1.08×, in a third of the memory.
 
     Example:
         >>> req = Requirements(task="denoise", in_channels=3, out_channels=3, size_multiple=8)
         >>> auto_tile(1e12, req, torch.device("cpu")) == min_tile(req)
         True
     """
-    largest = largest_tile(per_pixel, requirements, device)
+    share = MEMORY_SHARE.get(requirements.tiling, MEMORY_SHARE["supported"])
+    side = math.isqrt(int(available_memory(device) * share / max(per_pixel, 1.0)))
+    largest = max(_align_down(side, requirements.size_multiple), min_tile(requirements))
     if size is None:
         return largest
     height, width = size
-    full_h, full_w = padded_size(height, requirements), padded_size(width, requirements)
-    if costs is None and largest >= full_h and largest >= full_w:
+    if largest >= padded_size(height, requirements) and largest >= padded_size(width, requirements):
         return largest
-    # A tile beyond the image's longer side runs as that side does.
-    largest = max(min(largest, _align_up(max(full_h, full_w), requirements.size_multiple)), min_tile(requirements))
     candidates = range(largest, min_tile(requirements) - 1, -requirements.size_multiple)
-    if costs is None:
-        return min(candidates, key=lambda tile: work_ratio(height, width, tile, requirements))
-
-    def seconds(tile: int) -> float:
-        piece = min(tile, full_h) * min(tile, full_w)
-        return work_ratio(height, width, tile, requirements) * cost_per_pixel(costs, piece)
-
-    return min(candidates, key=seconds)
+    return min(candidates, key=lambda tile: work_ratio(height, width, tile, requirements))
 
 
 def run_with_retry(

@@ -96,34 +96,6 @@ def test_auto_precision_of_a_trained_model_is_measured_once_on_this_cpu(tiny_mod
     assert info.dtype == "fp32"  # the measurement, not the CPU's flags, decides
 
 
-def test_the_tile_of_a_large_image_is_weighed_by_costs_measured_on_this_cpu(
-    tiny_model, make_pixels, tmp_path, monkeypatch
-):
-    monkeypatch.setenv("RESTOREKIT_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv(api.AUTO_TILE_ENV)  # the default: measured
-    monkeypatch.setattr(api, "TILE_PROBES", (192, 256))  # "a large image": more pixels than 256²
-    tiny_model.metadata = {"name": "mallenet_tiny.t", "hyperparameters": {"width": 4}}
-    chosen: list[dict | None] = []
-    real = tiling.auto_tile
-
-    def spy(per_pixel, req, device, size=None, costs=None):
-        chosen.append(costs)
-        return real(per_pixel, req, device, size, costs)
-
-    monkeypatch.setattr(tiling, "auto_tile", spy)
-    pixels = make_pixels(264, 280)
-    out, _ = api.denoise_image(pixels, 25, tiny_model, "cpu", dtype="fp32")
-    (entry,) = json.loads((tmp_path / runtime.TILE_CACHE).read_text()).values()
-    assert set(entry["ns_per_pixel"]) == {"192", "256"} and set(chosen[-1]) == {192, 256}
-    again, _ = api.denoise_image(pixels, 25, tiny_model, "cpu", dtype="fp32")  # remembered: not timed again
-    torch.testing.assert_close(torch.as_tensor(again), torch.as_tensor(out), atol=1e-5, rtol=0)
-    api.denoise_image(make_pixels(200, 240), 25, tiny_model, "cpu", dtype="fp32")  # small: memory alone decides
-    assert chosen[-1] is None
-    monkeypatch.setenv(api.AUTO_TILE_ENV, "memory")
-    api.denoise_image(pixels, 25, tiny_model, "cpu", dtype="fp32")
-    assert chosen[-1] is None
-
-
 def test_auto_precision_output_is_close_to_fp32(tiny_model, make_pixels):
     pixels = make_pixels(32, 40)
     out16, info16 = api.denoise_image(pixels, 25, tiny_model, "cpu", dtype="bf16")

@@ -119,21 +119,3 @@ def test_the_cpu_identity_does_not_depend_on_the_thread_count():
         assert runtime.cpu_identity() == first
     finally:
         torch.set_num_threads(threads)
-
-
-def test_tile_costs_are_timed_once_per_side_and_remembered(tmp_path, monkeypatch, clock):
-    monkeypatch.setenv("RESTOREKIT_CACHE_DIR", str(tmp_path))
-    sides: list[int] = []
-
-    def run(side: int) -> None:
-        sides.append(side)
-        clock[0] += side * side * (1e-9 if side < 1000 else 2e-9)
-
-    costs = runtime.measured_tile_costs("m bf16", run, (512, 1024))
-    assert sides == [512, 512, 1024]  # a warm-up, then each side once
-    assert costs == pytest.approx({512: 1e-9, 1024: 2e-9})
-    assert runtime.measured_tile_costs("m bf16", run, (512, 1024)) == pytest.approx(costs) and len(sides) == 3
-    runtime.measured_tile_costs("m bf16", run, (512, 2048))  # a side the cache lacks: measured again
-    assert sides[3:] == [512, 512, 2048]
-    (key,) = json.loads((tmp_path / runtime.TILE_CACHE).read_text())
-    assert key.endswith(f"| {torch.get_num_threads()} threads | m bf16")

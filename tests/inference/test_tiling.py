@@ -189,25 +189,6 @@ def test_auto_tile_for_an_image_does_the_least_work_within_memory(monkeypatch):
     assert tiling.auto_tile(384.0, req, CPU, (3000, 2000)) == largest  # one piece fits: untiled
 
 
-def test_measured_costs_pick_the_tile_that_takes_least_time(monkeypatch):
-    req = Requirements(task="denoise", in_channels=3, out_channels=3, size_multiple=4, receptive_field=44)
-    monkeypatch.setattr(tiling, "available_memory", lambda device: 4 * 3456**2 * 384)
-    flat = {512: 1.0, 2048: 1.0}  # a pixel costs the same in any piece: least work wins, as without costs
-    assert tiling.auto_tile(384.0, req, CPU, (4000, 6000), flat) == tiling.auto_tile(384.0, req, CPU, (4000, 6000))
-    rising = {512: 1.0, 1024: 1.0, 2048: 1.8}  # large pieces spill the caches
-    chosen = tiling.auto_tile(384.0, req, CPU, (4000, 6000), rising)
-    sides = range(3456, tiling.min_tile(req) - 1, -4)
-
-    def seconds(tile):
-        return tiling.work_ratio(4000, 6000, tile, req) * tiling.cost_per_pixel(rising, min(tile, 4000) ** 2)
-
-    assert seconds(chosen) == min(seconds(t) for t in sides) and 900 <= chosen <= 1100
-    # A 3000×2000 image fits in one piece, but with these costs tiles of about 1024 px are faster.
-    assert tiling.auto_tile(384.0, req, CPU, (2000, 3000), rising) < 2000
-    assert tiling.auto_tile(384.0, req, CPU, (2000, 3000), flat) >= 3000  # untiled when a pixel costs the same
-    assert tiling.cost_per_pixel(rising, 100) == 1.0 and tiling.cost_per_pixel(rising, 4096**2) == 1.8
-
-
 def test_available_memory_is_reported():
     assert tiling.available_memory(CPU) > 0
 
