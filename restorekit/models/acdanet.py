@@ -102,7 +102,7 @@ class ACDANet(Model):
             out_channels=in_channels,
             size_multiple=8 if eighth_blocks else 4,
             min_size=32 if eighth_blocks else 16,
-            receptive_field=receptive_field(mixer, blocks, tv_blocks, eighth_blocks),
+            receptive_field=receptive_field(mixer, kernel_size, blocks, tv_blocks, eighth_blocks),
             sigma_range=None,
             layout_aware=tv_blocks > 0,
         )
@@ -113,11 +113,12 @@ class ACDANet(Model):
         half = self.encode(self.head(x))
         quarter = self.down(half)
         coords = self._quarter_coordinates(x, frame) if self.requirements.layout_aware else None
-        middle = self.eighth_after if self.eighth is not None else len(self.body)
         for index, block in enumerate(self.body):
-            if index == middle:
+            if index == self.eighth_after and self.eighth is not None:
                 quarter = self.eighth(quarter)
             quarter = block(quarter, coords)
+        if self.eighth_after == len(self.body) and self.eighth is not None:
+            quarter = self.eighth(quarter)
         half = self.decode(self.up(quarter, add=half))
         return x - self.tail(half)
 
@@ -129,21 +130,22 @@ class ACDANet(Model):
         return F.avg_pool2d(frame.float(), 4)
 
 
-def receptive_field(mixer: str, blocks: int, tv_blocks: int, eighth_blocks: int) -> int:
+def receptive_field(mixer: str, kernel_size: int, blocks: int, tv_blocks: int, eighth_blocks: int) -> int:
     """How far (pixels, each side) an output pixel of an ACDANet can see: the tiles' context (tests/models/
     test_acdanet.py holds it to the reach of a randomly initialised model's gradient, at every pixel phase).
 
-    Static mixers: 12 px for the half-resolution layers and the shuffles, 4 px per 3×3 window at a quarter (each block
-    and each TVConv), 8 px per block at an eighth plus 4 for its shuffle's phase; ACDANet-M reaches 43 px, M3 63.
-    ACDA mixers (atoms over Fourier–Bessel bases up to the kernel size) keep 64 px, above ACDANet-S's reach of 59.
+    Static mixers: 12 px for the half-resolution layers and the shuffles, 4·(K // 2) px per K×K window at a quarter
+    (each block), 4 px per TVConv (3×3), 8 px per block at an eighth plus 4 for its shuffle's phase; ACDANet-M reaches
+    43 px, M3 63. ACDA mixers (atoms over Fourier–Bessel bases up to the kernel size) keep 64 px, above ACDANet-S's
+    reach of 59.
 
     Example:
-        >>> receptive_field("static", 8, 0, 0), receptive_field("static", 8, 0, 2), receptive_field("acda", 6, 0, 0)
-        (44, 64, 64)
+        >>> receptive_field("static", 3, 8, 0, 0), receptive_field("static", 3, 8, 0, 2)
+        (44, 64)
     """
     eighth = 8 * eighth_blocks + 4 if eighth_blocks else 0
     if mixer == "static":
-        return 12 + 4 * (blocks + tv_blocks) + eighth
+        return 12 + 4 * (kernel_size // 2) * blocks + 4 * tv_blocks + eighth
     return 64 + 4 * tv_blocks + (8 * eighth_blocks if eighth_blocks else 0)
 
 
@@ -190,8 +192,8 @@ def acdanet_m_static(in_channels: int = 3) -> ACDANet:
 @register_architecture(ACDANet)
 def acdanet_m3_static(in_channels: int = 3) -> ACDANet:
     """ACDANet-M-static with a third level: 2 static bottlenecks at an eighth of the resolution (128 channels, 1/64
-    of the pixels) between its quarter blocks 4 and 5, for the low-frequency part of camera noise that a 64-px
-    receptive field sees only in part. 11% more work per pixel. Grown from ACDANet-M-static: the level's output
+    of the pixels) between its quarter blocks 4 and 5, for the low-frequency part of camera noise that ACDANet-M's
+    44-px reach sees only in part. 11% more work per pixel. Grown from ACDANet-M-static: the level's output
     convolution starts at zero, so it starts as that model."""
     return ACDANet(
         in_channels=in_channels,
@@ -208,9 +210,9 @@ def acdanet_m3_static(in_channels: int = 3) -> ACDANet:
 def acdanet_m3s_static(in_channels: int = 3) -> ACDANet:
     """ACDANet-M3-static slimmed for speed: 6 quarter blocks (4 before the eighth level, 2 after) where M3 has 8,
     and 4 eighth-resolution blocks where it has 2 — the work moves to the level with a quarter of the pixels: 31.5 K
-    multiply-adds per pixel against M3's 36.4 K and ACDANet-M's 32.7 K. Starts from ACDANet-M3-static: its quarter
-    blocks 7 and 8 dropped (the two whose removal changed its output least on synthetic camera noise), the
-    two new eighth blocks start as the identity."""
+    multiply-adds per pixel against M3's 36.4 K and ACDANet-M's 32.7 K. Starts from ACDANet-M3-static without its
+    last two quarter blocks (:func:`grown_state_dict` drops what the slimmer model lacks); the two new eighth blocks
+    start as the identity."""
     return ACDANet(
         in_channels=in_channels,
         width=32,

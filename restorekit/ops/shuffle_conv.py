@@ -6,12 +6,14 @@
 followed by a reshape that moves C-long runs (:func:`conv_shuffle`); the sum with the map it is added to reads
 that reshape as a view, so the shuffled map is never written.
 
-Why: on channels_last maps PyTorch's pixel_(un)shuffle moves single elements (a ``C``-strided gather). On a
-1024² tile of ACDANet-M3-static in bf16 (one thread, the Sapphire Rapids machine of docs/benchmarks.md) the three
-unshuffles, three shuffles and the two sums after them took 39% of the time (torch.profiler); a 1×1 convolution
-after an unshuffle of a 32-channel 512² map took 22.7 ms, the strided convolution 3.6 ms. Same arithmetic, so the
-results agree with the literal compositions (:func:`unshuffle_conv_reference`, :func:`conv_shuffle_reference`) up
-to float rounding; autograd runs through both.
+Why: on channels_last maps PyTorch's pixel_(un)shuffle moves single elements (a ``C``-strided gather), a pass
+that cost more than the convolution after it in ACDANet's bf16 profile. Through the engine (``restorekit bench
+latency -m acdanet_m3_static.real_color -m acdanet_m_static.real_color --peers none --references none --size 2048
+--dtype bf16,fp32 --repeats 3 --threads 2``, the Sapphire Rapids machine of docs/benchmarks.md, quiet), ACDANet-M3
+went from 807 to 732 ms in bf16 and from 1557 to 1475 ms in fp32 with this op, ACDANet-M from 715 to 663 and from
+1390 to 1360 ms. Same arithmetic, so the results agree with the literal compositions (:func:`unshuffle_conv_reference`,
+:func:`conv_shuffle_reference`) up to float rounding; autograd runs through both. One implementation for every
+device (plain PyTorch calls), so there is no backend to pick; its speed on CUDA has not been measured.
 """
 
 from __future__ import annotations

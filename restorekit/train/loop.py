@@ -119,8 +119,9 @@ def initialize(model: nn.Module, ema: dict[str, torch.Tensor], recipe: Recipe) -
     output, so that the model starts as its twin), the σ-conditioned twin of a blind MalleNet-R (which starts
     as it at σ = ``BLIND_START_SIGMA``; :func:`~restorekit.models.mallenet.blind_state_dict`), or a
     super-resolution model of another factor: then every tensor but the factor-sized tail starts from it, or the
-    smaller model a larger one grows from (``GROWN_FROM``; :func:`~restorekit.models.acdanet.grown_state_dict`). The
-    provenance lists the tensors left at their fresh initialisation.
+    model it grows from (``GROWN_FROM``; :func:`~restorekit.models.acdanet.grown_state_dict`): a smaller one, or one
+    with more quarter blocks, whose last ones are dropped. The provenance lists the tensors left at their fresh
+    initialisation (``reinitialised``) and those of the file left out (``dropped``).
     """
     source = load_model(recipe.model.init)
     weights = source.state_dict()

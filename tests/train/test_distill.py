@@ -117,10 +117,13 @@ def test_an_eighth_level_starts_as_the_model_without_it_and_learns():
     assert GROWN_FROM["acdanet_m3_static"] == "acdanet_m_static"
 
 
-def test_the_eighth_level_runs_after_the_quarter_blocks_it_is_told():
+def test_the_eighth_level_runs_after_the_quarter_blocks_it_is_told(tmp_path):
     torch.manual_seed(0)
-    model = trained(ACDANet(3, width=4, quarter_width=8, blocks=3, mixer="static", eighth_width=8, eighth_blocks=1))
-    model.eighth_after = 2
+    model = trained(
+        ACDANet(3, width=4, quarter_width=8, blocks=3, mixer="static", eighth_width=8, eighth_blocks=1, eighth_after=2)
+    )
+    save_model(model, tmp_path / "m.safetensors", "acdanet_m3_static.test")  # a file records where the level runs
+    assert load_model(tmp_path / "m.safetensors").eighth_after == 2
     x = torch.rand(1, 3, 16, 24)
     with torch.no_grad():
         half = model.encode(model.head(x))
