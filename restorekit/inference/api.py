@@ -269,11 +269,24 @@ def _tile_fn(model: nn.Module, device: torch.device, dtype: torch.dtype) -> tili
             condition = condition.to(device)
             extra = {"frame": condition[:, 1:]} if layout else {}
             out = model(x, condition[:, :1] if layout else condition, **extra).float()
-        if half and not bool(torch.isfinite(out).all()):
+        if half and not all_finite(out):
             raise _NonFinite
         return out
 
     return run
+
+
+def all_finite(x: torch.Tensor) -> bool:
+    """Whether every value of ``x`` is finite: its sum first (NaN and Inf reach the sum), the element-wise test
+    only where the sum is not finite (then also for finite values so large that their sum overflows). The sum reads
+    the map once; ``torch.isfinite(x).all()`` writes a mask of it first and took several times as long on a 24 MP
+    output, a tenth of a fast model's time there.
+
+    Example:
+        >>> all_finite(torch.ones(3)), all_finite(torch.tensor([1.0, float("nan")])), all_finite(torch.full((2,), 3e38))
+        (True, False, True)
+    """
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
 # The 8 symmetries of the square as (quarter turns, mirror): the self-ensemble's views of an image.
@@ -432,7 +445,7 @@ def _run(
             notes.append(f"{precision} produced NaN/Inf; reran in fp32")
             precision = "fp32"
             out, used_tile = run(precision)
-    if not bool(torch.isfinite(out).all()):  # never clamped into a plausible-looking output
+    if not all_finite(out):  # never clamped into a plausible-looking output
         name = net.name
         raise WeightsError(
             f"model {name} produced NaN or Inf values even in fp32 (corrupt weights, or pixel values far outside "

@@ -256,9 +256,10 @@ def _reflect(start: int, size: int, length: int) -> torch.Tensor:
 
 
 def _gather(x: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
-    """The ``height×width`` window of ``x (B, C, H, W)`` at ``(top, left)``, reflect-extended past the borders."""
+    """The ``height×width`` window of ``x (B, C, H, W)`` at ``(top, left)``, reflect-extended past the borders (a
+    view of x where the window lies inside it: the tile function copies it once, into its device and layout)."""
     if top + height <= x.shape[-2] and left + width <= x.shape[-1]:
-        return x[..., top : top + height, left : left + width].contiguous()
+        return x[..., top : top + height, left : left + width]
     rows = _reflect(top, height, x.shape[-2]).to(x.device)
     cols = _reflect(left, width, x.shape[-1]).to(x.device)
     return x.index_select(-2, rows).index_select(-1, cols)
@@ -362,11 +363,11 @@ def run_tiled(
     for top, wy in zip(rows, row_w, strict=True):
         for left, wx in zip(cols, col_w, strict=True):
             condition = _condition_window(sigma, top, left, tile_h, tile_w)
-            piece = fn(_gather(x, top, left, tile_h, tile_w), condition)
-            piece = piece.float().cpu() * (wy[:, None] * wx[None, :])
+            piece = fn(_gather(x, top, left, tile_h, tile_w), condition).float().cpu()
             y0, x0 = top * s, left * s
             y1, x1 = min(y0 + tile_h * s, height * s), min(x0 + tile_w * s, width * s)
-            out[..., y0:y1, x0:x1] += piece[..., : y1 - y0, : x1 - x0]
+            weights = wy[: y1 - y0, None] * wx[None, : x1 - x0]
+            out[..., y0:y1, x0:x1].addcmul_(piece[..., : y1 - y0, : x1 - x0], weights)  # one pass, no blended copy
             done += 1
             progress(done, len(rows) * len(cols))
     return out

@@ -313,3 +313,18 @@ def test_an_output_with_nan_even_in_fp32_is_refused_not_clamped(make_pixels):
     with pytest.raises(WeightsError, match="NaN or Inf") as excinfo:
         api.denoise_image(make_pixels(24, 40), 25, Broken(), "cpu", None, "fp32")
     assert "\n" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "values, finite",
+    [
+        ([0.0, 1.0], True),
+        ([1.0, float("nan")], False),
+        ([float("inf"), -float("inf")], False),  # the sum is NaN
+        ([float("-inf"), 1.0], False),
+        ([3e38, 3e38, -1.0], True),  # finite values whose sum overflows: the element-wise test decides
+    ],
+)
+def test_all_finite_is_the_element_wise_test(values, finite):
+    assert api.all_finite(torch.tensor(values)) is finite
+    assert api.all_finite(torch.tensor(values).reshape(1, -1, 1, 1).to(memory_format=torch.channels_last)) is finite
