@@ -65,6 +65,7 @@ _DEFAULTS = {
     "tune_real": {3: ("tunable_mallenet_r.real_color",)},
     "real": {
         3: (
+            "acdanet_m3s_static.real_color",
             "mallenet_r.real_color+acdanet_s.real_color_nr2",
             "mallenet_r.real_color",
             "acdanet_s.real_color_nr2",
