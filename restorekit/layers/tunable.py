@@ -215,18 +215,32 @@ class TunableACDAConv(Tunable):
 
 
 class TunableDynamicBottleneck(Tunable):
-    """Tunable twin of :class:`~restorekit.layers.acda.DynamicBottleneck` with an ACDA mixer (no TVConv).
+    """Tunable twin of :class:`~restorekit.layers.acda.DynamicBottleneck` (no TVConv): an ACDA mixer, or with
+    ``mixer="static"`` a plain K×K convolution (``atoms``, ``bases_per_scale`` and ``width`` unused then).
 
     Shape:
         ``x (B, C, H, W), w (B, p) → (B, C, H, W)``
     """
 
-    def __init__(self, channels: int, kernel_size: int, atoms: int, bases_per_scale: int, width: int, params: int = 2):
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        atoms: int,
+        bases_per_scale: int,
+        width: int,
+        params: int = 2,
+        mixer: str = "acda",
+    ):
         super().__init__()
+        check(mixer in ("acda", "static"), "TunableDynamicBottleneck mixer", "acda or static", mixer)
         inner = channels // 2
         self.reduce = TunableConv2d(channels, inner, 1, params)
         self.act1 = TunablePReLU(inner, params)
-        self.mixer = TunableACDAConv(inner, inner, kernel_size, atoms, bases_per_scale, width, params)
+        if mixer == "acda":
+            self.mixer = TunableACDAConv(inner, inner, kernel_size, atoms, bases_per_scale, width, params)
+        else:
+            self.mixer = TunableConv2d(inner, inner, kernel_size, params, padding=kernel_size // 2)
         self.act2 = TunablePReLU(inner, params)
         self.expand = TunableConv2d(inner, channels, 1, params)
 

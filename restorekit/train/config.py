@@ -136,7 +136,10 @@ class DistillConfig:
     """Knowledge distillation: the loss ``weight·L(ŷ, teacher(z)) + (1 − weight)·L(ŷ, y)``.
 
     ``teacher`` is a model name (an average ``"a+b"`` too) or a ``.safetensors`` path of a denoiser that takes the
-    student's input; it runs without gradients on every training batch, in bfloat16 where ``dtype`` says so.
+    student's input; it runs without gradients on every training batch, in bfloat16 where ``dtype`` says so. With a
+    ``tune`` section (``weight`` 1, objective ``noise``) the teacher's output stands for y in the multi-loss, the
+    noise-retention target then ``y_η = t + ω2·ν·(z − t)`` (t the teacher's output): a tunable student of the
+    teacher.
     """
 
     teacher: str
@@ -229,7 +232,13 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         distill = sections["distill"]
         check(0 <= distill.weight <= 1, f"{source} distill.weight", "in [0, 1]", distill.weight)
         check_choice(distill.dtype, ("fp32", "bf16"), f"{source} distill.dtype")
-        check("tune" not in sections, f"{source} distill", "not with a tune section", "both")
+        if "tune" in sections:  # the teacher's output is then the multi-loss's y: no second clean term
+            check(
+                distill.weight == 1 and sections["tune"].objective == "noise",
+                f"{source} distill with tune",
+                "distill.weight 1 and tune.objective noise (the teacher's output is y)",
+                (distill.weight, sections["tune"].objective),
+            )
     data = sections["data"]
     check_choice(data.degradation, DEGRADATIONS, f"{source} data.degradation")
     if data.degradation == "shading":

@@ -251,8 +251,9 @@ def validate(
 
     With ``w`` and ``tune`` (a recipe's ``tune`` section) the target is the clean crop at ω = (1, 0) and the
     second objective's target (:func:`tune_target`) at ω = (0, 1), the noise-retention target ``y_η`` of that
-    setting between them; a tunable model runs at that ω. ``frame`` (the crops' frame coordinates,
-    ``(N, 2, H, W)``) goes to a layout-aware model.
+    setting between them; a tunable model runs at that ω. The targets are built from the clean crop even where
+    training put a distillation teacher's output in its place (the distance to the truth, not to the teacher).
+    ``frame`` (the crops' frame coordinates, ``(N, 2, H, W)``) goes to a layout-aware model.
     """
     scores = []
     for index in range(len(clean)):
@@ -409,7 +410,7 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
             frame = frame[world.share(data.batch)] if frame is not None else None
         clean, noisy, level = (t.to(device, memory_format=memory_format) for t in (clean, noisy, level))
         where = {"frame": frame.to(device)} if frame is not None and is_layout_aware(model) else {}
-        if teacher is not None:
+        if teacher is not None and recipe.tune is None:
             with autocast:
                 prediction = forward(noisy, level, **where).float()
                 loss = distill_loss(loss_fn, prediction, clean, teacher(noisy, level), recipe)
@@ -419,10 +420,12 @@ def _train(recipe: Recipe, progress: ProgressFn | None, world: World, device: to
         else:
             w = draw_omega(data.batch, recipe.tune.endpoints, recipe.tune.fixed_w1, generator)
             w = (w[world.share(data.batch)] if world.size > 1 else w).to(device)
+            reference = clean if teacher is None else teacher(noisy, level)  # y: the teacher's output with distill
             with autocast:
                 prediction = forward(noisy, level, w) if is_tunable(model) else forward(noisy, level)
-                target = tune_target(recipe.tune, clean, noisy, w[:, 1])
-                loss = multi_loss(loss_fn, prediction.float(), clean, target, w, second_objective(recipe.tune, loss_fn))
+                target = tune_target(recipe.tune, reference, noisy, w[:, 1])
+                objective = second_objective(recipe.tune, loss_fn)
+                loss = multi_loss(loss_fn, prediction.float(), reference, target, w, objective)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
@@ -464,6 +467,7 @@ def load_teacher(recipe: Recipe, device: torch.device) -> Callable[[torch.Tensor
     model = load_model(distill.teacher) if distill.teacher.endswith(".safetensors") else create_model(distill.teacher)
     model = model.to(device).eval()
     check(model.requirements.task == "denoise", "distill.teacher", "a denoiser", distill.teacher)
+    check(not is_tunable(model), "distill.teacher", "a plain (not tunable) denoiser", distill.teacher)
     dtype = torch.bfloat16 if distill.dtype == "bf16" else torch.float32
 
     @torch.no_grad()
@@ -613,4 +617,7 @@ def omega_metadata(model: nn.Module, recipe: Recipe) -> dict[str, Any]:
             f"ω1·L(ŷ, y) + ω2·L(ŷ, y_η), y_η = y + ω2·{nu}·(z − y): ω = (1, 0) removes the noise, "
             f"ω = (0, 1) keeps {nu:.0%} of it"
         )
+    if recipe.distill is not None:  # the multi-loss's y was a teacher's output (config: only with objective noise)
+        meta["y"] = {"teacher": recipe.distill.teacher, "dtype": recipe.distill.dtype}
+        meta["objective"] += f"; y is the output of the teacher {recipe.distill.teacher}, not the clean image"
     return meta

@@ -109,7 +109,7 @@ def publish(weights: Path, results_path: Path, destination: Path) -> Path:
         quality = quality_from_results(results, meta["name"])
     target = destination / f"{meta['name']}.safetensors"
     extra = {k: meta[k] for k in ("recipe", "training", "license", "omega") if k in meta}
-    if is_tunable(model) and "omega" not in extra:
+    if is_tunable(model) and "recipe" in meta:  # what ω means, from its recipe (the run may predate this wording)
         extra["omega"] = omega_metadata(model, recipe_from_dict(yaml.safe_load(meta["recipe"])))
     save_model(model, target, meta["name"], quality=quality, **extra)
     return target

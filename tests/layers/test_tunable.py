@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from restorekit.layers.tunable import Phi, TunableConv2d, TunablePReLU, expand_state_dict, fold_state_dict
+from restorekit.errors import UsageError
+from restorekit.layers.tunable import (
+    Phi,
+    TunableConv2d,
+    TunableDynamicBottleneck,
+    TunablePReLU,
+    expand_state_dict,
+    fold_state_dict,
+)
 from restorekit.models.mallenet import MalleNet
 from restorekit.models.tunable_mallenet import TunableMalleNet
 
@@ -116,3 +124,10 @@ def test_fold_checks_the_number_of_parameters():
     _, tunable = tiny_pair()
     with pytest.raises(UsageError, match="2 values"):
         tunable.fold((0.2, 0.3, 0.5))
+
+
+def test_a_tunable_dynamic_bottleneck_takes_an_acda_or_a_static_mixer_only():
+    static = TunableDynamicBottleneck(8, 3, 0, 0, 0, 2, "static")
+    assert type(static.mixer) is TunableConv2d and tuple(static.mixer.weight.shape) == (2, 4, 4, 3, 3)
+    with pytest.raises(UsageError, match="mixer"):
+        TunableDynamicBottleneck(8, 3, 0, 0, 0, 2, "dynamic")

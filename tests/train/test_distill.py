@@ -90,8 +90,17 @@ def test_bad_distill_sections_are_usage_errors(image_folder, tmp_path, distill, 
     raw = recipe_to_dict(recipe_for(image_folder, tmp_path)) | {"distill": distill}
     with pytest.raises(UsageError, match=message):
         recipe_from_dict(raw)
-    with pytest.raises(UsageError, match="distill"):
-        recipe_from_dict(raw | {"distill": {"teacher": "t"}, "tune": {}})
+
+
+@pytest.mark.parametrize(
+    "distill, tune",
+    [({"teacher": "t", "weight": 0.5}, {}), ({"teacher": "t"}, {"objective": "detail"})],
+)
+def test_a_teacher_with_a_tune_section_is_the_multi_loss_y_only(image_folder, tmp_path, distill, tune):
+    raw = recipe_to_dict(recipe_for(image_folder, tmp_path))
+    with pytest.raises(UsageError, match="distill with tune"):
+        recipe_from_dict(raw | {"distill": distill, "tune": tune})
+    assert recipe_from_dict(raw | {"distill": {"teacher": "t"}, "tune": {}}).distill.teacher == "t"
 
 
 def test_a_distillation_recipe_trains_and_is_recorded_in_the_weights(tiny_arch, image_folder, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -232,3 +233,53 @@ def test_channels_last_is_refused_for_a_tunable_model_in_one_line(tiny_tunable_a
     raw["tune"] = {"nu": 0.9}
     with pytest.raises(UsageError, match="channels_last"):
         train(recipe_from_dict(raw))
+
+
+def test_with_a_teacher_its_output_is_the_multi_loss_y(tiny_tunable_arch, image_folder, tmp_path, monkeypatch):
+    from restorekit.train import loop
+
+    plain = train(recipe_for(image_folder, tmp_path / "plain", iterations=1))
+    raw = recipe_to_dict(tunable_recipe(image_folder, tmp_path / "tunable", plain, iterations=2))
+    raw["distill"] = {"teacher": str(plain), "dtype": "fp32"}
+    seen = []
+
+    def recording(loss_fn, prediction, reference, target, w, objective=None):
+        seen.append((reference, target, w))
+        return multi_loss(loss_fn, prediction, reference, target, w, objective)
+
+    monkeypatch.setattr(loop, "load_teacher", lambda recipe, device: lambda noisy, level: torch.full_like(noisy, 0.25))
+    monkeypatch.setattr(loop, "multi_loss", recording)
+    load_model(train(recipe_from_dict(raw)))
+    assert len(seen) == 2
+    for reference, target, w in seen:
+        assert torch.equal(reference, torch.full_like(reference, 0.25))
+        retained = target - 0.25  # ω2·ν·(z − t): zero exactly where ω2 is
+        assert all((retained[i].abs().max() == 0) == (w[i, 1] == 0) for i in range(len(w)))
+
+
+def test_a_teacher_is_named_in_what_omega_means_and_a_tunable_teacher_is_refused(
+    tiny_tunable_arch, image_folder, tmp_path
+):
+    from restorekit.train.loop import load_teacher, omega_metadata
+
+    plain = train(recipe_for(image_folder, tmp_path / "plain", iterations=1))
+    raw = recipe_to_dict(tunable_recipe(image_folder, tmp_path / "tunable", plain, iterations=1))
+    tunable = load_model(train(recipe_from_dict(raw)))
+    assert "y" not in omega_metadata(tunable, recipe_from_dict(raw))
+    raw["distill"] = {"teacher": str(plain), "dtype": "fp32"}
+    meta = omega_metadata(tunable, recipe_from_dict(raw))
+    assert meta["y"] == {"teacher": str(plain), "dtype": "fp32"} and str(plain) in meta["objective"]
+    raw["distill"]["teacher"] = str(tmp_path / "tunable" / "tunable_mallenet_tiny.test.safetensors")
+    with pytest.raises(UsageError, match="not tunable"):
+        load_teacher(recipe_from_dict(raw), torch.device("cpu"))
+
+
+def test_the_shipped_tunable_photo_recipes_load():
+    from restorekit.train.config import load_recipe
+
+    recipes = Path(__file__).parents[2] / "weights" / "recipes"
+    tunable = load_recipe(recipes / "tunable_acdanet_m3s_static.real_color.yaml")
+    retain = load_recipe(recipes / "acdanet_m3s_static.real_color_retain.yaml")
+    assert tunable.model.architecture == f"tunable_{retain.model.architecture}"
+    assert tunable.distill.teacher == retain.distill.teacher == tunable.model.init == retain.model.init
+    assert (tunable.tune.fixed_w1, retain.tune.fixed_w1) == (None, 0.0) and tunable.data == retain.data
