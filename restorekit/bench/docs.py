@@ -436,7 +436,7 @@ PHOTO_DEFAULT = "mallenet_r.real_color+acdanet_s.real_color_nr2"  # the two-mode
 
 def _photo_rows(documents: Sequence[tuple[str | Path, dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per restorekit model, precision and machine at ``PHOTO_SIZE``, with its speed-up over the two-model
-    photo default measured in the same results file and precision."""
+    photo default measured in the same results file and precision; files that did not run the default are left out."""
     out = []
     for _, document in documents:
         if document["command"] != "latency":
@@ -445,6 +445,8 @@ def _photo_rows(documents: Sequence[tuple[str | Path, dict[str, Any]]]) -> list[
         machine = environment.get("machine") or environment.get("cpu")
         rows = [r for r in document["rows"] if r.get("median_ms") and r["size"] == PHOTO_SIZE]
         before = {r["dtype"]: r["median_ms"] for r in rows if r["method"] == PHOTO_DEFAULT}
+        if not before:  # a run without the default is not this comparison (its own section shows it)
+            continue
         for r in rows:
             if r.get("kind") != "restorekit":
                 continue

@@ -172,7 +172,7 @@ def _print_table(rows: list[dict[str, Any]], roles: dict[str, str]) -> None:
     wide = results.width >= WIDE
     # On a narrow terminal the quality figures fold onto more lines rather than end in "…".
     columns = [Column("model", no_wrap=True), "ch", Column("params", justify="right")]
-    columns += [Column("ms", justify="right"), Column("quality (PSNR dB)", overflow="fold")]
+    columns += [Column("ms", justify="right"), Column("PSNR (dB)", overflow="fold")]
     table = Table(*columns, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, expand=False)
     if wide:
         table.add_column("iterations")

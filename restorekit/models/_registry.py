@@ -62,7 +62,7 @@ _DEFAULTS = {
         1: ("mallenet_m.awgn_gray", "mallenet_s.awgn_gray"),
     },
     "tune": {3: ("tunable_mallenet_s.awgn_color",), 1: ("tunable_mallenet_s.awgn_gray",)},
-    "tune_real": {3: ("tunable_mallenet_r.real_color",)},
+    "tune_real": {3: ("tunable_acdanet_m3s_static.real_color", "tunable_mallenet_r.real_color")},
     "real": {
         3: (
             "acdanet_m3s_static.real_color",

@@ -91,3 +91,7 @@ def test_the_summary_shows_the_24_mp_photo_against_the_photo_default():
     assert "24 MP photo (6000x4000)" in summary and "| peak RSS MB | × faster than the default |" in summary
     assert "| acdanet_m_static.real_color.safetensors | bf16 | 8.000 | 2500 | 5.000 |" in summary
     assert "| acdanet_m_static.real_color | fp32 | 9.000 | 2600 |  |" in summary  # no default in fp32 to compare
+    without = _latency()
+    without["rows"] += photo[1:]  # a run without the default: not part of the comparison
+    summary = render([("w.json", without)], "restorekit bench report w.json")
+    assert "24 MP photo (6000x4000)" not in summary[summary.index("## Summary") : summary.index("## Latency: ")]
