@@ -17,7 +17,6 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from restorekit.layers.tunable import (
     Tunable,
@@ -25,6 +24,7 @@ from restorekit.layers.tunable import (
     TunableDynamicBottleneck,
     TunableInvertedBottleneck,
     TunableSequential,
+    expand_state_dict,
     fold_into,
 )
 from restorekit.models._architectures import register_architecture
@@ -79,12 +79,9 @@ class TunableACDANet(Model):
         self.up = TunableConv2d(quarter_width, width * 4, 1, params)
         self.decode = TunableInvertedBottleneck(width, 2, params)
         self.tail = TunableConv2d(width, in_channels * 4, 3, params, padding=1)
-        with torch.no_grad():  # from scratch it starts as ACDANet does: blocks the identity, output ≈ input
-            for block in self.body:
-                block.expand.weight.zero_()
-                block.expand.bias.zero_()
-            self.tail.weight.normal_(std=1e-3)
-            self.tail.bias.zero_()
+        # From scratch it starts as its plain twin's fresh initialisation (every expert alike): the blocks and the
+        # eighth level the identity, the output ≈ the input.
+        self.load_state_dict(expand_state_dict(self, plain.state_dict()), strict=True)
         names = OMEGA[:params] if params == 2 else tuple(f"ω{i + 1}" for i in range(params))
         self.requirements = dataclasses.replace(plain.requirements, tune_parameters=names, tune_domain="simplex")
 
@@ -112,7 +109,7 @@ class TunableACDANet(Model):
 
 
 class TunableEighthLevel(Tunable):
-    """Tunable twin of :class:`~restorekit.models.acdanet.EighthLevel`.
+    """Tunable twin of :class:`~restorekit.models.acdanet.EighthLevel` (initialised by :class:`TunableACDANet`).
 
     Shape:
         ``x (B, C, H, W), w (B, p) → (B, C, H, W)``; H and W even.
@@ -125,8 +122,6 @@ class TunableEighthLevel(Tunable):
             *(TunableDynamicBottleneck(width, 3, 0, 0, 0, params, "static") for _ in range(blocks))
         )
         self.up = TunableConv2d(width, channels * 4, 1, params)
-        for tensor in (self.up.weight, self.up.bias, *(t for b in self.body for t in (b.expand.weight, b.expand.bias))):
-            nn.init.zeros_(tensor)  # as EighthLevel: the level, and each of its blocks, starts as the identity
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return x + F.pixel_shuffle(self.up(self.body(self.down(F.pixel_unshuffle(x, 2), w), w), w), 2)
